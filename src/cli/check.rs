@@ -1,0 +1,41 @@
+//! `handoff check`: validate the config; print each source's URL and how it authenticates.
+
+use super::Failure;
+use crate::config::Config;
+use crate::sources::describe_auth;
+
+pub fn run(config: &Config) -> Result<(), Failure> {
+    print!("{}", summary(config));
+    Ok(())
+}
+
+/// The report `check` prints; names where secrets come from, never their values.
+pub fn summary(config: &Config) -> String {
+    let mut out = format!("{}: ok\n", config.path.display());
+    out += &format!("listen: http://{}\n", config.listen);
+    out += &format!("store:  {}\n", config.store_url);
+    if !config.trusted_proxies.is_empty() {
+        let proxies: Vec<String> = config.trusted_proxies.iter().map(ToString::to_string).collect();
+        out += &format!("trusted proxies: {}\n", proxies.join(", "));
+    }
+    if config.sources.is_empty() {
+        out += "sources: none (add a [sources.NAME] table)\n";
+    } else {
+        out += "sources:\n";
+    }
+    for source in config.sources.values() {
+        out += &format!("  {}  POST /hooks/{}\n", source.name, source.name);
+        out += &format!("    kind:   {}\n", source.kind);
+        out += &format!("    auth:   {}\n", describe_auth(source.kind));
+        out += &format!("    secret: {}\n", source.credentials_from.join(", "));
+        if !source.allow_ips.is_empty() {
+            let nets: Vec<String> = source.allow_ips.iter().map(ToString::to_string).collect();
+            out += &format!("    allow:  {}\n", nets.join(", "));
+        }
+        out += &format!("    limit:  {} bytes\n", source.max_body);
+        if source.kind == crate::config::Kind::StandardWebhooks {
+            out += &format!("    tolerance: {}s\n", source.tolerance.as_secs());
+        }
+    }
+    out
+}

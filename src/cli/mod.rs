@@ -1,0 +1,90 @@
+//! The `handoff` command line: one file per subcommand; this file parses and dispatches.
+//!
+//! Exit codes: 0 ok, 1 runtime failure, 2 usage or config error.
+
+mod check;
+mod events;
+mod send;
+mod serve;
+
+use crate::config::{Config, ConfigError};
+use crate::telemetry::LogFormat;
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Debug, Parser)]
+#[command(name = "handoff", version, about = "Receives signed webhooks from the data stack and records them durably")]
+pub struct Cli {
+    /// Config file (default: $HANDOFF_CONFIG, else ./handoff.toml).
+    #[arg(long, global = true, env = "HANDOFF_CONFIG", value_name = "PATH")]
+    config: Option<PathBuf>,
+
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value = "text")]
+    log_format: LogFormat,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the server: receive deliveries on POST /hooks/{source}.
+    Serve,
+    /// Validate the config and print each source's URL and how it authenticates.
+    Check,
+    /// Sign and send a delivery (for dbt Core run by Airflow, Prefect or cron).
+    Send(send::SendArgs),
+    /// List recorded events, newest first.
+    Events(events::EventsArgs),
+}
+
+/// A failed command: what to print and the exit code.
+#[derive(Debug)]
+pub struct Failure {
+    pub code: u8,
+    pub message: String,
+}
+
+impl Failure {
+    pub fn runtime(message: impl Into<String>) -> Self {
+        Failure { code: 1, message: message.into() }
+    }
+    pub fn usage(message: impl Into<String>) -> Self {
+        Failure { code: 2, message: message.into() }
+    }
+}
+
+impl From<ConfigError> for Failure {
+    fn from(err: ConfigError) -> Self {
+        Failure::usage(err.to_string())
+    }
+}
+
+impl Cli {
+    fn config_path(&self) -> PathBuf {
+        self.config.clone().unwrap_or_else(|| PathBuf::from("handoff.toml"))
+    }
+
+    fn load_config(&self) -> Result<Config, Failure> {
+        Ok(Config::load(&self.config_path())?)
+    }
+
+    pub fn log_format(&self) -> LogFormat {
+        self.log_format
+    }
+
+    /// Whether this command wants logs on stderr (the server does; one-shot commands stay quiet).
+    pub fn is_server(&self) -> bool {
+        matches!(self.command, Command::Serve)
+    }
+
+    pub async fn run(self) -> Result<(), Failure> {
+        match &self.command {
+            Command::Serve => serve::run(self.load_config()?).await,
+            Command::Check => check::run(&self.load_config()?),
+            Command::Send(args) => send::run(args).await,
+            Command::Events(args) => events::run(&self.load_config()?, args).await,
+        }
+    }
+}

@@ -1,0 +1,33 @@
+//! `handoff serve`: the server, until SIGTERM or SIGINT.
+
+use super::Failure;
+use crate::app::App;
+use crate::config::Config;
+use crate::store::StoreOptions;
+
+pub async fn run(config: Config) -> Result<(), Failure> {
+    let sources = config.sources.len();
+    let store = config.store_url.clone();
+    let app = App::build(config, StoreOptions::default()).await.map_err(|e| Failure::runtime(e.to_string()))?;
+    tracing::info!(listen = %app.local_addr(), store = %store, sources, "handoff is serving");
+    app.run_until_stopped(shutdown_signal()).await.map_err(|e| Failure::runtime(e.to_string()))?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Resolves on SIGTERM (Kubernetes, systemd) or SIGINT (Ctrl-C).
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("installing a SIGTERM handler cannot fail on unix");
+        tokio::select! {
+            _ = interrupt => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = interrupt.await;
+    tracing::info!("shutting down: no new connections, finishing requests in flight");
+}

@@ -1,0 +1,519 @@
+//! The config file: `handoff.toml` as the user writes it, and the checked settings built from it.
+//!
+//! `File*` structs are inert serde data (`deny_unknown_fields`, a `///` on every field).
+//! [`Config::load`] parses them, resolves every secret reference and validates everything
+//! at once, so a bad file is reported in one go, each problem with its line and a hint.
+//! Nothing here prints or stores a secret value.
+
+mod secret;
+mod size;
+
+pub use secret::{SecretError, SecretRef};
+
+use crate::signature::{self, Key};
+use ipnet::IpNet;
+use secrecy::ExposeSecret;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use toml::Spanned;
+
+/// The listen address used when `[server] listen` is absent.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+/// The store used when `[store]` is absent.
+pub const DEFAULT_STORE_URL: &str = "sqlite://handoff.db";
+/// The body size limit of a source unless it sets `max_body`.
+pub const DEFAULT_MAX_BODY: usize = 1024 * 1024;
+/// How far a Standard Webhooks timestamp may be from now, unless `tolerance` is set.
+pub const DEFAULT_TOLERANCE: Duration = Duration::from_secs(5 * 60);
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    /// The HTTP server.
+    #[serde(default)]
+    server: FileServer,
+    /// Where events are recorded.
+    #[serde(default)]
+    store: FileStore,
+    /// Inbound endpoints, by name: `POST /hooks/{name}`.
+    #[serde(default)]
+    sources: BTreeMap<String, Spanned<FileSource>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileServer {
+    /// Address and port to listen on, e.g. "0.0.0.0:8080".
+    listen: Option<Spanned<String>>,
+    /// Peers (CIDR or single address) allowed to name the client in X-Forwarded-For.
+    #[serde(default)]
+    trusted_proxies: Vec<Spanned<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileStore {
+    /// `sqlite://path/to/file.db` (relative to the config file's folder).
+    url: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileSource {
+    /// How deliveries are authenticated and read.
+    kind: Spanned<Kind>,
+    /// The signing secret (all kinds but airbyte).
+    secret: Option<Spanned<SecretRef>>,
+    /// The secret being rotated out; still accepted while set.
+    previous_secret: Option<Spanned<SecretRef>>,
+    /// The shared URL token (airbyte, which cannot sign).
+    token: Option<Spanned<SecretRef>>,
+    /// The token being rotated out; still accepted while set.
+    previous_token: Option<Spanned<SecretRef>>,
+    /// Client addresses allowed to deliver, as CIDR ranges or single addresses.
+    allow_ips: Option<Vec<Spanned<String>>>,
+    /// Largest accepted body, e.g. "1MiB", "256KiB" or a number of bytes.
+    max_body: Option<Spanned<size::ByteSize>>,
+    /// How far a Standard Webhooks timestamp may be from now (standard_webhooks only).
+    tolerance: Option<Spanned<String>>,
+}
+
+/// How a source authenticates and reads its deliveries (see research/providers.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    DbtCloud,
+    Fivetran,
+    Airbyte,
+    Hmac,
+    StandardWebhooks,
+    Github,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::DbtCloud => "dbt_cloud",
+            Kind::Fivetran => "fivetran",
+            Kind::Airbyte => "airbyte",
+            Kind::Hmac => "hmac",
+            Kind::StandardWebhooks => "standard_webhooks",
+            Kind::Github => "github",
+        }
+    }
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A current value and, during rotation, the previous one.
+#[derive(Debug, Clone)]
+pub struct Rotating<T> {
+    pub current: T,
+    pub previous: Option<T>,
+}
+
+/// How a source's deliveries prove who sent them.
+#[derive(Debug, Clone)]
+pub enum Credentials {
+    /// HMAC keys (all signing kinds; Standard Webhooks keys are already base64-decoded).
+    Keys(Box<Rotating<Key>>),
+    /// Shared tokens compared in constant time (airbyte).
+    Tokens(Rotating<Vec<u8>>),
+}
+
+/// One checked `[sources.NAME]` table.
+#[derive(Debug, Clone)]
+pub struct Source {
+    pub name: String,
+    pub kind: Kind,
+    pub credentials: Credentials,
+    /// Where the credentials come from (`env NAME`, `file PATH`): printable, no values.
+    pub credentials_from: Vec<String>,
+    /// Empty means every address is allowed.
+    pub allow_ips: Vec<IpNet>,
+    pub max_body: usize,
+    pub tolerance: Duration,
+}
+
+impl Source {
+    pub fn allows(&self, ip: IpAddr) -> bool {
+        self.allow_ips.is_empty() || self.allow_ips.iter().any(|net| net.contains(&ip))
+    }
+}
+
+/// Where events are recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreLocation {
+    Sqlite(PathBuf),
+}
+
+/// A checked config file.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub path: PathBuf,
+    pub listen: SocketAddr,
+    pub trusted_proxies: Vec<IpNet>,
+    pub store_url: String,
+    pub store: StoreLocation,
+    pub sources: BTreeMap<String, Source>,
+}
+
+/// One thing wrong with a config file.
+#[derive(Debug, Clone)]
+pub struct Problem {
+    pub line: usize,
+    pub column: usize,
+    pub message: String,
+    pub hint: Option<String>,
+}
+
+/// Everything wrong with a config file; `Display` prints `file:line:column: message` and a hint per problem.
+#[derive(Debug, Clone)]
+pub struct ConfigError {
+    pub path: PathBuf,
+    pub problems: Vec<Problem>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, p) in self.problems.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{}:{}:{}: {}", self.path.display(), p.line, p.column, p.message)?;
+            if let Some(hint) = &p.hint {
+                write!(f, "\n  hint: {hint}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Collects problems with their positions in the file text.
+struct Problems<'a> {
+    text: &'a str,
+    found: Vec<Problem>,
+}
+
+impl Problems<'_> {
+    fn add(&mut self, span: Option<Range<usize>>, message: impl Into<String>, hint: Option<String>) {
+        let (line, column) = line_and_column(self.text, span.map(|s| s.start).unwrap_or(0));
+        self.found.push(Problem { line, column, message: message.into(), hint });
+    }
+}
+
+/// 1-based line and column of a byte offset.
+fn line_and_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, column)
+}
+
+impl Config {
+    /// Reads, parses and checks a config file, resolving every secret.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|err| ConfigError {
+            path: path.to_path_buf(),
+            problems: vec![Problem {
+                line: 0,
+                column: 0,
+                message: format!("cannot read the config file: {err}"),
+                hint: Some(
+                    "pass --config PATH, set HANDOFF_CONFIG, or run from the folder that holds handoff.toml".into(),
+                ),
+            }],
+        })?;
+        Config::parse(path, &text)
+    }
+
+    /// Parses and checks config text; `path` names the file in messages and anchors relative paths.
+    pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
+        let mut problems = Problems { text, found: Vec::new() };
+        let file: FileConfig = match toml::from_str(text) {
+            Ok(file) => file,
+            Err(err) => {
+                let message = err.message().trim().to_string();
+                let hint = parse_hint(&message);
+                problems.add(err.span(), message, hint);
+                return Err(ConfigError { path: path.to_path_buf(), problems: problems.found });
+            }
+        };
+        let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        let base = if base.as_os_str().is_empty() { PathBuf::from(".") } else { base };
+
+        let listen = match &file.server.listen {
+            None => DEFAULT_LISTEN.parse().expect("default listen address parses"),
+            Some(l) => l.get_ref().parse().unwrap_or_else(|_| {
+                problems.add(
+                    Some(l.span()),
+                    format!("`{}` is not an address and port", l.get_ref()),
+                    Some(r#"write listen = "127.0.0.1:8080" or "0.0.0.0:8080""#.into()),
+                );
+                DEFAULT_LISTEN.parse().expect("default listen address parses")
+            }),
+        };
+        let trusted_proxies = parse_networks(&mut problems, &file.server.trusted_proxies);
+
+        let (store_url, store) = match &file.store.url {
+            None => {
+                (DEFAULT_STORE_URL.to_string(), store_location(DEFAULT_STORE_URL, &base).expect("default store parses"))
+            }
+            Some(url) => match store_location(url.get_ref(), &base) {
+                Ok(location) => (url.get_ref().clone(), location),
+                Err(hint) => {
+                    problems.add(Some(url.span()), format!("unsupported store url `{}`", url.get_ref()), Some(hint));
+                    (
+                        DEFAULT_STORE_URL.to_string(),
+                        store_location(DEFAULT_STORE_URL, &base).expect("default store parses"),
+                    )
+                }
+            },
+        };
+
+        let mut sources = BTreeMap::new();
+        for (name, table) in &file.sources {
+            if let Some(source) = build_source(&mut problems, &base, name, table) {
+                sources.insert(name.clone(), source);
+            }
+        }
+
+        if problems.found.is_empty() {
+            Ok(Config { path: path.to_path_buf(), listen, trusted_proxies, store_url, store, sources })
+        } else {
+            Err(ConfigError { path: path.to_path_buf(), problems: problems.found })
+        }
+    }
+}
+
+/// A hint for the serde/toml messages users meet most.
+fn parse_hint(message: &str) -> Option<String> {
+    if message.starts_with("unknown field") {
+        Some("remove or rename the key; the accepted keys are listed above and in docs/configuration.md".into())
+    } else if message.starts_with("unknown variant") {
+        Some("kind is one of dbt_cloud, fivetran, airbyte, hmac, standard_webhooks, github".into())
+    } else if message.starts_with("missing field") {
+        Some("add the key to this table".into())
+    } else {
+        Some("see docs/configuration.md for the file's shape".into())
+    }
+}
+
+fn store_location(url: &str, base: &Path) -> Result<StoreLocation, String> {
+    if let Some(rest) = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) {
+        if rest.is_empty() {
+            return Err(r#"name a file: url = "sqlite://handoff.db""#.into());
+        }
+        let path = PathBuf::from(rest);
+        return Ok(StoreLocation::Sqlite(if path.is_absolute() { path } else { base.join(path) }));
+    }
+    Err(r#"the store is a SQLite file: url = "sqlite://handoff.db" (PostgreSQL is planned, not yet available)"#.into())
+}
+
+fn parse_networks(problems: &mut Problems<'_>, items: &[Spanned<String>]) -> Vec<IpNet> {
+    items
+        .iter()
+        .filter_map(|item| {
+            let text = item.get_ref().trim();
+            let parsed = text.parse::<IpNet>().ok().or_else(|| text.parse::<IpAddr>().ok().map(IpNet::from));
+            if parsed.is_none() {
+                problems.add(
+                    Some(item.span()),
+                    format!("`{text}` is not an IP address or CIDR range"),
+                    Some(r#"write e.g. "203.0.113.0/24", "10.0.0.7" or "2001:db8::/32""#.into()),
+                );
+            }
+            parsed
+        })
+        .collect()
+}
+
+fn build_source(problems: &mut Problems<'_>, base: &Path, name: &str, table: &Spanned<FileSource>) -> Option<Source> {
+    let before = problems.found.len();
+    let span = Some(table.span());
+    let raw = table.get_ref();
+    let kind = *raw.kind.get_ref();
+
+    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+        problems.add(
+            span.clone(),
+            format!("source name `{name}` cannot be part of a URL path"),
+            Some("use letters, digits, `_` and `-` only".into()),
+        );
+    }
+
+    // Airbyte cannot sign, so it is the one kind with a token instead of a secret.
+    let (wanted, wanted_previous, unwanted, unwanted_previous) = if kind == Kind::Airbyte {
+        (&raw.token, &raw.previous_token, &raw.secret, &raw.previous_secret)
+    } else {
+        (&raw.secret, &raw.previous_secret, &raw.token, &raw.previous_token)
+    };
+    let (key, other) = if kind == Kind::Airbyte { ("token", "secret") } else { ("secret", "token") };
+    if let Some(extra) = unwanted.as_ref().or(unwanted_previous.as_ref()) {
+        let hint = if kind == Kind::Airbyte {
+            r#"Airbyte cannot sign its webhooks: use token = { env = "AIRBYTE_WEBHOOK_TOKEN" } and add ?token=... to the URL you give Airbyte"#.to_string()
+        } else {
+            format!(r#"{kind} sources sign their deliveries: use secret = {{ env = "NAME" }}"#)
+        };
+        problems.add(Some(extra.span()), format!("`{other}` does not apply to kind {kind}"), Some(hint));
+    }
+    let Some(current_ref) = wanted else {
+        problems.add(
+            span.clone(),
+            format!("source `{name}` has no `{key}`"),
+            Some(format!(r#"add {key} = {{ env = "NAME" }} or {key} = {{ file = "/run/secrets/{name}" }}"#)),
+        );
+        return None;
+    };
+
+    let mut resolve = |r: &Spanned<SecretRef>| -> Option<Vec<u8>> {
+        match r.get_ref().resolve(base) {
+            Ok(value) => {
+                let bytes = value.expose_secret().as_bytes().to_vec();
+                if kind == Kind::StandardWebhooks {
+                    let decoded = signature::decode_standard_webhooks_secret(value.expose_secret());
+                    if decoded.is_none() {
+                        problems.add(
+                            Some(r.span()),
+                            format!("the secret from {} is not a Standard Webhooks secret", r.get_ref().describe()),
+                            Some("Standard Webhooks secrets are base64, usually with a `whsec_` prefix".into()),
+                        );
+                    }
+                    decoded
+                } else {
+                    Some(bytes)
+                }
+            }
+            Err(SecretError { message, hint }) => {
+                problems.add(Some(r.span()), message, Some(hint));
+                None
+            }
+        }
+    };
+    let current = resolve(current_ref);
+    let previous = wanted_previous.as_ref().map(&mut resolve);
+    let mut credentials_from = vec![current_ref.get_ref().describe()];
+    if let Some(p) = wanted_previous {
+        credentials_from.push(format!("previous: {}", p.get_ref().describe()));
+    }
+
+    let allow_ips = parse_networks(problems, raw.allow_ips.as_deref().unwrap_or_default());
+    let max_body = raw.max_body.as_ref().map_or(DEFAULT_MAX_BODY, |s| s.get_ref().0);
+    if max_body == 0 {
+        problems.add(
+            raw.max_body.as_ref().map(|s| s.span()),
+            "max_body must be more than 0 bytes",
+            Some(r#"e.g. max_body = "1MiB""#.into()),
+        );
+    }
+    let tolerance = match &raw.tolerance {
+        None => DEFAULT_TOLERANCE,
+        Some(t) if kind != Kind::StandardWebhooks => {
+            problems.add(
+                Some(t.span()),
+                format!("`tolerance` does not apply to kind {kind}"),
+                Some("only standard_webhooks deliveries carry a signed timestamp".into()),
+            );
+            DEFAULT_TOLERANCE
+        }
+        Some(t) => match parse_duration(t.get_ref()) {
+            Some(d) => d,
+            None => {
+                problems.add(
+                    Some(t.span()),
+                    format!("`{}` is not a duration", t.get_ref()),
+                    Some(r#"write e.g. "90s", "5m" or "1h""#.into()),
+                );
+                DEFAULT_TOLERANCE
+            }
+        },
+    };
+
+    if problems.found.len() > before {
+        return None;
+    }
+    let (current, previous) = (current?, previous.flatten());
+    let credentials = if kind == Kind::Airbyte {
+        Credentials::Tokens(Rotating { current, previous })
+    } else {
+        Credentials::Keys(Box::new(Rotating { current: Key::new(&current), previous: previous.map(|p| Key::new(&p)) }))
+    };
+    Some(Source { name: name.to_string(), kind, credentials, credentials_from, allow_ips, max_body, tolerance })
+}
+
+/// Parses "90s", "15m", "1h 30m" (jiff's friendly format) into a non-negative duration.
+pub fn parse_duration(text: &str) -> Option<Duration> {
+    let signed: jiff::SignedDuration = text.trim().parse().ok()?;
+    Duration::try_from(signed).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(Path::new("/etc/handoff/handoff.toml"), text)
+    }
+
+    #[test]
+    fn an_empty_file_gives_the_defaults() {
+        let config = parse("").unwrap();
+        assert_eq!(config.listen.to_string(), DEFAULT_LISTEN);
+        assert_eq!(config.store, StoreLocation::Sqlite(PathBuf::from("/etc/handoff/handoff.db")));
+        assert!(config.sources.is_empty());
+    }
+
+    #[test]
+    fn an_unknown_key_is_reported_with_its_line() {
+        let err = parse("[server]\nlisten = \"127.0.0.1:1\"\nlistn = \"x\"\n").unwrap_err();
+        let text = err.to_string();
+        assert!(text.starts_with("/etc/handoff/handoff.toml:3:1: unknown field `listn`"), "{text}");
+        assert!(text.contains("hint:"), "{text}");
+    }
+
+    #[test]
+    fn a_missing_env_var_is_reported_at_the_secret_line_with_a_hint() {
+        let text = "[sources.dbt]\nkind = \"dbt_cloud\"\nsecret = { env = \"HANDOFF_TEST_SURELY_UNSET_VAR\" }\n";
+        let err = parse(text).unwrap_err().to_string();
+        assert!(err.contains("handoff.toml:3:"), "{err}");
+        assert!(err.contains("environment variable HANDOFF_TEST_SURELY_UNSET_VAR is not set"), "{err}");
+        assert!(err.contains("hint: export HANDOFF_TEST_SURELY_UNSET_VAR"), "{err}");
+    }
+
+    #[test]
+    fn an_airbyte_source_with_a_secret_is_told_to_use_a_token() {
+        let text = "[sources.ab]\nkind = \"airbyte\"\nsecret = { env = \"X\" }\n";
+        let err = parse(text).unwrap_err().to_string();
+        assert!(err.contains("`secret` does not apply to kind airbyte"), "{err}");
+        assert!(err.contains("has no `token`"), "{err}");
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once() {
+        let text = "[server]\ntrusted_proxies = [\"not-an-ip\"]\n[store]\nurl = \"mysql://x\"\n";
+        let err = parse(text).unwrap_err();
+        assert_eq!(err.problems.len(), 2, "{err}");
+        assert_eq!(err.problems[0].line, 2);
+        assert_eq!(err.problems[1].line, 4);
+    }
+
+    #[test]
+    fn durations_read_like_the_rest_of_the_data_stack() {
+        assert_eq!(parse_duration("90s"), Some(Duration::from_secs(90)));
+        assert_eq!(parse_duration("15m"), Some(Duration::from_secs(900)));
+        assert_eq!(parse_duration("1h 30m"), Some(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("soon"), None);
+        assert_eq!(parse_duration("-5m"), None);
+    }
+}

@@ -1,0 +1,73 @@
+//! Secret references: `{ env = "NAME" }` or `{ file = "/run/secrets/x" }`.
+//!
+//! The config text names where a secret lives, never the secret itself. References are
+//! resolved once, at load; the resolved value is kept in a `SecretString`, which
+//! redacts itself in `Debug` and is zeroed on drop. Nothing here prints a value.
+
+use secrecy::SecretString;
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+
+/// Where a secret is read from, as written in the config file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecretRef {
+    /// Name of an environment variable that holds the secret.
+    pub env: Option<String>,
+    /// Path of a file that holds the secret (one trailing newline is ignored); relative
+    /// paths are relative to the config file's folder.
+    pub file: Option<PathBuf>,
+}
+
+/// Why a reference could not be resolved; `hint` tells the user what to do.
+#[derive(Debug)]
+pub struct SecretError {
+    pub message: String,
+    pub hint: String,
+}
+
+impl SecretRef {
+    /// `env NAME` or `file PATH`: safe to print, it names no value.
+    pub fn describe(&self) -> String {
+        match (&self.env, &self.file) {
+            (Some(name), _) => format!("env {name}"),
+            (None, Some(path)) => format!("file {}", path.display()),
+            (None, None) => "nothing".to_string(),
+        }
+    }
+
+    /// Reads the secret. `base` is the config file's folder.
+    pub fn resolve(&self, base: &Path) -> Result<SecretString, SecretError> {
+        let value = match (&self.env, &self.file) {
+            (Some(_), Some(_)) | (None, None) => {
+                return Err(SecretError {
+                    message: "a secret reference needs exactly one of `env` or `file`".into(),
+                    hint: r#"write secret = { env = "NAME" } or secret = { file = "/run/secrets/name" }"#.into(),
+                });
+            }
+            (Some(name), None) => std::env::var(name).map_err(|err| SecretError {
+                message: match err {
+                    std::env::VarError::NotPresent => format!("environment variable {name} is not set"),
+                    std::env::VarError::NotUnicode(_) => format!("environment variable {name} is not valid UTF-8"),
+                },
+                hint: format!("export {name}=... before starting handoff, or point this secret at a file"),
+            })?,
+            (None, Some(path)) => {
+                let full = base.join(path);
+                std::fs::read_to_string(&full).map_err(|err| SecretError {
+                    message: format!("cannot read secret file {}: {err}", full.display()),
+                    hint: "check the path and that handoff's user may read it (relative paths start at the config file's folder)".into(),
+                })?
+            }
+        };
+        // Files written by `echo` or editors end with a newline; it is never part of a secret.
+        let trimmed = value.trim_end_matches(['\n', '\r']);
+        if trimmed.is_empty() {
+            return Err(SecretError {
+                message: format!("the secret from {} is empty", self.describe()),
+                hint: "an empty secret would accept anyone; set a long random value".into(),
+            });
+        }
+        Ok(SecretString::from(trimmed.to_string()))
+    }
+}

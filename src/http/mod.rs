@@ -1,0 +1,43 @@
+//! The HTTP interface: `router(state)`, shared by `handoff serve` and the tests.
+//!
+//! Routes: `POST /hooks/{source}` (hooks.rs), `GET /healthz`, `/readyz`, `/metrics` (ops.rs).
+//! Handlers read raw bytes and never use a JSON extractor on signed routes: a signature
+//! covers the exact bytes sent.
+
+mod client_ip;
+mod error;
+mod hooks;
+mod ops;
+
+pub use client_ip::client_ip;
+pub use error::ApiError;
+
+use crate::config::Config;
+use crate::store::Store;
+use crate::telemetry::Metrics;
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// What every handler sees.
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub store: Store,
+    pub metrics: Arc<Metrics>,
+    /// How long a delivery waits for its commit before the sender is told to retry (503).
+    pub commit_timeout: Duration,
+}
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/hooks/{source}", post(hooks::receive))
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
+        .route("/metrics", get(ops::metrics))
+        // Each source has its own limit, enforced in the handler while reading the body.
+        .layer(DefaultBodyLimit::disable())
+        .with_state(state)
+}

@@ -1,0 +1,23 @@
+//! handoff: receives signed webhooks from the data stack, records them durably, and (in
+//! later releases) runs the jobs they feed. See DESIGN.md for the vocabulary.
+//!
+//! - [`config`]: `handoff.toml`, secret references, validation with line numbers and hints
+//! - [`domain`]: events, statuses, subjects; pure data
+//! - [`signature`]: HMAC signing/verification and header decoding; pure
+//! - [`sources`]: per-kind authentication and normalisation of deliveries
+//! - [`store`]: the event store (SQLite, group commit)
+//! - [`http`]: the router: `POST /hooks/{source}`, `/healthz`, `/readyz`, `/metrics`
+//! - [`app`]: wires the above into a server
+//! - [`cli`]: the subcommands of the `handoff` binary
+//! - [`telemetry`]: logs and Prometheus metrics
+#![forbid(unsafe_code)]
+
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod domain;
+pub mod http;
+pub mod signature;
+pub mod sources;
+pub mod store;
+pub mod telemetry;

@@ -1,0 +1,69 @@
+//! Source kinds: authenticate a delivery on its raw bytes, then normalise its body into an event.
+//!
+//! One file per kind reads that provider's body (research/providers.md has the wire formats);
+//! `auth` holds the authentication every kind shares. Nothing here does I/O or parses JSON
+//! before authentication has succeeded.
+
+mod airbyte;
+mod auth;
+mod dbt_cloud;
+mod fivetran;
+mod generic;
+mod github;
+mod json;
+
+use crate::config::{Kind, Source};
+use crate::domain::{Normalised, SecretSlot};
+use axum::http::HeaderMap;
+use jiff::Timestamp;
+
+/// One delivery as it arrived: the exact bytes, headers and query string.
+#[derive(Debug, Clone, Copy)]
+pub struct Delivery<'a> {
+    pub headers: &'a HeaderMap,
+    pub query: Option<&'a str>,
+    pub body: &'a [u8],
+    pub now: Timestamp,
+}
+
+impl Delivery<'_> {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim).filter(|v| !v.is_empty())
+    }
+}
+
+/// Why a delivery is not an event. Reasons name what is wrong, never a secret or the body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rejection {
+    /// Authentication failed (401).
+    Unauthenticated(String),
+    /// Authenticated, but the body is not what this kind sends (400).
+    BadBody(String),
+}
+
+/// An authenticated and normalised delivery.
+#[derive(Debug, Clone)]
+pub struct Accepted {
+    pub secret: SecretSlot,
+    pub normalised: Normalised,
+}
+
+/// Authenticates a delivery for `source`, then reads its body.
+pub fn receive(source: &Source, delivery: &Delivery<'_>) -> Result<Accepted, Rejection> {
+    let secret = auth::authenticate(source, delivery).map_err(Rejection::Unauthenticated)?;
+    let normalised = match source.kind {
+        Kind::DbtCloud => dbt_cloud::normalise(delivery),
+        Kind::Fivetran => fivetran::normalise(delivery),
+        Kind::Airbyte => airbyte::normalise(delivery),
+        Kind::Hmac => generic::normalise(delivery, delivery.header("idempotency-key")),
+        Kind::StandardWebhooks => generic::normalise(delivery, auth::standard_webhooks_id(delivery)),
+        Kind::Github => github::normalise(delivery),
+    }
+    .map_err(Rejection::BadBody)?;
+    Ok(Accepted { secret, normalised })
+}
+
+/// How a kind authenticates, in words, for `handoff check`.
+pub fn describe_auth(kind: Kind) -> &'static str {
+    auth::describe(kind)
+}

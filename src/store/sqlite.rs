@@ -1,0 +1,198 @@
+//! The SQLite backend: one file, WAL, `synchronous = FULL`, one writer with group commit.
+//!
+//! Every write goes through one task that owns the only write connection. It takes all
+//! deliveries waiting at that moment (up to `max_batch`) and commits them in one
+//! `BEGIN IMMEDIATE` transaction, so concurrent deliveries share one fsync; each caller
+//! hears back only after that commit. Reads use a separate small pool (WAL lets them run
+//! beside the writer).
+
+use super::{EventFilter, Recorded, StoreError, StoreOptions};
+use crate::domain::{Event, EventId, NewEvent, SecretSlot, Status, Subject};
+use jiff::Timestamp;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Connection, Row, SqlitePool};
+use std::path::Path;
+use std::sync::Arc;
+use tokio::sync::{mpsc, oneshot};
+
+type Reply = oneshot::Sender<Result<Recorded, StoreError>>;
+
+#[derive(Clone)]
+pub struct SqliteStore {
+    writes: mpsc::Sender<(NewEvent, Reply)>,
+    reads: SqlitePool,
+    path: Arc<str>,
+}
+
+impl SqliteStore {
+    pub async fn open(path: &Path, options: StoreOptions, create: bool) -> Result<SqliteStore, StoreError> {
+        if !create && !path.exists() {
+            return Err(StoreError::Missing(path.display().to_string()));
+        }
+        let connect = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(create)
+            .journal_mode(SqliteJournalMode::Wal)
+            // FULL: a commit is on disk before the 2xx, even across power loss (guarantee 1).
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(options.busy_timeout)
+            .foreign_keys(true);
+        let mut writer = SqliteConnection::connect_with(&connect).await?;
+        sqlx::migrate!("./migrations/sqlite").run(&mut writer).await?;
+        let reads = SqlitePoolOptions::new().max_connections(4).connect_with(connect).await?;
+
+        let (writes, queue) = mpsc::channel(options.max_batch.max(1) * 4);
+        tokio::spawn(write_loop(writer, queue, options.max_batch.max(1)));
+        Ok(SqliteStore { writes, reads, path: path.display().to_string().into() })
+    }
+
+    pub async fn record(&self, event: NewEvent) -> Result<Recorded, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.writes
+            .send((event, reply))
+            .await
+            .map_err(|_| StoreError::Unavailable(format!("the writer of {} has stopped", self.path)))?;
+        answer.await.map_err(|_| StoreError::Unavailable(format!("the writer of {} has stopped", self.path)))?
+    }
+
+    pub async fn events(&self, filter: &EventFilter) -> Result<Vec<Event>, StoreError> {
+        let limit = i64::from(if filter.limit == 0 { u32::MAX } else { filter.limit });
+        let rows = match &filter.source {
+            Some(source) => {
+                sqlx::query("SELECT * FROM events WHERE source = ?1 ORDER BY received_at DESC, id DESC LIMIT ?2")
+                    .bind(source)
+                    .bind(limit)
+                    .fetch_all(&self.reads)
+                    .await?
+            }
+            None => {
+                sqlx::query("SELECT * FROM events ORDER BY received_at DESC, id DESC LIMIT ?1")
+                    .bind(limit)
+                    .fetch_all(&self.reads)
+                    .await?
+            }
+        };
+        rows.iter().map(event_from_row).collect()
+    }
+
+    pub async fn event(&self, id: &EventId) -> Result<Option<Event>, StoreError> {
+        let row = sqlx::query("SELECT * FROM events WHERE id = ?1").bind(&id.0).fetch_optional(&self.reads).await?;
+        row.as_ref().map(event_from_row).transpose()
+    }
+
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.reads).await?;
+        Ok(())
+    }
+
+    pub async fn close(&self) {
+        self.reads.close().await;
+    }
+}
+
+/// Takes every waiting write, commits them together, answers each caller.
+async fn write_loop(mut conn: SqliteConnection, mut queue: mpsc::Receiver<(NewEvent, Reply)>, max_batch: usize) {
+    let mut batch = Vec::with_capacity(max_batch);
+    while queue.recv_many(&mut batch, max_batch).await > 0 {
+        let (events, replies): (Vec<NewEvent>, Vec<Reply>) = batch.drain(..).unzip();
+        match commit(&mut conn, &events).await {
+            Ok(outcomes) => {
+                for (reply, outcome) in replies.into_iter().zip(outcomes) {
+                    let _ = reply.send(Ok(outcome));
+                }
+            }
+            Err(err) => {
+                tracing::error!(error = %err, deliveries = events.len(), "store commit failed; answering 503");
+                for reply in replies {
+                    let _ = reply.send(Err(StoreError::Unavailable(err.to_string())));
+                }
+            }
+        }
+    }
+}
+
+async fn commit(conn: &mut SqliteConnection, events: &[NewEvent]) -> Result<Vec<Recorded>, sqlx::Error> {
+    // IMMEDIATE takes the write lock up front, so a lock held elsewhere fails here after
+    // busy_timeout instead of mid-transaction.
+    let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
+    let mut outcomes = Vec::with_capacity(events.len());
+    for event in events {
+        let n = &event.normalised;
+        if let Some(key) = &n.dedupe_key {
+            let existing: Option<String> =
+                sqlx::query_scalar("SELECT id FROM events WHERE source = ?1 AND dedupe_key = ?2")
+                    .bind(&event.source)
+                    .bind(key)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            if let Some(id) = existing {
+                outcomes.push(Recorded::Duplicate(EventId(id)));
+                continue;
+            }
+        }
+        let repeat_of: Option<String> = match &n.news_key {
+            Some(news) => {
+                sqlx::query_scalar(
+                    "SELECT id FROM events WHERE source = ?1 AND news_key = ?2 ORDER BY received_at, id LIMIT 1",
+                )
+                .bind(&event.source)
+                .bind(news)
+                .fetch_optional(&mut *tx)
+                .await?
+            }
+            None => None,
+        };
+        let id = EventId::generate();
+        sqlx::query(
+            "INSERT INTO events (id, source, kind, provider_event_id, dedupe_key, news_key, event_type, \
+             subject_id, subject_name, status, test, repeat_of, secret, peer, occurred_at, received_at, body) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
+        )
+        .bind(&id.0)
+        .bind(&event.source)
+        .bind(&event.kind)
+        .bind(&n.provider_event_id)
+        .bind(&n.dedupe_key)
+        .bind(&n.news_key)
+        .bind(&n.event_type)
+        .bind(&n.subject.id)
+        .bind(&n.subject.name)
+        .bind(n.status.as_str())
+        .bind(n.test)
+        .bind(repeat_of)
+        .bind(event.secret.map(SecretSlot::as_str))
+        .bind(&event.peer)
+        .bind(n.occurred_at.unwrap_or(event.received_at).as_millisecond())
+        .bind(event.received_at.as_millisecond())
+        .bind(&event.body)
+        .execute(&mut *tx)
+        .await?;
+        outcomes.push(Recorded::New(id));
+    }
+    tx.commit().await?;
+    Ok(outcomes)
+}
+
+fn millis(ms: i64) -> Result<Timestamp, StoreError> {
+    Timestamp::from_millisecond(ms).map_err(|e| StoreError::Unavailable(format!("bad time in store: {e}")))
+}
+
+fn event_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Event, StoreError> {
+    let status: String = row.try_get("status")?;
+    let secret: Option<String> = row.try_get("secret")?;
+    Ok(Event {
+        id: EventId(row.try_get("id")?),
+        source: row.try_get("source")?,
+        kind: row.try_get("kind")?,
+        provider_event_id: row.try_get("provider_event_id")?,
+        event_type: row.try_get("event_type")?,
+        subject: Subject::new(row.try_get("subject_id")?, row.try_get("subject_name")?),
+        status: Status::parse(&status).unwrap_or(Status::Other),
+        test: row.try_get("test")?,
+        repeat_of: row.try_get::<Option<String>, _>("repeat_of")?.map(EventId),
+        secret: secret.as_deref().and_then(SecretSlot::parse),
+        occurred_at: millis(row.try_get("occurred_at")?)?,
+        received_at: millis(row.try_get("received_at")?)?,
+        body: row.try_get("body")?,
+    })
+}
