@@ -73,16 +73,15 @@ impl Store {
     /// Opens (creating if needed) and migrates the store, for the server.
     pub async fn open(location: &StoreLocation, options: StoreOptions) -> Result<Store, StoreError> {
         match location {
-            StoreLocation::Sqlite(path) => Ok(Store::Sqlite(SqliteStore::open(path, options, true).await?)),
+            StoreLocation::Sqlite(path) => Ok(Store::Sqlite(SqliteStore::open(path, options).await?)),
         }
     }
 
-    /// Opens an existing store, for the read commands (`handoff events`).
+    /// Opens an existing store read-only, for the read commands (`handoff events`); works
+    /// beside a running server.
     pub async fn open_existing(location: &StoreLocation) -> Result<Store, StoreError> {
         match location {
-            StoreLocation::Sqlite(path) => {
-                Ok(Store::Sqlite(SqliteStore::open(path, StoreOptions::default(), false).await?))
-            }
+            StoreLocation::Sqlite(path) => Ok(Store::Sqlite(SqliteStore::open_read_only(path).await?)),
         }
     }
 

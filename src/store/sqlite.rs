@@ -17,21 +17,26 @@ use tokio::sync::{mpsc, oneshot};
 
 type Reply = oneshot::Sender<Result<Recorded, StoreError>>;
 
+enum Message {
+    Write(NewEvent, Reply),
+    /// Close the write connection (checkpointing the WAL) once the writes queued before it are done.
+    Close(oneshot::Sender<()>),
+}
+
 #[derive(Clone)]
 pub struct SqliteStore {
-    writes: mpsc::Sender<(NewEvent, Reply)>,
+    /// `None` when opened for reading only (the CLI's read commands).
+    writes: Option<mpsc::Sender<Message>>,
     reads: SqlitePool,
     path: Arc<str>,
 }
 
 impl SqliteStore {
-    pub async fn open(path: &Path, options: StoreOptions, create: bool) -> Result<SqliteStore, StoreError> {
-        if !create && !path.exists() {
-            return Err(StoreError::Missing(path.display().to_string()));
-        }
+    /// Opens for the server: creates and migrates the file, starts the writer.
+    pub async fn open(path: &Path, options: StoreOptions) -> Result<SqliteStore, StoreError> {
         let connect = SqliteConnectOptions::new()
             .filename(path)
-            .create_if_missing(create)
+            .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             // FULL: a commit is on disk before the 2xx, even across power loss (guarantee 1).
             .synchronous(SqliteSynchronous::Full)
@@ -43,13 +48,25 @@ impl SqliteStore {
 
         let (writes, queue) = mpsc::channel(options.max_batch.max(1) * 4);
         tokio::spawn(write_loop(writer, queue, options.max_batch.max(1)));
-        Ok(SqliteStore { writes, reads, path: path.display().to_string().into() })
+        Ok(SqliteStore { writes: Some(writes), reads, path: path.display().to_string().into() })
+    }
+
+    /// Opens an existing file for reading only: no writer, no migration, no lock taken.
+    pub async fn open_read_only(path: &Path) -> Result<SqliteStore, StoreError> {
+        if !path.exists() {
+            return Err(StoreError::Missing(path.display().to_string()));
+        }
+        let connect = SqliteConnectOptions::new().filename(path).read_only(true);
+        let reads = SqlitePoolOptions::new().max_connections(2).connect_with(connect).await?;
+        Ok(SqliteStore { writes: None, reads, path: path.display().to_string().into() })
     }
 
     pub async fn record(&self, event: NewEvent) -> Result<Recorded, StoreError> {
         let (reply, answer) = oneshot::channel();
-        self.writes
-            .send((event, reply))
+        let writes =
+            self.writes.as_ref().ok_or_else(|| StoreError::Unavailable(format!("{} is open read-only", self.path)))?;
+        writes
+            .send(Message::Write(event, reply))
             .await
             .map_err(|_| StoreError::Unavailable(format!("the writer of {} has stopped", self.path)))?;
         answer.await.map_err(|_| StoreError::Unavailable(format!("the writer of {} has stopped", self.path)))?
@@ -86,15 +103,32 @@ impl SqliteStore {
     }
 
     pub async fn close(&self) {
+        if let Some(writes) = &self.writes {
+            let (done, closed) = oneshot::channel();
+            if writes.send(Message::Close(done)).await.is_ok() {
+                let _ = closed.await;
+            }
+        }
         self.reads.close().await;
     }
 }
 
 /// Takes every waiting write, commits them together, answers each caller.
-async fn write_loop(mut conn: SqliteConnection, mut queue: mpsc::Receiver<(NewEvent, Reply)>, max_batch: usize) {
+async fn write_loop(mut conn: SqliteConnection, mut queue: mpsc::Receiver<Message>, max_batch: usize) {
     let mut batch = Vec::with_capacity(max_batch);
     while queue.recv_many(&mut batch, max_batch).await > 0 {
-        let (events, replies): (Vec<NewEvent>, Vec<Reply>) = batch.drain(..).unzip();
+        let mut events = Vec::with_capacity(batch.len());
+        let mut replies = Vec::with_capacity(batch.len());
+        let mut close = None;
+        for message in batch.drain(..) {
+            match message {
+                Message::Write(event, reply) => {
+                    events.push(event);
+                    replies.push(reply);
+                }
+                Message::Close(done) => close = Some(done),
+            }
+        }
         match commit(&mut conn, &events).await {
             Ok(outcomes) => {
                 for (reply, outcome) in replies.into_iter().zip(outcomes) {
@@ -108,10 +142,20 @@ async fn write_loop(mut conn: SqliteConnection, mut queue: mpsc::Receiver<(NewEv
                 }
             }
         }
+        if let Some(done) = close {
+            if let Err(err) = conn.close().await {
+                tracing::warn!(error = %err, "closing the store's write connection failed");
+            }
+            let _ = done.send(());
+            return;
+        }
     }
 }
 
 async fn commit(conn: &mut SqliteConnection, events: &[NewEvent]) -> Result<Vec<Recorded>, sqlx::Error> {
+    if events.is_empty() {
+        return Ok(Vec::new());
+    }
     // IMMEDIATE takes the write lock up front, so a lock held elsewhere fails here after
     // busy_timeout instead of mid-transaction.
     let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;

@@ -1,0 +1,8 @@
+//! Integration tests: one binary, real HTTP on loopback, real SQLite files, the real CLI.
+
+mod cli;
+mod crash;
+mod helpers;
+mod providers;
+mod rejections;
+mod logs;
