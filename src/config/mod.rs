@@ -289,6 +289,7 @@ impl Config {
             }
         }
 
+        problems.found.sort_by_key(|p| (p.line, p.column));
         if problems.found.is_empty() {
             Ok(Config { path: path.to_path_buf(), listen, trusted_proxies, store_url, store, sources })
         } else {
@@ -299,15 +300,50 @@ impl Config {
 
 /// A hint for the serde/toml messages users meet most.
 fn parse_hint(message: &str) -> Option<String> {
+    let quoted: Vec<&str> = message.split('`').skip(1).step_by(2).collect();
+    let closest = quoted.split_first().and_then(|(given, expected)| closest(given, expected));
     if message.starts_with("unknown field") {
-        Some("remove or rename the key; the accepted keys are listed above and in docs/configuration.md".into())
+        Some(match closest {
+            Some(key) => format!("did you mean `{key}`? The accepted keys are listed in docs/configuration.md"),
+            None => "remove or rename the key; the accepted keys are listed in docs/configuration.md".into(),
+        })
     } else if message.starts_with("unknown variant") {
-        Some("kind is one of dbt_cloud, fivetran, airbyte, hmac, standard_webhooks, github".into())
+        Some(match closest {
+            Some(kind) => format!("did you mean `{kind}`?"),
+            None => "use one of the values listed above".into(),
+        })
     } else if message.starts_with("missing field") {
-        Some("add the key to this table".into())
+        Some("add the key to this table; see docs/configuration.md".into())
+    } else if message.contains("expected a string") {
+        Some("put the value in double quotes".into())
     } else {
         Some("see docs/configuration.md for the file's shape".into())
     }
+}
+
+/// The expected word nearest to `given`, if one is plausibly what was meant.
+fn closest<'a>(given: &str, expected: &[&'a str]) -> Option<&'a str> {
+    expected
+        .iter()
+        .map(|word| (edit_distance(given, word), *word))
+        .filter(|(d, word)| *d <= 2 || word.starts_with(given) || given.starts_with(word))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, word)| word)
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let above = row[j + 1];
+            row[j + 1] = (above + 1).min(row[j] + 1).min(diagonal + usize::from(ca != *cb));
+            diagonal = above;
+        }
+    }
+    row[b.len()]
 }
 
 fn store_location(url: &str, base: &Path) -> Result<StoreLocation, String> {
@@ -506,6 +542,14 @@ mod tests {
         assert_eq!(err.problems.len(), 2, "{err}");
         assert_eq!(err.problems[0].line, 2);
         assert_eq!(err.problems[1].line, 4);
+    }
+
+    #[test]
+    fn a_misspelt_key_or_kind_gets_a_did_you_mean() {
+        let err = parse("[sources.ab]\nkind = \"airbyte\"\ntokn = 1\n").unwrap_err().to_string();
+        assert!(err.contains("hint: did you mean `token`?"), "{err}");
+        let err = parse("[sources.d]\nkind = \"dbt\"\n").unwrap_err().to_string();
+        assert!(err.contains("hint: did you mean `dbt_cloud`?"), "{err}");
     }
 
     #[test]
