@@ -98,6 +98,9 @@ impl SqliteStore {
     }
 
     pub async fn ping(&self) -> Result<(), StoreError> {
+        if self.writes.as_ref().is_some_and(mpsc::Sender::is_closed) {
+            return Err(StoreError::Unavailable(format!("the writer of {} has stopped", self.path)));
+        }
         sqlx::query("SELECT 1").execute(&self.reads).await?;
         Ok(())
     }
