@@ -3,15 +3,20 @@
 //! Tests build an `App` on port 0 exactly as `handoff serve` does, so they exercise the
 //! real listener, the real store file and real HTTP.
 
-use crate::config::Config;
+use crate::config::{Config, StoreLocation};
 use crate::http::{AppState, router};
+use crate::scheduler::service::Scheduler;
 use crate::store::{Store, StoreError, StoreOptions};
 use crate::telemetry::Metrics;
+use std::fs::File;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
 
 /// How long a delivery waits for its commit before the sender is told to retry.
 /// Below the 10 s that dbt Cloud and GitHub wait for an answer.
@@ -25,11 +30,31 @@ pub enum AppError {
     Store(#[from] StoreError),
     #[error("server error: {0}")]
     Serve(std::io::Error),
+    #[error(
+        "another `handoff serve` is using {0} (its lock file {0}.lock is held); stop it first, or give this one its own [store] url"
+    )]
+    AlreadyServing(PathBuf),
+    #[error("cannot create the lock file {path}: {source}")]
+    Lock { path: PathBuf, source: std::io::Error },
 }
 
 pub struct App {
     state: AppState,
     listener: TcpListener,
+    /// Held for the server's life: one server per SQLite file.
+    _lock: File,
+}
+
+/// Takes the SQLite file's lock file, so a second server on the same file refuses to start.
+fn lock_store(location: &StoreLocation) -> Result<File, AppError> {
+    let StoreLocation::Sqlite(path) = location;
+    let lock_path = PathBuf::from(format!("{}.lock", path.display()));
+    let file = File::create(&lock_path).map_err(|source| AppError::Lock { path: lock_path.clone(), source })?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(AppError::AlreadyServing(path.clone())),
+        Err(std::fs::TryLockError::Error(source)) => Err(AppError::Lock { path: lock_path, source }),
+    }
 }
 
 impl App {
@@ -46,14 +71,20 @@ impl App {
         listener: TcpListener,
         options: StoreOptions,
     ) -> Result<App, AppError> {
+        let lock = lock_store(&config.store)?;
         let store = Store::open(&config.store, options).await?;
+        let resumed = store.requeue_interrupted(jiff::Timestamp::now()).await?;
+        if !resumed.is_empty() {
+            tracing::warn!(runs = resumed.len(), "runs interrupted by the last stop are queued again");
+        }
         let state = AppState {
             config: Arc::new(config),
             store,
             metrics: Arc::new(Metrics::default()),
             commit_timeout: COMMIT_TIMEOUT,
+            wake: Arc::new(Notify::new()),
         };
-        Ok(App { state, listener })
+        Ok(App { state, listener, _lock: lock })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -64,12 +95,33 @@ impl App {
         &self.state
     }
 
-    /// Serves until `shutdown` resolves, then finishes in-flight requests and returns.
+    /// Serves and schedules until `shutdown` resolves; then stops intake, finishes in-flight
+    /// requests, gives running actions `shutdown_grace`, and returns.
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), AppError> {
+        let stop = CancellationToken::new();
+        let trigger = stop.clone();
+        tokio::spawn(async move {
+            shutdown.await;
+            trigger.cancel();
+        });
+        let config = self.state.config.clone();
+        let scheduler = Scheduler {
+            store: self.state.store.clone(),
+            jobs: Arc::new(config.jobs.clone()),
+            wake: self.state.wake.clone(),
+            workers: config.workers,
+            shutdown_grace: config.shutdown_grace,
+            owner: format!("{}:{}", std::process::id(), self.local_addr()),
+        };
+        let scheduling = tokio::spawn(scheduler.run(stop.clone()));
         let store = self.state.store.clone();
         let app = router(self.state).into_make_service_with_connect_info::<SocketAddr>();
-        axum::serve(self.listener, app).with_graceful_shutdown(shutdown).await.map_err(AppError::Serve)?;
+        let stopped = stop.clone();
+        let served =
+            axum::serve(self.listener, app).with_graceful_shutdown(async move { stopped.cancelled().await }).await;
+        stop.cancel();
+        let _ = scheduling.await;
         store.close().await;
-        Ok(())
+        served.map_err(AppError::Serve)
     }
 }

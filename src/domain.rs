@@ -173,3 +173,117 @@ pub struct Event {
     #[serde(skip)]
     pub body: Vec<u8>,
 }
+
+/// A run's id: a UUIDv7, like event ids.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct RunId(pub String);
+
+impl RunId {
+    pub fn generate() -> Self {
+        RunId(uuid::Uuid::now_v7().to_string())
+    }
+}
+
+impl fmt::Display for RunId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+macro_rules! word_enum {
+    ($(#[$meta:meta])* $name:ident { $($variant:ident => $word:literal),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+        #[serde(rename_all = "lowercase")]
+        pub enum $name { $($variant),+ }
+
+        impl $name {
+            pub fn as_str(self) -> &'static str {
+                match self { $($name::$variant => $word),+ }
+            }
+            pub fn parse(s: &str) -> Option<Self> {
+                match s { $($word => Some($name::$variant),)+ _ => None }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+word_enum!(
+    /// Where a run is in its life. Exactly these five words, everywhere.
+    RunState { Queued => "queued", Running => "running", Succeeded => "succeeded", Failed => "failed", Cancelled => "cancelled" }
+);
+
+word_enum!(
+    /// Why a run exists.
+    ReasonKind { Events => "events", Schedule => "schedule", Manual => "manual", Retry => "retry" }
+);
+
+word_enum!(
+    /// Where one action of a run is.
+    ActionState { Running => "running", Succeeded => "succeeded", Failed => "failed", Cancelled => "cancelled" }
+);
+
+/// One action's result within one attempt of a run.
+#[derive(Debug, Clone, Serialize)]
+pub struct ActionResult {
+    pub attempt: u32,
+    pub name: String,
+    pub kind: String,
+    pub state: ActionState,
+    pub output: Option<String>,
+    pub error: Option<String>,
+    pub started_at: Timestamp,
+    pub finished_at: Option<Timestamp>,
+}
+
+/// One run of a job, as stored.
+#[derive(Debug, Clone, Serialize)]
+pub struct Run {
+    pub id: RunId,
+    pub job: String,
+    pub state: RunState,
+    pub reason: ReasonKind,
+    /// The schedule tick a `schedule` run was started for.
+    pub scheduled_for: Option<Timestamp>,
+    /// The events this run consumed (for `events` runs, and events folded into other runs).
+    pub events: Vec<EventId>,
+    pub attempt: u32,
+    pub queued_at: Timestamp,
+    pub run_after: Timestamp,
+    pub started_at: Option<Timestamp>,
+    pub finished_at: Option<Timestamp>,
+    pub error: Option<String>,
+    pub actions: Vec<ActionResult>,
+}
+
+/// What the matcher decided about an event for one job (or for none).
+#[derive(Debug, Clone, Serialize)]
+pub struct Decision {
+    pub event_id: EventId,
+    pub job: Option<String>,
+    pub fed: bool,
+    pub reason: String,
+    pub decided_at: Timestamp,
+}
+
+/// An event as a run sees it: enough to tell a command what it is about.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunEvent {
+    pub id: EventId,
+    pub source: String,
+    pub subject: Subject,
+    pub status: Status,
+}
+
+/// A random number in [0, 1), for jitter (from the random bits of a UUIDv7).
+pub fn random_fraction() -> f64 {
+    let bits = uuid::Uuid::now_v7().as_u128() as u64 & ((1 << 53) - 1);
+    bits as f64 / (1u64 << 53) as f64
+}

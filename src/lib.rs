@@ -7,17 +7,23 @@
 //! - [`sources`]: per-kind authentication and normalisation of deliveries
 //! - [`store`]: the event store (SQLite, group commit)
 //! - [`http`]: the router: `POST /hooks/{source}`, `/healthz`, `/readyz`, `/metrics`
+//! - [`scheduler`]: matching, debounce, gates, schedules, retries (pure) and the loop that applies them
+//! - [`worker`]: executes a claimed run's actions and records the outcome
+//! - [`actions`]: the steps of a run (`command`)
 //! - [`app`]: wires the above into a server
 //! - [`cli`]: the subcommands of the `handoff` binary
 //! - [`telemetry`]: logs and Prometheus metrics
 #![forbid(unsafe_code)]
 
+pub mod actions;
 pub mod app;
 pub mod cli;
 pub mod config;
 pub mod domain;
 pub mod http;
+pub mod scheduler;
 pub mod signature;
 pub mod sources;
 pub mod store;
 pub mod telemetry;
+pub mod worker;

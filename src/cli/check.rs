@@ -38,5 +38,23 @@ pub fn summary(config: &Config) -> String {
             out += &format!("    tolerance: {}s\n", source.tolerance.as_secs());
         }
     }
+    if config.jobs.is_empty() {
+        out += "jobs: none (add a [jobs.NAME] table)\n";
+    } else {
+        out += "jobs:\n";
+    }
+    for job in config.jobs.values() {
+        out += &format!("  {}\n    plan:    {}\n", job.name, job.plan());
+        let actions: Vec<String> = job.actions.iter().map(|a| format!("{} ({})", a.name, a.kind_name())).collect();
+        out += &format!("    actions: {}\n", if actions.is_empty() { "none".to_string() } else { actions.join(", ") });
+        out += &format!(
+            "    retry:   {} attempts, backoff {}\n",
+            job.retry.attempts,
+            crate::config::words(job.retry.backoff)
+        );
+    }
+    for warning in &config.warnings {
+        out += &format!("warning: {warning}\n");
+    }
     out
 }

@@ -4,6 +4,7 @@
 
 mod check;
 mod events;
+mod runs;
 mod send;
 mod serve;
 
@@ -37,6 +38,14 @@ enum Command {
     Send(send::SendArgs),
     /// List recorded events, newest first.
     Events(events::EventsArgs),
+    /// Each job: its state, what it waits for, its next tick and last run.
+    Jobs(runs::JobsArgs),
+    /// List runs, newest first.
+    Runs(runs::RunsArgs),
+    /// Queue a run of JOB now (the server starts it; if it is down, on its next start).
+    Run(runs::RunArgs),
+    /// What was decided for an event, and the run it fed.
+    Explain(runs::ExplainArgs),
 }
 
 /// A failed command: what to print and the exit code.
@@ -85,6 +94,10 @@ impl Cli {
             Command::Check => check::run(&self.load_config()?),
             Command::Send(args) => send::run(args).await,
             Command::Events(args) => events::run(&self.load_config()?, args).await,
+            Command::Jobs(args) => runs::jobs(&self.load_config()?, args).await,
+            Command::Runs(args) => runs::runs(&self.load_config()?, args).await,
+            Command::Run(args) => runs::run(&self.load_config()?, args).await,
+            Command::Explain(args) => runs::explain(&self.load_config()?, args).await,
         }
     }
 }

@@ -188,7 +188,7 @@ fn sign(
 /// `base · 2^attempt`, ±20%, at most a minute.
 fn backoff(base: Duration, attempt: u32) -> Duration {
     let exp = base.saturating_mul(2u32.saturating_pow(attempt)).min(MAX_BACKOFF);
-    let jitter = 0.8 + 0.4 * (uuid::Uuid::now_v7().as_u128() as u16 as f64 / f64::from(u16::MAX));
+    let jitter = 0.8 + 0.4 * crate::domain::random_fraction();
     exp.mul_f64(jitter)
 }
 

@@ -5,9 +5,11 @@
 //! at once, so a bad file is reported in one go, each problem with its line and a hint.
 //! Nothing here prints or stores a secret value.
 
+mod jobs;
 mod secret;
 mod size;
 
+pub use jobs::{Action, ActionKind, CommandAction, Job, Retry, Upstream, WaitFor, words};
 pub use secret::{SecretError, SecretRef};
 
 use crate::signature::{self, Key};
@@ -30,6 +32,10 @@ pub const DEFAULT_STORE_URL: &str = "sqlite://handoff.db";
 pub const DEFAULT_MAX_BODY: usize = 1024 * 1024;
 /// How far a Standard Webhooks timestamp may be from now, unless `tolerance` is set.
 pub const DEFAULT_TOLERANCE: Duration = Duration::from_secs(5 * 60);
+/// How long running actions may go on after SIGTERM, unless `shutdown_grace` is set.
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+/// How many runs execute at once, unless `workers` is set.
+pub const DEFAULT_WORKERS: usize = 4;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -43,6 +49,9 @@ struct FileConfig {
     /// Inbound endpoints, by name: `POST /hooks/{name}`.
     #[serde(default)]
     sources: BTreeMap<String, Spanned<FileSource>>,
+    /// Downstream work, by name.
+    #[serde(default)]
+    jobs: BTreeMap<String, Spanned<jobs::FileJob>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -53,6 +62,10 @@ struct FileServer {
     /// Peers (CIDR or single address) allowed to name the client in X-Forwarded-For.
     #[serde(default)]
     trusted_proxies: Vec<Spanned<String>>,
+    /// On shutdown, how long running actions may go on before they are ended (default "30s").
+    shutdown_grace: Option<Spanned<String>>,
+    /// Runs of different jobs executed at the same time (default 4).
+    workers: Option<Spanned<usize>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -165,6 +178,11 @@ pub struct Config {
     pub store_url: String,
     pub store: StoreLocation,
     pub sources: BTreeMap<String, Source>,
+    pub jobs: BTreeMap<String, Job>,
+    pub shutdown_grace: Duration,
+    pub workers: usize,
+    /// Legal but probably unintended settings, for `handoff check`.
+    pub warnings: Vec<String>,
 }
 
 /// One thing wrong with a config file.
@@ -289,9 +307,54 @@ impl Config {
             }
         }
 
+        let source_names: Vec<String> = file.sources.keys().cloned().collect();
+        let mut jobs = BTreeMap::new();
+        let mut warnings = Vec::new();
+        for (name, table) in &file.jobs {
+            if let Some(job) = jobs::build_job(&mut problems, &base, name, table, &source_names) {
+                if !job.debounce.is_zero() && job.max_wait.is_none() {
+                    warnings.push(format!(
+                        "job `{name}` has debounce {} and no max_wait: a steady trickle of events can postpone it forever",
+                        words(job.debounce)
+                    ));
+                }
+                jobs.insert(name.clone(), job);
+            }
+        }
+        let shutdown_grace = match &file.server.shutdown_grace {
+            None => DEFAULT_SHUTDOWN_GRACE,
+            Some(g) => parse_duration(g.get_ref()).unwrap_or_else(|| {
+                problems.add(
+                    Some(g.span()),
+                    format!("`{}` is not a duration", g.get_ref()),
+                    Some(r#"shutdown_grace = "30s""#.into()),
+                );
+                DEFAULT_SHUTDOWN_GRACE
+            }),
+        };
+        let workers = match &file.server.workers {
+            None => DEFAULT_WORKERS,
+            Some(w) if *w.get_ref() == 0 => {
+                problems.add(Some(w.span()), "workers must be at least 1", Some("workers = 4".into()));
+                DEFAULT_WORKERS
+            }
+            Some(w) => *w.get_ref(),
+        };
+
         problems.found.sort_by_key(|p| (p.line, p.column));
         if problems.found.is_empty() {
-            Ok(Config { path: path.to_path_buf(), listen, trusted_proxies, store_url, store, sources })
+            Ok(Config {
+                path: path.to_path_buf(),
+                listen,
+                trusted_proxies,
+                store_url,
+                store,
+                sources,
+                jobs,
+                shutdown_grace,
+                workers,
+                warnings,
+            })
         } else {
             Err(ConfigError { path: path.to_path_buf(), problems: problems.found })
         }

@@ -94,6 +94,7 @@ async fn handle(
             if let Recorded::New(id) = &recorded {
                 tracing::info!(source = %source.name, event_id = %id, peer = %client, "event recorded");
             }
+            state.wake.notify_one();
             Ok((StatusCode::ACCEPTED, recorded))
         }
         Ok(Ok(recorded @ Recorded::Duplicate(_))) => Ok((StatusCode::OK, recorded)),

@@ -29,6 +29,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// How long a delivery waits for its commit before the sender is told to retry (503).
     pub commit_timeout: Duration,
+    /// Wakes the scheduler when an event is recorded.
+    pub wake: Arc<tokio::sync::Notify>,
 }
 
 pub fn router(state: AppState) -> Router {

@@ -8,8 +8,11 @@ mod sqlite;
 
 pub use sqlite::SqliteStore;
 
-use crate::config::StoreLocation;
-use crate::domain::{Event, EventId, NewEvent};
+use crate::config::{Job, StoreLocation};
+use crate::domain::{ActionState, Decision, Event, EventId, NewEvent, Run, RunEvent, RunId, RunState};
+use jiff::Timestamp;
+use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Store failures. Callers answer 503 (the sender retries) and never show the detail.
@@ -64,6 +67,69 @@ pub struct EventFilter {
     pub limit: u32,
 }
 
+/// Which runs to list.
+#[derive(Debug, Clone, Default)]
+pub struct RunFilter {
+    pub job: Option<String>,
+    pub limit: u32,
+}
+
+/// What one scheduler tick did, and when the next one is needed.
+#[derive(Debug, Clone, Default)]
+pub struct TickReport {
+    pub matched: u64,
+    pub queued: u64,
+    /// More unmatched events are waiting than one tick takes.
+    pub more_to_match: bool,
+    /// The earliest moment something becomes due (a debounce ends, a schedule ticks, a retry waits).
+    pub next_wake: Option<Timestamp>,
+}
+
+impl TickReport {
+    pub fn wake(&mut self, at: Timestamp) {
+        self.next_wake = Some(self.next_wake.map_or(at, |w| w.min(at)));
+    }
+}
+
+/// A run just claimed by a worker, with the events it consumed.
+#[derive(Debug, Clone)]
+pub struct Claimed {
+    pub run: Run,
+    pub events: Vec<RunEvent>,
+}
+
+/// How a run attempt ended.
+#[derive(Debug, Clone)]
+pub enum Finish {
+    Succeeded,
+    /// `retry_at` is when to try again, or `None` when attempts are used up.
+    Failed {
+        error: String,
+        retry_at: Option<Timestamp>,
+    },
+    /// Shutdown or crash: back to the queue, not counted as an attempt.
+    Interrupted,
+}
+
+/// Matching events that wait for a job's next run, per upstream.
+#[derive(Debug, Clone)]
+pub struct Waiting {
+    pub upstream: String,
+    pub events: u64,
+    pub first: Timestamp,
+    pub last: Timestamp,
+}
+
+/// A job's state for `handoff jobs`.
+#[derive(Debug, Clone)]
+pub struct JobOverview {
+    pub job: String,
+    pub waiting: Vec<Waiting>,
+    pub queued: Option<Run>,
+    pub running: Option<Run>,
+    pub last: Option<Run>,
+}
+
 #[derive(Clone)]
 pub enum Store {
     Sqlite(SqliteStore),
@@ -110,6 +176,100 @@ impl Store {
     pub async fn ping(&self) -> Result<(), StoreError> {
         match self {
             Store::Sqlite(s) => s.ping().await,
+        }
+    }
+
+    /// Matches new events, queues the runs that became due, fires schedule ticks.
+    pub async fn tick(&self, now: Timestamp, jobs: Arc<BTreeMap<String, Job>>) -> Result<TickReport, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.tick(now, jobs).await,
+        }
+    }
+
+    /// Takes the oldest due queued run whose job has no running run, and marks it running.
+    pub async fn claim(&self, now: Timestamp, owner: &str) -> Result<Option<Claimed>, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.claim(now, owner.to_string()).await,
+        }
+    }
+
+    pub async fn action_started(
+        &self,
+        run: &RunId,
+        attempt: u32,
+        position: u32,
+        name: &str,
+        kind: &str,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        match self {
+            Store::Sqlite(s) => s.action_started(run.clone(), attempt, position, name.into(), kind.into(), now).await,
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub async fn action_finished(
+        &self,
+        run: &RunId,
+        attempt: u32,
+        position: u32,
+        state: ActionState,
+        output: Option<String>,
+        error: Option<String>,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        match self {
+            Store::Sqlite(s) => s.action_finished(run.clone(), attempt, position, state, output, error, now).await,
+        }
+    }
+
+    /// Records how a run attempt ended; returns the run's state after it.
+    pub async fn finish(&self, run: &RunId, finish: Finish, now: Timestamp) -> Result<RunState, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.finish(run.clone(), finish, now).await,
+        }
+    }
+
+    pub async fn requeue_interrupted(&self, now: Timestamp) -> Result<Vec<RunId>, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.requeue_interrupted(now).await,
+        }
+    }
+
+    /// Queues a manual run; returns it and whether it is new (else the job's queued run serves).
+    pub async fn request_run(&self, job: &str, now: Timestamp) -> Result<(RunId, bool), StoreError> {
+        match self {
+            Store::Sqlite(s) => s.request_run(job.to_string(), now).await,
+        }
+    }
+
+    pub async fn runs(&self, filter: &RunFilter) -> Result<Vec<Run>, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.runs(filter).await,
+        }
+    }
+
+    pub async fn run(&self, id: &RunId) -> Result<Option<Run>, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.run(id).await,
+        }
+    }
+
+    pub async fn decisions(&self, event: &EventId) -> Result<Vec<Decision>, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.decisions(event).await,
+        }
+    }
+
+    pub async fn runs_of_event(&self, event: &EventId) -> Result<Vec<(String, Option<RunId>)>, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.runs_of_event(event).await,
+        }
+    }
+
+    pub async fn job_overview(&self, job: &str) -> Result<JobOverview, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.job_overview(job).await,
         }
     }
 

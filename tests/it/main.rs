@@ -3,6 +3,8 @@
 mod cli;
 mod crash;
 mod helpers;
+mod jobs;
+mod logs;
 mod providers;
 mod rejections;
-mod logs;
+mod schedules;

@@ -6,6 +6,8 @@
 //! hears back only after that commit. Reads use a separate small pool (WAL lets them run
 //! beside the writer).
 
+mod runs;
+
 use super::{EventFilter, Recorded, StoreError, StoreOptions};
 use crate::domain::{Event, EventId, NewEvent, SecretSlot, Status, Subject};
 use jiff::Timestamp;
@@ -17,8 +19,13 @@ use tokio::sync::{mpsc, oneshot};
 
 type Reply = oneshot::Sender<Result<Recorded, StoreError>>;
 
+/// A write operation run on the writer's connection; it answers its caller itself.
+type Op = Box<dyn for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, ()> + Send>;
+type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
+
 enum Message {
-    Write(NewEvent, Reply),
+    Write(Box<NewEvent>, Reply),
+    Op(Op),
     /// Close the write connection (checkpointing the WAL) once the writes queued before it are done.
     Close(oneshot::Sender<()>),
 }
@@ -66,10 +73,29 @@ impl SqliteStore {
         let writes =
             self.writes.as_ref().ok_or_else(|| StoreError::Unavailable(format!("{} is open read-only", self.path)))?;
         writes
-            .send(Message::Write(event, reply))
+            .send(Message::Write(Box::new(event), reply))
             .await
             .map_err(|_| StoreError::Unavailable(format!("the writer of {} has stopped", self.path)))?;
         answer.await.map_err(|_| StoreError::Unavailable(format!("the writer of {} has stopped", self.path)))?
+    }
+
+    /// Runs `f` on the write connection, in order with deliveries; `f` opens its own transaction.
+    async fn exec<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, Result<T, sqlx::Error>> + Send + 'static,
+    {
+        let writes =
+            self.writes.as_ref().ok_or_else(|| StoreError::Unavailable(format!("{} is open read-only", self.path)))?;
+        let (reply, answer) = oneshot::channel();
+        let op: Op = Box::new(move |conn| {
+            Box::pin(async move {
+                let _ = reply.send(f(conn).await);
+            })
+        });
+        let stopped = || StoreError::Unavailable(format!("the writer of {} has stopped", self.path));
+        writes.send(Message::Op(op)).await.map_err(|_| stopped())?;
+        Ok(answer.await.map_err(|_| stopped())??)
     }
 
     pub async fn events(&self, filter: &EventFilter) -> Result<Vec<Event>, StoreError> {
@@ -116,43 +142,55 @@ impl SqliteStore {
     }
 }
 
-/// Takes every waiting write, commits them together, answers each caller.
+/// Takes every waiting message; commits consecutive deliveries together (one fsync for
+/// all), runs other operations one by one, in arrival order; answers each caller.
 async fn write_loop(mut conn: SqliteConnection, mut queue: mpsc::Receiver<Message>, max_batch: usize) {
     let mut batch = Vec::with_capacity(max_batch);
+    let mut events = Vec::with_capacity(max_batch);
+    let mut replies = Vec::with_capacity(max_batch);
     while queue.recv_many(&mut batch, max_batch).await > 0 {
-        let mut events = Vec::with_capacity(batch.len());
-        let mut replies = Vec::with_capacity(batch.len());
-        let mut close = None;
         for message in batch.drain(..) {
             match message {
                 Message::Write(event, reply) => {
-                    events.push(event);
+                    events.push(*event);
                     replies.push(reply);
                 }
-                Message::Close(done) => close = Some(done),
-            }
-        }
-        match commit(&mut conn, &events).await {
-            Ok(outcomes) => {
-                for (reply, outcome) in replies.into_iter().zip(outcomes) {
-                    let _ = reply.send(Ok(outcome));
+                Message::Op(op) => {
+                    flush(&mut conn, &mut events, &mut replies).await;
+                    op(&mut conn).await;
                 }
-            }
-            Err(err) => {
-                tracing::error!(error = %err, deliveries = events.len(), "store commit failed; answering 503");
-                for reply in replies {
-                    let _ = reply.send(Err(StoreError::Unavailable(err.to_string())));
+                Message::Close(done) => {
+                    flush(&mut conn, &mut events, &mut replies).await;
+                    if let Err(err) = conn.close().await {
+                        tracing::warn!(error = %err, "closing the store's write connection failed");
+                    }
+                    let _ = done.send(());
+                    return;
                 }
             }
         }
-        if let Some(done) = close {
-            if let Err(err) = conn.close().await {
-                tracing::warn!(error = %err, "closing the store's write connection failed");
+        flush(&mut conn, &mut events, &mut replies).await;
+    }
+}
+
+async fn flush(conn: &mut SqliteConnection, events: &mut Vec<NewEvent>, replies: &mut Vec<Reply>) {
+    if events.is_empty() {
+        return;
+    }
+    match commit(conn, events).await {
+        Ok(outcomes) => {
+            for (reply, outcome) in replies.drain(..).zip(outcomes) {
+                let _ = reply.send(Ok(outcome));
             }
-            let _ = done.send(());
-            return;
+        }
+        Err(err) => {
+            tracing::error!(error = %err, deliveries = events.len(), "store commit failed; answering 503");
+            for reply in replies.drain(..) {
+                let _ = reply.send(Err(StoreError::Unavailable(err.to_string())));
+            }
         }
     }
+    events.clear();
 }
 
 async fn commit(conn: &mut SqliteConnection, events: &[NewEvent]) -> Result<Vec<Recorded>, sqlx::Error> {

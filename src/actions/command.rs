@@ -1,0 +1,338 @@
+//! The `command` action: run a program (dbt, edr, a script) with its arguments, no shell.
+//!
+//! The child leads its own process group, so a timeout or a shutdown ends everything it
+//! started (dbt spawns children): SIGTERM to the group, a grace period, then SIGKILL. The
+//! last 64 KiB of stdout and stderr are kept; memory never grows with the output.
+
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+use std::collections::VecDeque;
+use std::os::unix::process::ExitStatusExt;
+use std::path::PathBuf;
+use std::process::{ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio_util::sync::CancellationToken;
+
+/// How much output is kept, from the end.
+pub const OUTPUT_TAIL: usize = 64 * 1024;
+/// How long output is still read after the program exited (a grandchild may hold the pipe).
+const DRAIN: Duration = Duration::from_millis(200);
+
+#[derive(Debug, Clone)]
+pub struct CommandSpec {
+    /// Looked up on PATH unless it contains a `/`.
+    pub program: String,
+    /// Passed as argv, never through a shell.
+    pub args: Vec<String>,
+    /// Added to the inherited environment.
+    pub env: Vec<(String, String)>,
+    pub working_dir: Option<PathBuf>,
+    pub timeout: Option<Duration>,
+    /// Between SIGTERM and SIGKILL.
+    pub kill_grace: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CommandOutcome {
+    Exited {
+        code: i32,
+        output: String,
+    },
+    Signalled {
+        signal: i32,
+        output: String,
+    },
+    TimedOut {
+        after: Duration,
+        output: String,
+    },
+    /// The server is shutting down and the grace period is over: the group was ended.
+    Cancelled {
+        output: String,
+    },
+}
+
+impl CommandOutcome {
+    pub fn succeeded(&self) -> bool {
+        matches!(self, CommandOutcome::Exited { code: 0, .. })
+    }
+
+    pub fn output(&self) -> &str {
+        match self {
+            CommandOutcome::Exited { output, .. }
+            | CommandOutcome::Signalled { output, .. }
+            | CommandOutcome::TimedOut { output, .. }
+            | CommandOutcome::Cancelled { output } => output,
+        }
+    }
+
+    pub fn describe(&self) -> String {
+        match self {
+            CommandOutcome::Exited { code, .. } => format!("exited with code {code}"),
+            CommandOutcome::Signalled { signal, .. } => format!("killed by signal {signal}"),
+            CommandOutcome::TimedOut { after, .. } => {
+                format!("timed out after {}", crate::config::words(*after))
+            }
+            CommandOutcome::Cancelled { .. } => "cancelled by shutdown".into(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    #[error(
+        "program `{program}` not found (looked up on PATH unless it contains a '/'); install it or give its full path"
+    )]
+    NotFound { program: String },
+    #[error("program `{program}` is not executable (permission denied)")]
+    NotExecutable { program: String },
+    #[error("working directory {0} does not exist")]
+    NoWorkingDir(PathBuf),
+    #[error("cannot start `{program}`: {source}")]
+    Spawn { program: String, source: std::io::Error },
+}
+
+/// The last `OUTPUT_TAIL` bytes, and how many came before them.
+#[derive(Default)]
+struct Tail {
+    bytes: VecDeque<u8>,
+    dropped: usize,
+}
+
+impl Tail {
+    fn push(&mut self, chunk: &[u8]) {
+        self.bytes.extend(chunk);
+        if self.bytes.len() > OUTPUT_TAIL {
+            let extra = self.bytes.len() - OUTPUT_TAIL;
+            self.bytes.drain(..extra);
+            self.dropped += extra;
+        }
+    }
+
+    fn render(&self) -> String {
+        let bytes: Vec<u8> = self.bytes.iter().copied().collect();
+        if self.dropped == 0 {
+            return String::from_utf8_lossy(&bytes).into_owned();
+        }
+        // Start on a character boundary: skip UTF-8 continuation bytes left by the cut.
+        let start = bytes.iter().take(4).take_while(|b| (**b & 0xC0) == 0x80).count();
+        format!("…[truncated {} bytes]\n{}", self.dropped + start, String::from_utf8_lossy(&bytes[start..]))
+    }
+}
+
+async fn pump(mut pipe: impl AsyncRead + Unpin, tail: Arc<Mutex<Tail>>) {
+    let mut buf = vec![0u8; 8192];
+    while let Ok(n) = pipe.read(&mut buf).await {
+        if n == 0 {
+            break;
+        }
+        tail.lock().unwrap_or_else(|p| p.into_inner()).push(&buf[..n]);
+    }
+}
+
+enum End {
+    Exited(std::io::Result<ExitStatus>),
+    TimedOut,
+    Cancelled,
+}
+
+pub async fn run(spec: &CommandSpec, cancel: CancellationToken) -> Result<CommandOutcome, CommandError> {
+    if let Some(dir) = &spec.working_dir
+        && !dir.is_dir()
+    {
+        return Err(CommandError::NoWorkingDir(dir.clone()));
+    }
+    let mut command = tokio::process::Command::new(&spec.program);
+    command
+        .args(&spec.args)
+        .envs(spec.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true);
+    if let Some(dir) = &spec.working_dir {
+        command.current_dir(dir);
+    }
+    let program = spec.program.clone();
+    let mut child = command.spawn().map_err(|source| match source.kind() {
+        std::io::ErrorKind::NotFound => CommandError::NotFound { program: program.clone() },
+        std::io::ErrorKind::PermissionDenied => CommandError::NotExecutable { program: program.clone() },
+        _ => CommandError::Spawn { program: program.clone(), source },
+    })?;
+    let group = child.id().map(|id| Pid::from_raw(id as i32));
+    let tail = Arc::new(Mutex::new(Tail::default()));
+    let mut readers = tokio::task::JoinSet::new();
+    if let Some(out) = child.stdout.take() {
+        readers.spawn(pump(out, tail.clone()));
+    }
+    if let Some(err) = child.stderr.take() {
+        readers.spawn(pump(err, tail.clone()));
+    }
+
+    let started = Instant::now();
+    let deadline = async {
+        match spec.timeout {
+            Some(limit) => tokio::time::sleep(limit).await,
+            None => std::future::pending().await,
+        }
+    };
+    let end = tokio::select! {
+        status = child.wait() => End::Exited(status),
+        _ = deadline => End::TimedOut,
+        _ = cancel.cancelled() => End::Cancelled,
+    };
+    let status = match end {
+        End::Exited(status) => status,
+        End::TimedOut | End::Cancelled => {
+            let signal = |s| {
+                if let Some(pid) = group {
+                    let _ = killpg(pid, s);
+                }
+            };
+            signal(Signal::SIGTERM);
+            let status = match tokio::time::timeout(spec.kill_grace, child.wait()).await {
+                Ok(status) => status,
+                Err(_) => {
+                    signal(Signal::SIGKILL);
+                    child.wait().await
+                }
+            };
+            // The direct child may have exited on SIGTERM while others in its group ignore it.
+            signal(Signal::SIGKILL);
+            drain(&mut readers).await;
+            let output = tail.lock().unwrap_or_else(|p| p.into_inner()).render();
+            let _ = status;
+            return Ok(match end {
+                End::TimedOut => CommandOutcome::TimedOut { after: started.elapsed(), output },
+                _ => CommandOutcome::Cancelled { output },
+            });
+        }
+    };
+    drain(&mut readers).await;
+    let output = tail.lock().unwrap_or_else(|p| p.into_inner()).render();
+    let status = status.map_err(|source| CommandError::Spawn { program, source })?;
+    Ok(match (status.code(), status.signal()) {
+        (Some(code), _) => CommandOutcome::Exited { code, output },
+        (None, Some(signal)) => CommandOutcome::Signalled { signal, output },
+        (None, None) => CommandOutcome::Exited { code: -1, output },
+    })
+}
+
+/// Reads what is left in the pipes, but not forever: a grandchild may keep them open.
+async fn drain(readers: &mut tokio::task::JoinSet<()>) {
+    let _ = tokio::time::timeout(DRAIN, async { while readers.join_next().await.is_some() {} }).await;
+    readers.abort_all();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(program: &str, args: &[&str]) -> CommandSpec {
+        CommandSpec {
+            program: program.into(),
+            args: args.iter().map(|s| s.to_string()).collect(),
+            env: vec![],
+            working_dir: None,
+            timeout: None,
+            kill_grace: Duration::from_millis(300),
+        }
+    }
+
+    fn alive(pid: i32) -> bool {
+        // A zombie still has /proc/<pid>; its state letter is Z.
+        match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+            Ok(stat) => stat.rsplit(')').next().is_some_and(|rest| !rest.trim_start().starts_with('Z')),
+            Err(_) => false,
+        }
+    }
+
+    async fn run_it(spec: &CommandSpec) -> CommandOutcome {
+        run(spec, CancellationToken::new()).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn the_exit_code_and_both_output_streams_are_reported() {
+        let out = run_it(&spec("sh", &["-c", "echo to-stdout; echo to-stderr >&2; exit 4"])).await;
+        assert_eq!(out.describe(), "exited with code 4");
+        assert!(!out.succeeded());
+        assert!(out.output().contains("to-stdout") && out.output().contains("to-stderr"), "{}", out.output());
+    }
+
+    #[tokio::test]
+    async fn output_beyond_64_kib_keeps_its_tail_with_a_marker() {
+        let out = run_it(&spec("sh", &["-c", "yes line | head -c 200000; echo END"])).await;
+        let text = out.output();
+        assert!(text.starts_with("…[truncated "), "{}", &text[..40]);
+        assert!(text.ends_with("END\n"));
+        assert!(text.len() <= OUTPUT_TAIL + 40);
+    }
+
+    #[tokio::test]
+    async fn arguments_reach_the_program_verbatim_without_a_shell() {
+        let out = run_it(&spec("printf", &["%s|", "two words", "$(echo injected)", "'quoted'"])).await;
+        assert_eq!(out.output(), "two words|$(echo injected)|'quoted'|");
+    }
+
+    #[tokio::test]
+    async fn env_and_working_dir_are_applied() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = spec("sh", &["-c", "echo $HANDOFF_TEST_VAR; pwd"]);
+        s.env.push(("HANDOFF_TEST_VAR".into(), "hello".into()));
+        s.working_dir = Some(dir.path().to_path_buf());
+        let out = run_it(&s).await;
+        assert!(out.output().contains("hello"));
+        assert!(out.output().contains(dir.path().to_str().unwrap()));
+    }
+
+    #[tokio::test]
+    async fn a_missing_program_is_a_clear_error() {
+        let err = run(&spec("surely-not-a-program-xyz", &[]), CancellationToken::new()).await.unwrap_err();
+        assert!(err.to_string().contains("program `surely-not-a-program-xyz` not found"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_timeout_ends_the_whole_process_group_including_grandchildren() {
+        let dir = tempfile::tempdir().unwrap();
+        let pidfile = dir.path().join("pid");
+        let script = format!("sleep 300 & echo $! > {}; wait", pidfile.display());
+        let mut s = spec("sh", &["-c", &script]);
+        s.timeout = Some(Duration::from_millis(300));
+        let started = Instant::now();
+        let out = run_it(&s).await;
+        assert!(matches!(out, CommandOutcome::TimedOut { .. }), "{out:?}");
+        assert!(started.elapsed() < Duration::from_secs(10));
+        let pid: i32 = std::fs::read_to_string(&pidfile).unwrap().trim().parse().unwrap();
+        let gone = Instant::now();
+        while alive(pid) {
+            assert!(gone.elapsed() < Duration::from_secs(5), "grandchild {pid} survived the timeout");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn a_program_that_ignores_sigterm_is_killed_after_the_grace() {
+        let mut s = spec("sh", &["-c", "trap '' TERM; while true; do sleep 0.1; done"]);
+        s.timeout = Some(Duration::from_millis(200));
+        let started = Instant::now();
+        let out = run_it(&s).await;
+        assert!(matches!(out, CommandOutcome::TimedOut { .. }), "{out:?}");
+        assert!(started.elapsed() >= Duration::from_millis(450), "the grace was given");
+        assert!(started.elapsed() < Duration::from_secs(10));
+    }
+
+    #[tokio::test]
+    async fn cancellation_ends_the_group_and_says_so() {
+        let cancel = CancellationToken::new();
+        let trigger = cancel.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            trigger.cancel();
+        });
+        let out = run(&spec("sleep", &["300"]), cancel).await.unwrap();
+        assert_eq!(out.describe(), "cancelled by shutdown");
+    }
+}

@@ -1,0 +1,272 @@
+//! `handoff runs`, `handoff run JOB`, `handoff jobs`, `handoff explain EVENT_ID`.
+//!
+//! They open the store named in the config directly, so they work with the server up or
+//! down; `run JOB` queues a run that the server picks up (at once, or on its next start).
+
+use super::Failure;
+use super::events::{rfc3339, to_json as event_json};
+use crate::config::Config;
+use crate::domain::{EventId, Run};
+use crate::scheduler::gate;
+use crate::store::{RunFilter, Store};
+use serde_json::json;
+
+fn failed(e: impl std::fmt::Display) -> Failure {
+    Failure::runtime(e.to_string())
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RunsArgs {
+    /// Only runs of this job.
+    #[arg(long)]
+    job: Option<String>,
+    /// At most this many runs.
+    #[arg(long, default_value_t = 50)]
+    limit: u32,
+    /// Print one JSON array instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// The job to run now.
+    job: String,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct JobsArgs {
+    /// Print one JSON array instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ExplainArgs {
+    /// The event id printed by the server, `handoff send` or `handoff events`.
+    event_id: String,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run_json(run: &Run) -> serde_json::Value {
+    let reason = match run.reason {
+        crate::domain::ReasonKind::Events => json!({ "kind": "events", "events": run.events }),
+        crate::domain::ReasonKind::Schedule => {
+            json!({ "kind": "schedule", "scheduled_for": run.scheduled_for.map(rfc3339) })
+        }
+        kind => json!({ "kind": kind }),
+    };
+    json!({
+        "id": run.id,
+        "job": run.job,
+        "state": run.state,
+        "reason": reason,
+        "events": run.events,
+        "attempt": run.attempt,
+        "queued_at": rfc3339(run.queued_at),
+        "started_at": run.started_at.map(rfc3339),
+        "finished_at": run.finished_at.map(rfc3339),
+        "error": run.error,
+        "actions": run.actions.iter().map(|a| json!({
+            "name": a.name,
+            "kind": a.kind,
+            "attempt": a.attempt,
+            "state": a.state,
+            "output": a.output,
+            "error": a.error,
+            "started_at": rfc3339(a.started_at),
+            "finished_at": a.finished_at.map(rfc3339),
+        })).collect::<Vec<_>>(),
+    })
+}
+
+fn print_json(value: &serde_json::Value) {
+    println!("{}", serde_json::to_string_pretty(value).expect("JSON values serialise"));
+}
+
+/// `reason` in words: "3 events", "schedule 14:00Z", "manual".
+fn reason_words(run: &Run) -> String {
+    match run.reason {
+        crate::domain::ReasonKind::Events => format!("events ({})", run.events.len()),
+        crate::domain::ReasonKind::Schedule => {
+            format!("schedule {}", run.scheduled_for.map(rfc3339).unwrap_or_default())
+        }
+        kind => kind.to_string(),
+    }
+}
+
+pub async fn runs(config: &Config, args: &RunsArgs) -> Result<(), Failure> {
+    let store = Store::open_existing(&config.store).await.map_err(failed)?;
+    let runs = store.runs(&RunFilter { job: args.job.clone(), limit: args.limit }).await.map_err(failed)?;
+    if args.json {
+        print_json(&json!(runs.iter().map(run_json).collect::<Vec<_>>()));
+        return Ok(());
+    }
+    if runs.is_empty() {
+        println!("no runs yet");
+        return Ok(());
+    }
+    println!("{:<24}  {:<36}  {:<16}  {:<9}  {:>7}  REASON", "QUEUED", "RUN ID", "JOB", "STATE", "ATTEMPT");
+    for run in &runs {
+        println!(
+            "{:<24}  {:<36}  {:<16}  {:<9}  {:>7}  {}{}",
+            rfc3339(run.queued_at),
+            run.id,
+            run.job,
+            run.state,
+            run.attempt,
+            reason_words(run),
+            run.error.as_ref().map(|e| format!("  ({e})")).unwrap_or_default()
+        );
+    }
+    Ok(())
+}
+
+pub async fn run(config: &Config, args: &RunArgs) -> Result<(), Failure> {
+    if !config.jobs.contains_key(&args.job) {
+        let known: Vec<&str> = config.jobs.keys().map(String::as_str).collect();
+        return Err(Failure::usage(format!(
+            "no job `{}` in {} (jobs: {})",
+            args.job,
+            config.path.display(),
+            known.join(", ")
+        )));
+    }
+    let store = Store::open(&config.store, Default::default()).await.map_err(failed)?;
+    let (id, new) = store.request_run(&args.job, jiff::Timestamp::now()).await.map_err(failed)?;
+    store.close().await;
+    if new {
+        println!("{id}");
+        eprintln!(
+            "queued run {id} of job {}; a running `handoff serve` starts it now, else on its next start",
+            args.job
+        );
+    } else {
+        println!("{id}");
+        eprintln!("job {} already has a queued run ({id}); it serves this request too", args.job);
+    }
+    Ok(())
+}
+
+pub async fn jobs(config: &Config, args: &JobsArgs) -> Result<(), Failure> {
+    let store = match Store::open_existing(&config.store).await {
+        Ok(store) => Some(store),
+        Err(crate::store::StoreError::Missing(_)) => None,
+        Err(e) => return Err(failed(e)),
+    };
+    let now = jiff::Timestamp::now();
+    let mut out = Vec::new();
+    for job in config.jobs.values() {
+        let overview = match &store {
+            Some(s) => Some(s.job_overview(&job.name).await.map_err(failed)?),
+            None => None,
+        };
+        let delivered: Vec<String> =
+            overview.iter().flat_map(|o| o.waiting.iter().map(|w| w.upstream.clone())).collect();
+        let missing: Vec<String> = gate::missing(job, &delivered).iter().map(|u| u.to_string()).collect();
+        let state = match &overview {
+            Some(o) if o.running.is_some() => "running",
+            Some(o) if o.queued.is_some() => "queued",
+            _ if !delivered.is_empty() => "waiting",
+            _ => "idle",
+        };
+        let next_tick = job.schedule.as_ref().and_then(|s| s.next_after(now));
+        let last = overview.as_ref().and_then(|o| o.last.clone());
+        out.push((job, state, delivered, missing, next_tick, last, overview));
+    }
+    if args.json {
+        let list: Vec<_> = out
+            .iter()
+            .map(|(job, state, delivered, missing, next_tick, last, overview)| {
+                json!({
+                    "job": job.name,
+                    "state": state,
+                    "plan": job.plan(),
+                    "delivered": delivered,
+                    "waiting_for": if job.after.is_empty() { vec![] } else { missing.clone() },
+                    "next_tick": next_tick.map(rfc3339),
+                    "queued_run": overview.as_ref().and_then(|o| o.queued.as_ref()).map(|r| &r.id),
+                    "running_run": overview.as_ref().and_then(|o| o.running.as_ref()).map(|r| &r.id),
+                    "last_run": last.as_ref().map(run_json),
+                })
+            })
+            .collect();
+        print_json(&json!(list));
+        return Ok(());
+    }
+    if out.is_empty() {
+        println!("no jobs in {}", config.path.display());
+    }
+    for (job, state, delivered, missing, next_tick, last, _) in &out {
+        println!("{}  [{state}]", job.name);
+        println!("  plan:        {}", job.plan());
+        if !job.after.is_empty() {
+            let delivered = if delivered.is_empty() { "nothing yet".to_string() } else { delivered.join(", ") };
+            println!("  since last run: {delivered}");
+            if !missing.is_empty() && *state != "running" {
+                println!("  waiting for: {}", missing.join(", "));
+            }
+        }
+        if let Some(t) = next_tick {
+            println!("  next tick:   {}", rfc3339(*t));
+        }
+        match last {
+            Some(r) => println!(
+                "  last run:    {} {} ({}, finished {})",
+                r.id,
+                r.state,
+                reason_words(r),
+                r.finished_at.map(rfc3339).unwrap_or_default()
+            ),
+            None => println!("  last run:    none"),
+        }
+    }
+    Ok(())
+}
+
+pub async fn explain(config: &Config, args: &ExplainArgs) -> Result<(), Failure> {
+    let store = Store::open_existing(&config.store).await.map_err(failed)?;
+    let id = EventId(args.event_id.clone());
+    let Some(event) = store.event(&id).await.map_err(failed)? else {
+        return Err(Failure::runtime(format!("no event {} in {}", args.event_id, config.store_url)));
+    };
+    let decisions = store.decisions(&id).await.map_err(failed)?;
+    let consumed = store.runs_of_event(&id).await.map_err(failed)?;
+    if args.json {
+        print_json(&json!({
+            "event": event_json(&event),
+            "decisions": decisions.iter().map(|d| json!({
+                "job": d.job, "fed": d.fed, "reason": d.reason, "decided_at": rfc3339(d.decided_at),
+            })).collect::<Vec<_>>(),
+            "runs": consumed.iter().map(|(job, run)| json!({ "job": job, "run_id": run })).collect::<Vec<_>>(),
+        }));
+        return Ok(());
+    }
+    println!(
+        "event {} from {} ({}), subject {}, status {}, received {}",
+        event.id,
+        event.source,
+        event.event_type.as_deref().unwrap_or("-"),
+        event.subject.label(),
+        event.status,
+        rfc3339(event.received_at)
+    );
+    if decisions.is_empty() {
+        println!("  not matched yet (the server matches events as they arrive; is it running?)");
+    }
+    for d in &decisions {
+        println!("  {}", d.reason);
+    }
+    for (job, run) in &consumed {
+        match run {
+            Some(run_id) => {
+                let state = store.run(run_id).await.map_err(failed)?.map(|r| r.state.to_string()).unwrap_or_default();
+                println!("  consumed by run {run_id} of job {job} ({state})");
+            }
+            None => println!("  waiting for the next run of job {job}"),
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,370 @@
+//! `[jobs.NAME]`: which events feed a job, when it becomes due, its schedule, retries and actions.
+//!
+//! Parsed here into a checked [`Job`]; the scheduler decides with it, the worker runs it.
+
+use super::{Problems, parse_duration};
+use crate::domain::{Status, Subject};
+use crate::scheduler::schedule::Schedule;
+use serde::Deserialize;
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use toml::Spanned;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct FileJob {
+    /// Upstreams as `source` or `source:subject` (subject id or name).
+    #[serde(default)]
+    after: Vec<Spanned<String>>,
+    /// `any` (default): one matching upstream suffices; `all`: each must have delivered.
+    wait_for: Option<Spanned<String>>,
+    /// Statuses that feed the job (default `["success"]`).
+    on_status: Option<Vec<Spanned<String>>>,
+    /// Quiet period after the last matching event (default "0s").
+    debounce: Option<Spanned<String>>,
+    /// Longest a steady trickle of events may postpone the run.
+    max_wait: Option<Spanned<String>>,
+    /// Fallback schedule: "hourly", "daily" or a 5-field cron expression.
+    schedule: Option<Spanned<String>>,
+    /// IANA time zone of the schedule (default UTC).
+    timezone: Option<Spanned<String>>,
+    /// Retries of a failed run.
+    retry: Option<Spanned<FileRetry>>,
+    /// The steps of a run, in order.
+    #[serde(default)]
+    actions: Vec<Spanned<FileAction>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileRetry {
+    /// Tries in all, counting the first (default 3).
+    attempts: Option<u32>,
+    /// Wait before the first retry; doubles per try, ±20% jitter, at most 1h (default "30s").
+    backoff: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileAction {
+    /// The action kind: `command`.
+    kind: Spanned<String>,
+    /// A name for the step (default: its kind, `_2`, `_3` when repeated).
+    name: Option<String>,
+    /// command: the program, looked up on PATH.
+    program: Option<String>,
+    /// command: its arguments, passed as is (never through a shell).
+    #[serde(default)]
+    args: Vec<String>,
+    /// command: extra environment variables.
+    #[serde(default)]
+    env: BTreeMap<String, String>,
+    /// command: working directory (relative to the config file's folder).
+    working_dir: Option<PathBuf>,
+    /// command: how long it may run (default: no limit).
+    timeout: Option<Spanned<String>>,
+}
+
+/// Whether a job waits for any or all of its upstreams.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WaitFor {
+    Any,
+    All,
+}
+
+/// One `after` entry: a source, optionally narrowed to one subject (by id or name).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Upstream {
+    pub source: String,
+    pub subject: Option<String>,
+}
+
+impl Upstream {
+    pub fn parse(text: &str) -> Upstream {
+        match text.split_once(':') {
+            Some((source, subject)) => Upstream { source: source.to_string(), subject: Some(subject.to_string()) },
+            None => Upstream { source: text.to_string(), subject: None },
+        }
+    }
+
+    pub fn matches(&self, source: &str, subject: &Subject) -> bool {
+        self.source == source
+            && self.subject.as_ref().is_none_or(|want| {
+                subject.id.as_deref() == Some(want.as_str()) || subject.name.as_deref() == Some(want.as_str())
+            })
+    }
+}
+
+impl std::fmt::Display for Upstream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.subject {
+            Some(subject) => write!(f, "{}:{subject}", self.source),
+            None => f.write_str(&self.source),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Retry {
+    pub attempts: u32,
+    pub backoff: Duration,
+}
+
+/// A checked `command` action.
+#[derive(Debug, Clone)]
+pub struct CommandAction {
+    pub program: String,
+    pub args: Vec<String>,
+    pub env: Vec<(String, String)>,
+    pub working_dir: Option<PathBuf>,
+    pub timeout: Option<Duration>,
+}
+
+#[derive(Debug, Clone)]
+pub enum ActionKind {
+    Command(CommandAction),
+}
+
+#[derive(Debug, Clone)]
+pub struct Action {
+    pub name: String,
+    pub kind: ActionKind,
+}
+
+impl Action {
+    pub fn kind_name(&self) -> &'static str {
+        match self.kind {
+            ActionKind::Command(_) => "command",
+        }
+    }
+}
+
+/// A checked `[jobs.NAME]`.
+#[derive(Debug, Clone)]
+pub struct Job {
+    pub name: String,
+    pub after: Vec<Upstream>,
+    pub wait_for: WaitFor,
+    pub on_status: Vec<Status>,
+    pub debounce: Duration,
+    pub max_wait: Option<Duration>,
+    pub schedule: Option<Schedule>,
+    pub retry: Retry,
+    pub actions: Vec<Action>,
+}
+
+pub const DEFAULT_ATTEMPTS: u32 = 3;
+pub const DEFAULT_BACKOFF: Duration = Duration::from_secs(30);
+
+impl Job {
+    /// The `after` entry an event satisfies, if any.
+    pub fn upstream_for(&self, source: &str, subject: &Subject) -> Option<&Upstream> {
+        self.after.iter().find(|u| u.matches(source, subject))
+    }
+
+    /// The job's plan in words, for `handoff check` and `handoff jobs`.
+    pub fn plan(&self) -> String {
+        let statuses: Vec<&str> = self.on_status.iter().map(|s| s.as_str()).collect();
+        let verb =
+            if statuses == ["success"] { "succeeded".to_string() } else { format!("reported {}", statuses.join("/")) };
+        let mut text = String::new();
+        if !self.after.is_empty() {
+            let names: Vec<String> = self.after.iter().map(ToString::to_string).collect();
+            let joined = match self.wait_for {
+                WaitFor::All if names.len() > 1 => names.join(" AND "),
+                _ => names.join(" OR "),
+            };
+            text += &format!("runs when {joined} {verb} since the last run");
+            if self.debounce.is_zero() {
+                text += ", as soon as a worker is free";
+            } else {
+                text += &format!(", {} after the last of them", words(self.debounce));
+            }
+            if let Some(max) = self.max_wait {
+                text += &format!(", at most {} after the first", words(max));
+            }
+        }
+        match (&self.schedule, text.is_empty()) {
+            (Some(s), true) => text = format!("runs {}", s.describe()),
+            (Some(s), false) => text += &format!("; otherwise {}", s.describe()),
+            (None, _) => {}
+        }
+        text
+    }
+}
+
+/// `2m`, `1h 30m`, `45s`.
+pub fn words(d: Duration) -> String {
+    let secs = d.as_secs();
+    let (h, m, s) = (secs / 3600, secs % 3600 / 60, secs % 60);
+    let mut parts = Vec::new();
+    if h > 0 {
+        parts.push(format!("{h}h"));
+    }
+    if m > 0 {
+        parts.push(format!("{m}m"));
+    }
+    if s > 0 || parts.is_empty() {
+        parts.push(format!("{s}s"));
+    }
+    parts.join(" ")
+}
+
+fn duration(problems: &mut Problems<'_>, value: &Option<Spanned<String>>) -> Option<Duration> {
+    let v = value.as_ref()?;
+    let parsed = parse_duration(v.get_ref());
+    if parsed.is_none() {
+        problems.add(
+            Some(v.span()),
+            format!("`{}` is not a duration", v.get_ref()),
+            Some(r#"write e.g. "90s", "2m" or "1h""#.into()),
+        );
+    }
+    parsed
+}
+
+pub(super) fn build_job(
+    problems: &mut Problems<'_>,
+    base: &Path,
+    name: &str,
+    table: &Spanned<FileJob>,
+    source_names: &[String],
+) -> Option<Job> {
+    let before = problems.found.len();
+    let raw = table.get_ref();
+    let span = Some(table.span());
+
+    let mut after = Vec::new();
+    for entry in &raw.after {
+        let upstream = Upstream::parse(entry.get_ref());
+        if !source_names.contains(&upstream.source) {
+            let known =
+                if source_names.is_empty() { "none are configured".to_string() } else { source_names.join(", ") };
+            problems.add(
+                Some(entry.span()),
+                format!("job `{name}` waits for unknown source `{}`", upstream.source),
+                Some(format!("write `source` or `source:subject`; sources: {known}")),
+            );
+        }
+        after.push(upstream);
+    }
+    let wait_for = match raw.wait_for.as_ref().map(|w| (w, w.get_ref().as_str())) {
+        None | Some((_, "any")) => WaitFor::Any,
+        Some((_, "all")) => WaitFor::All,
+        Some((w, other)) => {
+            problems.add(
+                Some(w.span()),
+                format!("wait_for `{other}` is not `any` or `all`"),
+                Some(r#"wait_for = "all""#.into()),
+            );
+            WaitFor::Any
+        }
+    };
+    let mut on_status = Vec::new();
+    for s in raw.on_status.iter().flatten() {
+        match Status::parse(s.get_ref()) {
+            Some(status) => on_status.push(status),
+            None => problems.add(
+                Some(s.span()),
+                format!("`{}` is not a status", s.get_ref()),
+                Some("statuses are success, failure, cancelled, started, other".into()),
+            ),
+        }
+    }
+    if raw.on_status.is_none() {
+        on_status.push(Status::Success);
+    }
+    let debounce = duration(problems, &raw.debounce).unwrap_or_default();
+    let max_wait = duration(problems, &raw.max_wait);
+    let schedule = raw.schedule.as_ref().and_then(|s| {
+        let tz = raw.timezone.as_ref().map(|t| t.get_ref().as_str());
+        Schedule::parse(s.get_ref(), tz)
+            .map_err(|message| {
+                let at = if message.contains("time zone") || message.contains("timezone") {
+                    raw.timezone.as_ref().unwrap_or(s)
+                } else {
+                    s
+                };
+                problems.add(Some(at.span()), message, Some(r#"schedule = "hourly", "daily" or "0 * * * *""#.into()))
+            })
+            .ok()
+    });
+    if raw.timezone.is_some() && raw.schedule.is_none() {
+        problems.add(
+            raw.timezone.as_ref().map(|t| t.span()),
+            "timezone without a schedule",
+            Some("add schedule = \"hourly\" or remove timezone".into()),
+        );
+    }
+    if after.is_empty() && raw.schedule.is_none() {
+        problems.add(
+            span.clone(),
+            format!("job `{name}` has neither `after` nor `schedule`, so it would never run"),
+            Some(r#"add after = ["source"] or schedule = "hourly""#.into()),
+        );
+    }
+    let retry = match &raw.retry {
+        None => Retry { attempts: DEFAULT_ATTEMPTS, backoff: DEFAULT_BACKOFF },
+        Some(r) => {
+            let attempts = r.get_ref().attempts.unwrap_or(DEFAULT_ATTEMPTS);
+            if attempts == 0 {
+                problems.add(
+                    Some(r.span()),
+                    "retry.attempts counts the first try, so it is at least 1",
+                    Some("attempts = 1 means no retry".into()),
+                );
+            }
+            Retry {
+                attempts: attempts.max(1),
+                backoff: duration(problems, &r.get_ref().backoff).unwrap_or(DEFAULT_BACKOFF),
+            }
+        }
+    };
+
+    let mut actions = Vec::new();
+    let mut seen: HashMap<String, u32> = HashMap::new();
+    for a in &raw.actions {
+        let fa = a.get_ref();
+        let kind = match fa.kind.get_ref().as_str() {
+            "command" => {
+                let Some(program) = fa.program.clone().filter(|p| !p.is_empty()) else {
+                    problems.add(
+                        Some(a.span()),
+                        "a command action needs `program`",
+                        Some(r#"program = "dbt", args = ["build"]"#.into()),
+                    );
+                    continue;
+                };
+                ActionKind::Command(CommandAction {
+                    program,
+                    args: fa.args.clone(),
+                    env: fa.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+                    working_dir: fa
+                        .working_dir
+                        .as_ref()
+                        .map(|d| if d.is_absolute() { d.clone() } else { base.join(d) }),
+                    timeout: duration(problems, &fa.timeout),
+                })
+            }
+            other => {
+                problems.add(
+                    Some(fa.kind.span()),
+                    format!("unknown action kind `{other}`"),
+                    Some("this release runs `command` actions".into()),
+                );
+                continue;
+            }
+        };
+        let base_name = fa.name.clone().unwrap_or_else(|| fa.kind.get_ref().clone());
+        let count = seen.entry(base_name.clone()).or_insert(0);
+        *count += 1;
+        let name = if *count == 1 { base_name } else { format!("{base_name}_{count}") };
+        actions.push(Action { name, kind });
+    }
+
+    if problems.found.len() > before {
+        return None;
+    }
+    Some(Job { name: name.to_string(), after, wait_for, on_status, debounce, max_wait, schedule, retry, actions })
+}

@@ -1,0 +1,89 @@
+//! The scheduler loop: tick (match, queue due runs, fire schedules), then hand due runs to workers.
+//!
+//! It wakes when an event is recorded or a run ends (a `Notify`), when the earliest due
+//! moment arrives, and at least every second. Correctness never depends on the wake-ups:
+//! every decision is read from and written to the store, so a missed wake-up only delays.
+
+use crate::config::Job;
+use crate::store::Store;
+use crate::worker;
+use jiff::Timestamp;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{Notify, Semaphore};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// The longest the loop sleeps without a reason to wake.
+const IDLE_TICK: Duration = Duration::from_secs(1);
+
+pub struct Scheduler {
+    pub store: Store,
+    pub jobs: Arc<BTreeMap<String, Job>>,
+    pub wake: Arc<Notify>,
+    pub workers: usize,
+    pub shutdown_grace: Duration,
+    /// Names this process in `runs.owner`.
+    pub owner: String,
+}
+
+impl Scheduler {
+    /// Runs until `stop` fires; then gives running actions `shutdown_grace` to end, ends the
+    /// rest (their runs go back to the queue) and returns.
+    pub async fn run(self, stop: CancellationToken) {
+        let slots = Arc::new(Semaphore::new(self.workers));
+        let tracker = TaskTracker::new();
+        let cancel_actions = CancellationToken::new();
+        while !stop.is_cancelled() {
+            let now = Timestamp::now();
+            let mut sleep = IDLE_TICK;
+            match self.store.tick(now, self.jobs.clone()).await {
+                Ok(report) => {
+                    if report.more_to_match {
+                        sleep = Duration::ZERO;
+                    } else if let Some(at) = report.next_wake {
+                        let until = Duration::try_from(at.duration_since(now)).unwrap_or(Duration::ZERO);
+                        sleep = sleep.min(until);
+                    }
+                }
+                Err(err) => tracing::error!(error = %err, "scheduler tick failed; retrying in 1s"),
+            }
+            while let Ok(slot) = slots.clone().try_acquire_owned() {
+                match self.store.claim(Timestamp::now(), &self.owner).await {
+                    Ok(Some(claimed)) => {
+                        let (store, jobs, wake, cancel) =
+                            (self.store.clone(), self.jobs.clone(), self.wake.clone(), cancel_actions.clone());
+                        tracker.spawn(async move {
+                            let job = jobs.get(&claimed.run.job);
+                            if let Err(err) = worker::execute(&store, job, claimed, cancel).await {
+                                tracing::error!(error = %err, "recording a run failed; it resumes after restart");
+                            }
+                            drop(slot);
+                            wake.notify_one();
+                        });
+                    }
+                    Ok(None) => break,
+                    Err(err) => {
+                        tracing::error!(error = %err, "claiming a run failed");
+                        break;
+                    }
+                }
+            }
+            tokio::select! {
+                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep(sleep) => {}
+                _ = stop.cancelled() => {}
+            }
+        }
+        tracker.close();
+        if !tracker.is_empty() {
+            tracing::info!(grace = ?self.shutdown_grace, "waiting for running actions");
+            if tokio::time::timeout(self.shutdown_grace, tracker.wait()).await.is_err() {
+                tracing::warn!("shutdown grace is over: ending running actions; their runs resume after restart");
+                cancel_actions.cancel();
+                tracker.wait().await;
+            }
+        }
+    }
+}

@@ -1,0 +1,111 @@
+//! The worker: execute one claimed run — its actions in order — and record how it ended.
+//!
+//! It never decides whether a run happens (the scheduler did) and never runs two runs of a
+//! job at once (the store's claim guarantees it). A failed attempt is retried with backoff
+//! until `retry.attempts`; a shutdown is an interruption, not a failure: the run goes back
+//! to the queue and resumes after restart.
+
+use crate::actions::command::{self, CommandOutcome, CommandSpec};
+use crate::config::{ActionKind, Job};
+use crate::domain::{ActionState, RunState, random_fraction};
+use crate::scheduler::timing;
+use crate::store::{Claimed, Finish, Store, StoreError};
+use jiff::Timestamp;
+use serde_json::json;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// Between SIGTERM and SIGKILL when a command times out or the server stops.
+pub const KILL_GRACE: Duration = Duration::from_secs(10);
+
+/// Runs `claimed` to its end; `cancel` fires when the shutdown grace is over.
+pub async fn execute(
+    store: &Store,
+    job: Option<&Job>,
+    claimed: Claimed,
+    cancel: CancellationToken,
+) -> Result<RunState, StoreError> {
+    let run = &claimed.run;
+    let Some(job) = job else {
+        let error = format!("job `{}` is no longer in the config", run.job);
+        return store.finish(&run.id, Finish::Failed { error, retry_at: None }, Timestamp::now()).await;
+    };
+    tracing::info!(job = %job.name, run_id = %run.id, attempt = run.attempt, reason = %run.reason, events = claimed.events.len(), "run started");
+    let events = serde_json::to_string(&claimed.events.iter().map(|e| json!({
+        "id": e.id, "source": e.source, "subject": {"id": e.subject.id, "name": e.subject.name}, "status": e.status,
+    })).collect::<Vec<_>>()).expect("JSON values serialise");
+    let context = [
+        ("HANDOFF_JOB", job.name.clone()),
+        ("HANDOFF_RUN_ID", run.id.to_string()),
+        ("HANDOFF_RUN_REASON", run.reason.to_string()),
+        ("HANDOFF_RUN_ATTEMPT", run.attempt.to_string()),
+        ("HANDOFF_EVENTS", events),
+    ];
+
+    let mut failure = None;
+    for (position, action) in job.actions.iter().enumerate() {
+        let position = position as u32;
+        store
+            .action_started(&run.id, run.attempt, position, &action.name, action.kind_name(), Timestamp::now())
+            .await?;
+        let (state, output, error) = match &action.kind {
+            ActionKind::Command(c) => {
+                let mut env: Vec<(String, String)> = context.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
+                env.extend(c.env.iter().cloned());
+                let spec = CommandSpec {
+                    program: c.program.clone(),
+                    args: c.args.clone(),
+                    env,
+                    working_dir: c.working_dir.clone(),
+                    timeout: c.timeout,
+                    kill_grace: KILL_GRACE,
+                };
+                match command::run(&spec, cancel.clone()).await {
+                    Ok(outcome @ CommandOutcome::Cancelled { .. }) => {
+                        (ActionState::Cancelled, Some(outcome.output().to_string()), Some(outcome.describe()))
+                    }
+                    Ok(outcome) if outcome.succeeded() => {
+                        (ActionState::Succeeded, Some(outcome.output().to_string()), None)
+                    }
+                    Ok(outcome) => (ActionState::Failed, Some(outcome.output().to_string()), Some(outcome.describe())),
+                    Err(err) => (ActionState::Failed, None, Some(err.to_string())),
+                }
+            }
+        };
+        store.action_finished(&run.id, run.attempt, position, state, output, error.clone(), Timestamp::now()).await?;
+        match state {
+            ActionState::Cancelled => {
+                tracing::warn!(job = %job.name, run_id = %run.id, action = %action.name, "run interrupted by shutdown; it resumes after restart");
+                return store.finish(&run.id, Finish::Interrupted, Timestamp::now()).await;
+            }
+            ActionState::Failed => {
+                failure = Some(format!("action {} failed: {}", action.name, error.unwrap_or_default()));
+                break;
+            }
+            _ => {}
+        }
+    }
+
+    let now = Timestamp::now();
+    let finish = match failure {
+        None => Finish::Succeeded,
+        Some(error) => {
+            let retry_at = (run.attempt < job.retry.attempts).then(|| {
+                let delay = timing::retry_delay(job.retry.backoff, run.attempt, random_fraction());
+                now + jiff::SignedDuration::try_from(delay).unwrap_or(jiff::SignedDuration::MAX)
+            });
+            Finish::Failed { error, retry_at }
+        }
+    };
+    let state = store.finish(&run.id, finish.clone(), now).await?;
+    match (&finish, state) {
+        (Finish::Failed { error, .. }, RunState::Queued) => {
+            tracing::warn!(job = %job.name, run_id = %run.id, attempt = run.attempt, error = %error, "run attempt failed; retrying")
+        }
+        (Finish::Failed { error, .. }, _) => {
+            tracing::error!(job = %job.name, run_id = %run.id, attempt = run.attempt, error = %error, "run failed")
+        }
+        _ => tracing::info!(job = %job.name, run_id = %run.id, "run succeeded"),
+    }
+    Ok(state)
+}

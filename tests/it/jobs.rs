@@ -1,0 +1,166 @@
+//! Jobs and runs end to end: real deliveries over HTTP, real commands, a real SQLite file.
+
+use crate::helpers::*;
+use handoff::domain::{ReasonKind, Run, RunState};
+use handoff::store::{RunFilter, Store, StoreOptions};
+use std::time::{Duration, Instant};
+
+/// Sends an `hmac` delivery for `subject` with `status` to `source`; returns its event id.
+pub async fn deliver_done(app: &TestApp, source: &str, subject: &str, status: &str) -> String {
+    let body = format!(r#"{{"subject":"{subject}","status":"{status}"}}"#);
+    let (code, answer) =
+        app.deliver(source, body.as_bytes(), &[("authorization", hex_sig(HMAC_SECRET, body.as_bytes()))]).await;
+    assert_eq!(code, 202, "{answer}");
+    event_id(&answer)
+}
+
+pub async fn runs(app: &TestApp) -> Vec<Run> {
+    let config = handoff::config::Config::load(&app.config_path()).unwrap();
+    let store = Store::open_existing(&config.store).await.unwrap();
+    let runs = store.runs(&RunFilter::default()).await.unwrap();
+    store.close().await;
+    runs
+}
+
+/// Polls the runs until `done` holds (at most 20 s).
+pub async fn wait_for_runs(app: &TestApp, what: &str, done: impl Fn(&[Run]) -> bool) -> Vec<Run> {
+    let started = Instant::now();
+    loop {
+        let runs = runs(app).await;
+        if done(&runs) {
+            return runs;
+        }
+        assert!(started.elapsed() < Duration::from_secs(20), "timed out waiting for {what}: {runs:#?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn finished(runs: &[Run], n: usize) -> bool {
+    runs.len() >= n && runs.iter().all(|r| matches!(r.state, RunState::Succeeded | RunState::Failed))
+}
+
+fn sources() -> &'static str {
+    "[sources.loader]\nkind = \"hmac\"\nsecret = { file = \"hmac\" }\n\
+     [sources.other]\nkind = \"hmac\"\nsecret = { file = \"hmac\" }\n"
+}
+
+#[tokio::test]
+async fn a_burst_of_twenty_matching_events_gives_one_run_that_consumed_all_twenty() {
+    let config = format!(
+        "{}[jobs.transform]\nafter = [\"loader\"]\ndebounce = \"1s\"\nmax_wait = \"30s\"\n\
+         [[jobs.transform.actions]]\nkind = \"command\"\nprogram = \"true\"\n",
+        sources()
+    );
+    let app = TestApp::spawn_with(&config, StoreOptions::default()).await;
+    let mut ids = Vec::new();
+    for i in 0..20 {
+        ids.push(deliver_done(&app, "loader", &format!("table_{i}"), "success").await);
+    }
+    let runs = wait_for_runs(&app, "one finished run", |r| finished(r, 1)).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let runs_after = self::runs(&app).await;
+    assert_eq!(runs_after.len(), 1, "one run for the burst: {runs_after:#?}");
+    let run = &runs[0];
+    assert_eq!(run.state, RunState::Succeeded);
+    assert_eq!(run.reason, ReasonKind::Events);
+    let mut consumed: Vec<String> = run.events.iter().map(|e| e.0.clone()).collect();
+    consumed.sort();
+    ids.sort();
+    assert_eq!(consumed, ids, "the run consumed all twenty events");
+}
+
+#[tokio::test]
+async fn events_during_a_running_run_cause_exactly_one_follow_up_run() {
+    let config = format!(
+        "{}[jobs.transform]\nafter = [\"loader\"]\n\
+         [[jobs.transform.actions]]\nkind = \"command\"\nprogram = \"sleep\"\nargs = [\"1\"]\n",
+        sources()
+    );
+    let app = TestApp::spawn_with(&config, StoreOptions::default()).await;
+    deliver_done(&app, "loader", "a", "success").await;
+    wait_for_runs(&app, "the first run to start", |r| r.iter().any(|r| r.state == RunState::Running)).await;
+    let mut during = Vec::new();
+    for i in 0..5 {
+        during.push(deliver_done(&app, "loader", &format!("b{i}"), "success").await);
+    }
+    let runs = wait_for_runs(&app, "two finished runs", |r| finished(r, 2)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let runs = if self::runs(&app).await.len() == runs.len() { runs } else { self::runs(&app).await };
+    assert_eq!(runs.len(), 2, "exactly one follow-up: {runs:#?}");
+    let follow_up = &runs[0];
+    let mut consumed: Vec<String> = follow_up.events.iter().map(|e| e.0.clone()).collect();
+    consumed.sort();
+    during.sort();
+    assert_eq!(consumed, during, "the follow-up consumed every event that arrived during the first run");
+    let (first, second) = (&runs[1], &runs[0]);
+    assert!(second.started_at.unwrap() >= first.finished_at.unwrap(), "never two runs of a job at once");
+}
+
+#[tokio::test]
+async fn an_all_gate_fires_only_after_the_last_upstream_delivered() {
+    let config = format!(
+        "{}[jobs.transform]\nafter = [\"loader:orders\", \"other\"]\nwait_for = \"all\"\n\
+         [[jobs.transform.actions]]\nkind = \"command\"\nprogram = \"true\"\n",
+        sources()
+    );
+    let app = TestApp::spawn_with(&config, StoreOptions::default()).await;
+    deliver_done(&app, "loader", "orders", "success").await;
+    deliver_done(&app, "loader", "orders", "success").await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(runs(&app).await.is_empty(), "one upstream is not enough");
+    deliver_done(&app, "other", "anything", "success").await;
+    let runs = wait_for_runs(&app, "the gated run", |r| finished(r, 1)).await;
+    assert_eq!(runs[0].events.len(), 3);
+}
+
+#[tokio::test]
+async fn a_failure_status_does_not_feed_a_success_only_job_and_the_decision_says_why() {
+    let config = format!(
+        "{}[jobs.transform]\nafter = [\"loader\"]\n[[jobs.transform.actions]]\nkind = \"command\"\nprogram = \"true\"\n",
+        sources()
+    );
+    let app = TestApp::spawn_with(&config, StoreOptions::default()).await;
+    let id = deliver_done(&app, "loader", "orders", "failure").await;
+    let store = Store::open_existing(&handoff::config::Config::load(&app.config_path()).unwrap().store).await.unwrap();
+    let started = Instant::now();
+    let decisions = loop {
+        let d = store.decisions(&handoff::domain::EventId(id.clone())).await.unwrap();
+        if !d.is_empty() || started.elapsed() > Duration::from_secs(10) {
+            break d;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(decisions.len(), 1);
+    assert!(!decisions[0].fed);
+    assert!(decisions[0].reason.contains("status failure is not in on_status [success]"), "{decisions:?}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(runs(&app).await.is_empty());
+}
+
+#[tokio::test]
+async fn a_failing_run_is_retried_with_backoff_and_its_final_failure_is_recorded() {
+    let config = format!(
+        "{}[jobs.flaky]\nafter = [\"loader\"]\nretry = {{ attempts = 2, backoff = \"100ms\" }}\n\
+         [[jobs.flaky.actions]]\nkind = \"command\"\nprogram = \"sh\"\nargs = [\"-c\", \"echo broken >&2; exit 3\"]\n",
+        sources()
+    );
+    let app = TestApp::spawn_with(&config, StoreOptions::default()).await;
+    deliver_done(&app, "loader", "x", "success").await;
+    let runs =
+        wait_for_runs(&app, "the final failure", |r| r.first().is_some_and(|r| r.state == RunState::Failed)).await;
+    let run = &runs[0];
+    assert_eq!(run.attempt, 2, "two attempts in all");
+    assert_eq!(run.actions.len(), 2, "one action result per attempt: {:#?}", run.actions);
+    assert!(run.error.as_deref().unwrap().contains("exited with code 3"), "{:?}", run.error);
+    assert!(run.actions[1].output.as_deref().unwrap().contains("broken"));
+}
+
+#[tokio::test]
+async fn a_second_server_on_the_same_sqlite_file_refuses_to_start() {
+    let app = TestApp::spawn().await;
+    let config = handoff::config::Config::load(&app.config_path()).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let second = handoff::app::App::build_with_listener(config, listener, StoreOptions::default()).await;
+    let message = second.err().expect("the second server must not start").to_string();
+    assert!(message.contains("another `handoff serve` is using"), "{message}");
+}

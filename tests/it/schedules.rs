@@ -1,0 +1,65 @@
+//! Schedule ticks against a real store, with the clock passed in: each tick fires once, and a
+//! downtime over several ticks gives one run, not one per missed tick.
+
+use handoff::config::Config;
+use handoff::domain::{ReasonKind, RunState};
+use handoff::store::{RunFilter, Store, StoreOptions};
+use jiff::Timestamp;
+use std::path::Path;
+use std::sync::Arc;
+
+async fn hourly_store(dir: &Path) -> (Store, Arc<std::collections::BTreeMap<String, handoff::config::Job>>) {
+    let text = "[jobs.sync]\nschedule = \"hourly\"\n";
+    let config = Config::parse(&dir.join("handoff.toml"), text).unwrap();
+    let store = Store::open(&config.store, StoreOptions::default()).await.unwrap();
+    (store, Arc::new(config.jobs))
+}
+
+fn at(text: &str) -> Timestamp {
+    text.parse().unwrap()
+}
+
+#[tokio::test]
+async fn an_hourly_tick_fires_once_and_a_long_downtime_fires_once_not_once_per_missed_tick() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, jobs) = hourly_store(dir.path()).await;
+
+    // First seen at 10:20: the 10:00 tick was before handoff knew the job, so it is not "missed".
+    let report = store.tick(at("2026-11-24T10:20:00Z"), jobs.clone()).await.unwrap();
+    assert_eq!(report.queued, 0);
+    assert_eq!(report.next_wake, Some(at("2026-11-24T11:00:00Z")));
+
+    let report = store.tick(at("2026-11-24T11:00:00.005Z"), jobs.clone()).await.unwrap();
+    assert_eq!(report.queued, 1, "the 11:00 tick fires");
+    let again = store.tick(at("2026-11-24T11:00:01Z"), jobs.clone()).await.unwrap();
+    assert_eq!(again.queued, 0, "each tick fires once");
+
+    let runs = store.runs(&RunFilter::default()).await.unwrap();
+    assert_eq!(runs.len(), 1);
+    assert_eq!(runs[0].reason, ReasonKind::Schedule);
+    assert_eq!(runs[0].scheduled_for, Some(at("2026-11-24T11:00:00Z")));
+
+    // The run executes and finishes; then the server is down from 11:30 to 16:40.
+    let claimed = store.claim(at("2026-11-24T11:00:02Z"), "test").await.unwrap().unwrap();
+    store.finish(&claimed.run.id, handoff::store::Finish::Succeeded, at("2026-11-24T11:00:03Z")).await.unwrap();
+    let report = store.tick(at("2026-11-24T16:40:00Z"), jobs.clone()).await.unwrap();
+    assert_eq!(report.queued, 1, "five missed ticks, one run");
+    let runs = store.runs(&RunFilter::default()).await.unwrap();
+    assert_eq!(runs.len(), 2);
+    assert_eq!(runs[0].state, RunState::Queued);
+    assert_eq!(runs[0].scheduled_for, Some(at("2026-11-24T16:00:00Z")));
+}
+
+#[tokio::test]
+async fn a_schedule_tick_while_a_run_is_queued_joins_that_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, jobs) = hourly_store(dir.path()).await;
+    store.tick(at("2026-11-24T10:20:00Z"), jobs.clone()).await.unwrap();
+    let (manual, new) = store.request_run("sync", at("2026-11-24T10:59:00Z")).await.unwrap();
+    assert!(new);
+    let report = store.tick(at("2026-11-24T11:00:00Z"), jobs.clone()).await.unwrap();
+    assert_eq!(report.queued, 0);
+    let runs = store.runs(&RunFilter::default()).await.unwrap();
+    assert_eq!(runs.len(), 1, "one queued run per job at most");
+    assert_eq!(runs[0].id, manual);
+}
