@@ -18,7 +18,7 @@ use tokio::sync::{mpsc, oneshot};
 type Reply = oneshot::Sender<Result<Recorded, StoreError>>;
 
 enum Message {
-    Write(NewEvent, Reply),
+    Write(Box<NewEvent>, Reply),
     /// Close the write connection (checkpointing the WAL) once the writes queued before it are done.
     Close(oneshot::Sender<()>),
 }
@@ -66,7 +66,7 @@ impl SqliteStore {
         let writes =
             self.writes.as_ref().ok_or_else(|| StoreError::Unavailable(format!("{} is open read-only", self.path)))?;
         writes
-            .send(Message::Write(event, reply))
+            .send(Message::Write(Box::new(event), reply))
             .await
             .map_err(|_| StoreError::Unavailable(format!("the writer of {} has stopped", self.path)))?;
         answer.await.map_err(|_| StoreError::Unavailable(format!("the writer of {} has stopped", self.path)))?
@@ -126,7 +126,7 @@ async fn write_loop(mut conn: SqliteConnection, mut queue: mpsc::Receiver<Messag
         for message in batch.drain(..) {
             match message {
                 Message::Write(event, reply) => {
-                    events.push(event);
+                    events.push(*event);
                     replies.push(reply);
                 }
                 Message::Close(done) => close = Some(done),

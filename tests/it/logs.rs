@@ -16,7 +16,7 @@ async fn rejections_are_logged_without_secrets_tokens_or_bodies_and_sigterm_stop
     let port = free_port();
     let config = format!("[server]\nlisten = \"127.0.0.1:{port}\"\n{}", standard_sources());
     std::fs::write(dir.path().join("handoff.toml"), config).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_handoff"))
+    let child = Command::new(env!("CARGO_BIN_EXE_handoff"))
         .args(["serve", "--config"])
         .arg(dir.path().join("handoff.toml"))
         .stderr(Stdio::piped())

@@ -3,6 +3,6 @@
 mod cli;
 mod crash;
 mod helpers;
+mod logs;
 mod providers;
 mod rejections;
-mod logs;
