@@ -317,3 +317,18 @@ async fn githubs_documented_test_vector_authenticates() {
     let (status, answer) = app.deliver("gh", b"Hello, World!", &headers).await;
     assert_eq!(status, 400, "{answer}");
 }
+
+#[tokio::test]
+async fn events_and_their_delivery_identities_survive_a_restart() {
+    let app = TestApp::spawn().await;
+    let body = DBT_COMPLETED.as_bytes();
+    let headers = [("authorization", hex_sig(DBT_SECRET, body))];
+    let (status, first) = app.deliver("dbt", body, &headers).await;
+    assert_eq!(status, 202);
+    let dir = app.stop().await;
+    let app = TestApp::spawn_in(dir, &standard_sources(), handoff::store::StoreOptions::default()).await;
+    let (status, again) = app.deliver("dbt", body, &headers).await;
+    assert_eq!(status, 200, "dbt Cloud's retry after our restart is still a duplicate");
+    assert_eq!(event_id(&first), event_id(&again));
+    assert_eq!(app.events().await.len(), 1);
+}
