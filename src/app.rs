@@ -73,9 +73,17 @@ impl App {
     ) -> Result<App, AppError> {
         let lock = lock_store(&config.store)?;
         let store = Store::open(&config.store, options).await?;
-        let resumed = store.requeue_interrupted(jiff::Timestamp::now()).await?;
-        if !resumed.is_empty() {
-            tracing::warn!(runs = resumed.len(), "runs interrupted by the last stop are queued again");
+        let interrupted = store.requeue_interrupted(jiff::Timestamp::now()).await?;
+        // A server killed mid-run leaves its commands running: end them before the runs resume,
+        // so a job never runs twice at once, even across a crash.
+        for (pgid, start) in interrupted.process_groups {
+            let group = crate::actions::command::ProcessGroup { pgid, start };
+            if crate::actions::command::end_leftover(group, crate::worker::KILL_GRACE).await {
+                tracing::warn!(pgid, "ended a command left running by the previous server");
+            }
+        }
+        if !interrupted.runs.is_empty() {
+            tracing::warn!(runs = interrupted.runs.len(), "runs interrupted by the last stop are queued again");
         }
         let state = AppState {
             config: Arc::new(config),

@@ -60,7 +60,20 @@ pub async fn execute(
                     timeout: c.timeout,
                     kill_grace: KILL_GRACE,
                 };
-                match command::run(&spec, cancel.clone()).await {
+                let (tell, heard) = tokio::sync::oneshot::channel::<command::ProcessGroup>();
+                let record = async {
+                    if let Ok(group) = heard.await {
+                        let at = (&run.id, run.attempt, position);
+                        if let Err(err) = store.action_process(at.0, at.1, at.2, group.pgid, group.start).await {
+                            tracing::warn!(error = %err, "cannot record a command's process group");
+                        }
+                    }
+                };
+                let running = command::run(&spec, cancel.clone(), move |group| {
+                    let _ = tell.send(group);
+                });
+                let (result, ()) = tokio::join!(running, record);
+                match result {
                     Ok(outcome @ CommandOutcome::Cancelled { .. }) => {
                         (ActionState::Cancelled, Some(outcome.output().to_string()), Some(outcome.describe()))
                     }

@@ -62,7 +62,10 @@ CREATE UNIQUE INDEX runs_one_running ON runs (job) WHERE state = 'running';
 CREATE INDEX runs_due ON runs (run_after) WHERE state = 'queued';
 CREATE INDEX runs_job ON runs (job, queued_at);
 
+-- One row per action started; an attempt interrupted by a shutdown and resumed has two rows
+-- for the same (attempt, position): the cancelled one and the one that finished.
 CREATE TABLE run_actions (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
     run_id      TEXT NOT NULL REFERENCES runs (id),
     attempt     INTEGER NOT NULL,
     position    INTEGER NOT NULL,
@@ -73,5 +76,9 @@ CREATE TABLE run_actions (
     error       TEXT,
     started_at  INTEGER NOT NULL,
     finished_at INTEGER,
-    PRIMARY KEY (run_id, attempt, position)
+    -- A command's process group and its leader's start time (clock ticks since boot): after a
+    -- crash, the next start ends a group the dead server left running before resuming the run.
+    pgid        INTEGER,
+    pgid_start  INTEGER
 );
+CREATE INDEX run_actions_run ON run_actions (run_id, id);

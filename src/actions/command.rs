@@ -138,7 +138,20 @@ enum End {
     Cancelled,
 }
 
-pub async fn run(spec: &CommandSpec, cancel: CancellationToken) -> Result<CommandOutcome, CommandError> {
+/// A started command's process group, identified well enough to find it again after a crash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProcessGroup {
+    pub pgid: u32,
+    /// The leader's start time in clock ticks since boot (`/proc/<pid>/stat`, field 22).
+    pub start: u64,
+}
+
+/// Runs the command; `started` hears its process group as soon as it exists.
+pub async fn run(
+    spec: &CommandSpec,
+    cancel: CancellationToken,
+    started: impl FnOnce(ProcessGroup) + Send,
+) -> Result<CommandOutcome, CommandError> {
     if let Some(dir) = &spec.working_dir
         && !dir.is_dir()
     {
@@ -163,6 +176,11 @@ pub async fn run(spec: &CommandSpec, cancel: CancellationToken) -> Result<Comman
         _ => CommandError::Spawn { program: program.clone(), source },
     })?;
     let group = child.id().map(|id| Pid::from_raw(id as i32));
+    if let Some(id) = child.id()
+        && let Some(start) = start_time(id)
+    {
+        started(ProcessGroup { pgid: id, start });
+    }
     let tail = Arc::new(Mutex::new(Tail::default()));
     let mut readers = tokio::task::JoinSet::new();
     if let Some(out) = child.stdout.take() {
@@ -221,6 +239,51 @@ pub async fn run(spec: &CommandSpec, cancel: CancellationToken) -> Result<Comman
     })
 }
 
+/// Fields of `/proc/<pid>/stat` after the command name: (state, pgrp, start time).
+fn stat(pid: u32) -> Option<(char, u32, u64)> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let fields: Vec<&str> = text.rsplit_once(')')?.1.split_whitespace().collect();
+    // After "pid (comm)": state is field 3, pgrp 5, starttime 22 (1-based) → indexes 0, 2, 19.
+    Some((fields.first()?.chars().next()?, fields.get(2)?.parse().ok()?, fields.get(19)?.parse().ok()?))
+}
+
+fn start_time(pid: u32) -> Option<u64> {
+    stat(pid).map(|(_, _, start)| start)
+}
+
+/// Whether `group` still has live members. If its leader lives, its start time must match
+/// exactly (else the id was reused by another process); if the leader is gone, members must
+/// have started after it did (children always start after their leader).
+fn group_alive(group: ProcessGroup) -> bool {
+    if let Some((_, _, start)) = stat(group.pgid)
+        && start != group.start
+    {
+        return false;
+    }
+    let Ok(entries) = std::fs::read_dir("/proc") else { return false };
+    entries.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok()).any(|pid| {
+        stat(pid).is_some_and(|(state, pgrp, start)| pgrp == group.pgid && start >= group.start && state != 'Z')
+    })
+}
+
+/// Ends a process group left running by a server that died (SIGTERM, up to `grace`, SIGKILL).
+/// Returns whether there was anything to end.
+pub async fn end_leftover(group: ProcessGroup, grace: Duration) -> bool {
+    if !group_alive(group) {
+        return false;
+    }
+    let pid = Pid::from_raw(group.pgid as i32);
+    let _ = killpg(pid, Signal::SIGTERM);
+    let started = Instant::now();
+    while group_alive(group) && started.elapsed() < grace {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    if group_alive(group) {
+        let _ = killpg(pid, Signal::SIGKILL);
+    }
+    true
+}
+
 /// Reads what is left in the pipes, but not forever: a grandchild may keep them open.
 async fn drain(readers: &mut tokio::task::JoinSet<()>) {
     let _ = tokio::time::timeout(DRAIN, async { while readers.join_next().await.is_some() {} }).await;
@@ -251,7 +314,7 @@ mod tests {
     }
 
     async fn run_it(spec: &CommandSpec) -> CommandOutcome {
-        run(spec, CancellationToken::new()).await.unwrap()
+        run(spec, CancellationToken::new(), |_| {}).await.unwrap()
     }
 
     #[tokio::test]
@@ -290,7 +353,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_missing_program_is_a_clear_error() {
-        let err = run(&spec("surely-not-a-program-xyz", &[]), CancellationToken::new()).await.unwrap_err();
+        let err = run(&spec("surely-not-a-program-xyz", &[]), CancellationToken::new(), |_| {}).await.unwrap_err();
         assert!(err.to_string().contains("program `surely-not-a-program-xyz` not found"), "{err}");
     }
 
@@ -332,7 +395,25 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(200)).await;
             trigger.cancel();
         });
-        let out = run(&spec("sleep", &["300"]), cancel).await.unwrap();
+        let out = run(&spec("sleep", &["300"]), cancel, |_| {}).await.unwrap();
         assert_eq!(out.describe(), "cancelled by shutdown");
+    }
+
+    #[tokio::test]
+    async fn a_group_left_behind_is_found_by_its_id_and_start_time_and_ended() {
+        let cancel = CancellationToken::new();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let task = tokio::spawn({
+            let cancel = cancel.clone();
+            async move { run(&spec("sleep", &["300"]), cancel, move |g| tx.send(g).unwrap()).await }
+        });
+        let group = tokio::task::spawn_blocking(move || rx.recv().unwrap()).await.unwrap();
+        assert!(group_alive(group));
+        let impostor = ProcessGroup { start: group.start + 1_000_000, ..group };
+        assert!(!end_leftover(impostor, Duration::from_millis(100)).await, "a younger start time is another process");
+        assert!(end_leftover(group, Duration::from_secs(2)).await);
+        assert!(!group_alive(group));
+        cancel.cancel();
+        let _ = task.await;
     }
 }

@@ -111,6 +111,14 @@ pub enum Finish {
     Interrupted,
 }
 
+/// Runs a dead server left `running`, now queued again, and the process groups
+/// (pgid, leader start time) their commands ran in.
+#[derive(Debug, Clone, Default)]
+pub struct Interrupted {
+    pub runs: Vec<RunId>,
+    pub process_groups: Vec<(u32, u64)>,
+}
+
 /// Matching events that wait for a job's next run, per upstream.
 #[derive(Debug, Clone)]
 pub struct Waiting {
@@ -230,7 +238,20 @@ impl Store {
         }
     }
 
-    pub async fn requeue_interrupted(&self, now: Timestamp) -> Result<Vec<RunId>, StoreError> {
+    pub async fn action_process(
+        &self,
+        run: &RunId,
+        attempt: u32,
+        position: u32,
+        pgid: u32,
+        start: u64,
+    ) -> Result<(), StoreError> {
+        match self {
+            Store::Sqlite(s) => s.action_process(run.clone(), attempt, position, pgid, start).await,
+        }
+    }
+
+    pub async fn requeue_interrupted(&self, now: Timestamp) -> Result<Interrupted, StoreError> {
         match self {
             Store::Sqlite(s) => s.requeue_interrupted(now).await,
         }

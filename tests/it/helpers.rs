@@ -160,3 +160,79 @@ pub fn hex_sig(secret: &str, body: &[u8]) -> String {
 pub fn event_id(answer: &serde_json::Value) -> String {
     answer["event_id"].as_str().unwrap_or_else(|| panic!("no event_id in {answer}")).to_string()
 }
+
+/// The real `handoff serve` binary as a child process, on a free port, in `dir`.
+pub struct ServerProcess {
+    pub child: Option<std::process::Child>,
+    pub base: String,
+    pub dir: PathBuf,
+}
+
+impl ServerProcess {
+    /// Writes `config_text` (with `listen` on a free port prepended) and starts the server.
+    pub async fn start(dir: &Path, config_text: &str) -> ServerProcess {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let config = format!("[server]\nlisten = \"127.0.0.1:{port}\"\n{config_text}");
+        std::fs::write(dir.join("handoff.toml"), config).unwrap();
+        ServerProcess::restart(dir, port).await
+    }
+
+    /// Starts the server again on the config already in `dir`.
+    pub async fn restart(dir: &Path, port: u16) -> ServerProcess {
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_handoff"))
+            .args(["serve", "--config"])
+            .arg(dir.join("handoff.toml"))
+            .stderr(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let server =
+            ServerProcess { child: Some(child), base: format!("http://127.0.0.1:{port}"), dir: dir.to_path_buf() };
+        let client = reqwest::Client::new();
+        let started = std::time::Instant::now();
+        while client.get(format!("{}/healthz", server.base)).send().await.is_err() {
+            assert!(started.elapsed() < std::time::Duration::from_secs(20), "server did not start");
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        server
+    }
+
+    pub fn port(&self) -> u16 {
+        self.base.rsplit(':').next().unwrap().parse().unwrap()
+    }
+
+    /// Sends SIGTERM and waits; returns the exit status and everything it logged.
+    pub fn terminate(mut self) -> (std::process::ExitStatus, String) {
+        let child = self.child.take().unwrap();
+        let ok = std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+        assert!(ok.success());
+        let output = child.wait_with_output().unwrap();
+        (output.status, String::from_utf8_lossy(&output.stderr).into_owned())
+    }
+
+    /// SIGKILL: no chance to clean up.
+    pub fn kill(mut self) {
+        let mut child = self.child.take().unwrap();
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+
+    /// Runs the CLI with this server's config.
+    pub fn cli(&self, args: &[&str]) -> std::process::Output {
+        std::process::Command::new(env!("CARGO_BIN_EXE_handoff"))
+            .args(args)
+            .arg("--config")
+            .arg(self.dir.join("handoff.toml"))
+            .output()
+            .unwrap()
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}

@@ -4,6 +4,7 @@ mod cli;
 mod crash;
 mod helpers;
 mod jobs;
+mod lifecycle;
 mod logs;
 mod providers;
 mod rejections;

@@ -11,7 +11,7 @@ use crate::domain::{
     ActionResult, ActionState, Decision, EventId, ReasonKind, Run, RunEvent, RunId, RunState, Status, Subject,
 };
 use crate::scheduler::{gate, matcher, timing};
-use crate::store::{Claimed, Finish, JobOverview, RunFilter, StoreError, TickReport, Waiting};
+use crate::store::{Claimed, Finish, Interrupted, JobOverview, RunFilter, StoreError, TickReport, Waiting};
 use jiff::Timestamp;
 use sqlx::sqlite::{SqliteConnection, SqliteRow};
 use sqlx::{Connection, Row};
@@ -74,7 +74,7 @@ impl SqliteStore {
             Box::pin(async move {
                 sqlx::query(
                     "UPDATE run_actions SET state = ?4, output = ?5, error = ?6, finished_at = ?7 \
-                     WHERE run_id = ?1 AND attempt = ?2 AND position = ?3",
+                     WHERE id = (SELECT MAX(id) FROM run_actions WHERE run_id = ?1 AND attempt = ?2 AND position = ?3)",
                 )
                 .bind(&run.0)
                 .bind(attempt)
@@ -91,23 +91,61 @@ impl SqliteStore {
         .await
     }
 
+    /// Records the process group of a running command action.
+    pub async fn action_process(
+        &self,
+        run: RunId,
+        attempt: u32,
+        position: u32,
+        pgid: u32,
+        start: u64,
+    ) -> Result<(), StoreError> {
+        self.exec(move |conn| {
+            Box::pin(async move {
+                sqlx::query(
+                    "UPDATE run_actions SET pgid = ?4, pgid_start = ?5 \
+                     WHERE id = (SELECT MAX(id) FROM run_actions WHERE run_id = ?1 AND attempt = ?2 AND position = ?3)",
+                )
+                .bind(&run.0)
+                .bind(attempt)
+                .bind(position)
+                .bind(i64::from(pgid))
+                .bind(start as i64)
+                .execute(&mut *conn)
+                .await?;
+                Ok(())
+            })
+        })
+        .await
+    }
+
     pub async fn finish(&self, run: RunId, finish: Finish, now: Timestamp) -> Result<RunState, StoreError> {
         self.exec(move |conn| Box::pin(async move { finish_run(conn, &run, finish, now).await })).await
     }
 
     /// Puts back every run left `running` by a process that is gone (the server holds the
-    /// SQLite file alone, so at its start none can be running elsewhere).
-    pub async fn requeue_interrupted(&self, now: Timestamp) -> Result<Vec<RunId>, StoreError> {
+    /// SQLite file alone, so at its start none can be running elsewhere). Returns the process
+    /// groups (pgid, start time) its commands were running in, for the caller to end.
+    pub async fn requeue_interrupted(&self, now: Timestamp) -> Result<Interrupted, StoreError> {
         self.exec(move |conn| {
             Box::pin(async move {
                 let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
+                let groups: Vec<(i64, i64)> = sqlx::query_as(
+                    "SELECT a.pgid, a.pgid_start FROM run_actions a JOIN runs r ON r.id = a.run_id \
+                     WHERE r.state = 'running' AND a.state = 'running' AND a.pgid IS NOT NULL AND a.pgid_start IS NOT NULL",
+                )
+                .fetch_all(&mut *tx)
+                .await?;
                 let ids: Vec<String> =
                     sqlx::query_scalar("SELECT id FROM runs WHERE state = 'running'").fetch_all(&mut *tx).await?;
                 for id in &ids {
                     interrupt(&mut tx, &RunId(id.clone()), now).await?;
                 }
                 tx.commit().await?;
-                Ok(ids.into_iter().map(RunId).collect())
+                Ok(Interrupted {
+                    runs: ids.into_iter().map(RunId).collect(),
+                    process_groups: groups.into_iter().map(|(pgid, start)| (pgid as u32, start as u64)).collect(),
+                })
             })
         })
         .await
@@ -171,7 +209,7 @@ impl SqliteStore {
             .into_iter()
             .map(EventId)
             .collect();
-        let rows = sqlx::query("SELECT * FROM run_actions WHERE run_id = ?1 ORDER BY attempt, position")
+        let rows = sqlx::query("SELECT * FROM run_actions WHERE run_id = ?1 ORDER BY id")
             .bind(&run.id.0)
             .fetch_all(&self.reads)
             .await?;

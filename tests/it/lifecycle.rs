@@ -1,0 +1,144 @@
+//! The server as a process: manual runs, SIGKILL during a run, SIGTERM with a running command.
+
+use crate::helpers::*;
+use handoff::config::Config;
+use handoff::domain::{ActionState, Run, RunState};
+use handoff::store::{RunFilter, Store};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+async fn runs_in(dir: &Path) -> Vec<Run> {
+    let config = Config::load(&dir.join("handoff.toml")).unwrap();
+    let store = Store::open_existing(&config.store).await.unwrap();
+    let runs = store.runs(&RunFilter::default()).await.unwrap();
+    store.close().await;
+    runs
+}
+
+async fn wait_until(dir: &Path, what: &str, done: impl Fn(&[Run]) -> bool) -> Vec<Run> {
+    let started = Instant::now();
+    loop {
+        let runs = runs_in(dir).await;
+        if done(&runs) {
+            return runs;
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "timed out waiting for {what}: {runs:#?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A job whose command sleeps `seconds` the first time and appends a line to `marker` when it finishes.
+fn slow_job(marker: &Path, seconds: u32, extra_server: &str) -> String {
+    format!(
+        "{extra_server}[sources.loader]\nkind = \"hmac\"\nsecret = {{ file = \"hmac\" }}\n\
+         [jobs.slow]\nafter = [\"loader\"]\n\
+         [[jobs.slow.actions]]\nkind = \"command\"\nprogram = \"sh\"\n\
+         args = [\"-c\", \"sleep {seconds}; echo $HANDOFF_RUN_ID >> {}\"]\n",
+        marker.display()
+    )
+}
+
+async fn deliver(server: &ServerProcess) {
+    let body = br#"{"subject":"orders"}"#;
+    let response = reqwest::Client::new()
+        .post(format!("{}/hooks/loader", server.base))
+        .header("authorization", hex_sig(HMAC_SECRET, body))
+        .body(body.to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 202);
+}
+
+#[tokio::test]
+async fn a_manual_run_is_picked_up_by_the_running_server_and_queued_for_the_next_start_when_it_is_down() {
+    let dir = tempfile::tempdir().unwrap();
+    write_secrets(dir.path());
+    let marker = dir.path().join("ran");
+    let server = ServerProcess::start(dir.path(), &slow_job(&marker, 0, "")).await;
+    let out = server.cli(&["run", "slow"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let id = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let runs = wait_until(dir.path(), "the manual run", |r| r.iter().any(|r| r.state == RunState::Succeeded)).await;
+    assert_eq!(runs[0].id.0, id);
+    assert_eq!(runs[0].reason.as_str(), "manual");
+
+    let port = server.port();
+    let (status, _) = server.terminate();
+    assert!(status.success());
+    // Server down: the request waits in the store.
+    let cli = std::process::Command::new(env!("CARGO_BIN_EXE_handoff"))
+        .args(["--config"])
+        .arg(dir.path().join("handoff.toml"))
+        .args(["run", "slow"])
+        .output()
+        .unwrap();
+    assert!(cli.status.success(), "{}", String::from_utf8_lossy(&cli.stderr));
+    assert_eq!(runs_in(dir.path()).await[0].state, RunState::Queued);
+    let _server = ServerProcess::restart(dir.path(), port).await;
+    wait_until(dir.path(), "the run queued while down", |r| {
+        r.len() == 2 && r.iter().all(|r| r.state == RunState::Succeeded)
+    })
+    .await;
+
+    let unknown = std::process::Command::new(env!("CARGO_BIN_EXE_handoff"))
+        .args(["run", "nope", "--config"])
+        .arg(dir.path().join("handoff.toml"))
+        .output()
+        .unwrap();
+    assert_eq!(unknown.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("no job `nope`"));
+}
+
+#[tokio::test]
+async fn a_run_interrupted_by_sigkill_is_taken_up_again_after_restart_and_completes() {
+    let dir = tempfile::tempdir().unwrap();
+    write_secrets(dir.path());
+    let marker = dir.path().join("ran");
+    let server = ServerProcess::start(dir.path(), &slow_job(&marker, 1, "")).await;
+    let port = server.port();
+    deliver(&server).await;
+    wait_until(dir.path(), "the run to start", |r| r.iter().any(|r| r.state == RunState::Running)).await;
+    server.kill();
+    assert!(!marker.exists(), "the command did not finish before the kill");
+
+    let _server = ServerProcess::restart(dir.path(), port).await;
+    let runs =
+        wait_until(dir.path(), "the resumed run", |r| r.first().is_some_and(|r| r.state == RunState::Succeeded)).await;
+    assert_eq!(runs.len(), 1, "the same run resumed, no second run");
+    assert_eq!(runs[0].attempt, 1, "an interruption is not a failed attempt");
+    assert_eq!(runs[0].events.len(), 1);
+    let lines = std::fs::read_to_string(&marker).unwrap();
+    assert_eq!(lines.lines().count(), 1);
+}
+
+#[tokio::test]
+async fn sigterm_gives_a_running_command_its_grace_then_ends_it_and_the_run_resumes_on_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    write_secrets(dir.path());
+    let marker = dir.path().join("ran");
+    let server = ServerProcess::start(dir.path(), &slow_job(&marker, 30, "shutdown_grace = \"1s\"\n")).await;
+    let port = server.port();
+    deliver(&server).await;
+    wait_until(dir.path(), "the run to start", |r| r.iter().any(|r| r.state == RunState::Running)).await;
+    let stopping = Instant::now();
+    let (status, log) = server.terminate();
+    let took = stopping.elapsed();
+    assert!(status.success(), "a clean stop: {status:?}\n{log}");
+    assert!(took >= Duration::from_millis(900), "the grace was given: {took:?}");
+    assert!(took < Duration::from_secs(20), "then the command was ended: {took:?}");
+    assert!(log.contains("shutdown grace is over"), "{log}");
+    let runs = runs_in(dir.path()).await;
+    assert_eq!(runs[0].state, RunState::Queued, "left to be resumed: {runs:#?}");
+    assert_eq!(runs[0].attempt, 0, "not counted as an attempt");
+    assert_eq!(runs[0].actions[0].state, ActionState::Cancelled);
+
+    // Make the resumed attempt quick, then restart.
+    let config = std::fs::read_to_string(dir.path().join("handoff.toml")).unwrap().replace("sleep 30", "sleep 0");
+    std::fs::write(dir.path().join("handoff.toml"), config).unwrap();
+    let _server = ServerProcess::restart(dir.path(), port).await;
+    let runs =
+        wait_until(dir.path(), "the resumed run", |r| r.first().is_some_and(|r| r.state == RunState::Succeeded)).await;
+    assert_eq!(runs.len(), 1);
+    assert_eq!(runs[0].attempt, 1);
+}
