@@ -9,7 +9,7 @@ use crate::actions::command::{self, CommandOutcome, CommandSpec};
 use crate::config::{ActionKind, Job};
 use crate::domain::{ActionState, RunState, random_fraction};
 use crate::scheduler::timing;
-use crate::store::{Claimed, Finish, Store, StoreError};
+use crate::store::{ActionRecord, Claimed, Finish, Store, StoreError};
 use jiff::Timestamp;
 use serde_json::json;
 use std::time::Duration;
@@ -28,7 +28,7 @@ pub async fn execute(
     let run = &claimed.run;
     let Some(job) = job else {
         let error = format!("job `{}` is no longer in the config", run.job);
-        return store.finish(&run.id, Finish::Failed { error, retry_at: None }, Timestamp::now()).await;
+        return store.finish(&run.id, Finish::Failed { error, retry_at: None }, None, Timestamp::now()).await;
     };
     tracing::info!(job = %job.name, run_id = %run.id, attempt = run.attempt, reason = %run.reason, events = claimed.events.len(), "run started");
     let events = serde_json::to_string(&claimed.events.iter().map(|e| json!({
@@ -43,11 +43,23 @@ pub async fn execute(
     ];
 
     let mut failure = None;
+    let mut last_action = None;
     for (position, action) in job.actions.iter().enumerate() {
         let position = position as u32;
-        store
-            .action_started(&run.id, run.attempt, position, &action.name, action.kind_name(), Timestamp::now())
-            .await?;
+        let record = |state, started_at, finished_at, output, error, process_group| ActionRecord {
+            run: run.id.clone(),
+            attempt: run.attempt,
+            position,
+            name: action.name.clone(),
+            kind: action.kind_name().to_string(),
+            state,
+            output,
+            error,
+            started_at,
+            finished_at,
+            process_group,
+        };
+        let started_at = Timestamp::now();
         let (state, output, error) = match &action.kind {
             ActionKind::Command(c) => {
                 let mut env: Vec<(String, String)> = context.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
@@ -60,19 +72,22 @@ pub async fn execute(
                     timeout: c.timeout,
                     kill_grace: KILL_GRACE,
                 };
+                // The action's row is written once its process group exists, so a crash
+                // after this point leaves enough behind to end that group on restart.
                 let (tell, heard) = tokio::sync::oneshot::channel::<command::ProcessGroup>();
-                let record = async {
+                let note_start = async {
                     if let Ok(group) = heard.await {
-                        let at = (&run.id, run.attempt, position);
-                        if let Err(err) = store.action_process(at.0, at.1, at.2, group.pgid, group.start).await {
-                            tracing::warn!(error = %err, "cannot record a command's process group");
+                        let running =
+                            record(ActionState::Running, started_at, None, None, None, Some((group.pgid, group.start)));
+                        if let Err(err) = store.record_action(running).await {
+                            tracing::warn!(error = %err, "cannot record a command's start");
                         }
                     }
                 };
                 let running = command::run(&spec, cancel.clone(), move |group| {
                     let _ = tell.send(group);
                 });
-                let (result, ()) = tokio::join!(running, record);
+                let (result, ()) = tokio::join!(running, note_start);
                 match result {
                     Ok(outcome @ CommandOutcome::Cancelled { .. }) => {
                         (ActionState::Cancelled, Some(outcome.output().to_string()), Some(outcome.describe()))
@@ -85,17 +100,21 @@ pub async fn execute(
                 }
             }
         };
-        store.action_finished(&run.id, run.attempt, position, state, output, error.clone(), Timestamp::now()).await?;
+        let done = record(state, started_at, Some(Timestamp::now()), output, error.clone(), None);
+        let last = position as usize + 1 == job.actions.len();
         match state {
             ActionState::Cancelled => {
                 tracing::warn!(job = %job.name, run_id = %run.id, action = %action.name, "run interrupted by shutdown; it resumes after restart");
-                return store.finish(&run.id, Finish::Interrupted, Timestamp::now()).await;
+                return store.finish(&run.id, Finish::Interrupted, Some(done), Timestamp::now()).await;
             }
             ActionState::Failed => {
                 failure = Some(format!("action {} failed: {}", action.name, error.unwrap_or_default()));
+                last_action = Some(done);
                 break;
             }
-            _ => {}
+            // The last action's result is written with the run's end, in one transaction.
+            _ if last => last_action = Some(done),
+            _ => store.record_action(done).await?,
         }
     }
 
@@ -110,7 +129,7 @@ pub async fn execute(
             Finish::Failed { error, retry_at }
         }
     };
-    let state = store.finish(&run.id, finish.clone(), now).await?;
+    let state = store.finish(&run.id, finish.clone(), last_action, now).await?;
     match (&finish, state) {
         (Finish::Failed { error, .. }, RunState::Queued) => {
             tracing::warn!(job = %job.name, run_id = %run.id, attempt = run.attempt, error = %error, "run attempt failed; retrying")

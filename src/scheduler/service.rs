@@ -38,7 +38,8 @@ impl Scheduler {
         while !stop.is_cancelled() {
             let now = Timestamp::now();
             let mut sleep = IDLE_TICK;
-            match self.store.tick(now, self.jobs.clone()).await {
+            let free = slots.available_permits();
+            match self.store.tick(now, self.jobs.clone(), free, &self.owner).await {
                 Ok(report) => {
                     if report.more_to_match {
                         sleep = Duration::ZERO;
@@ -46,12 +47,10 @@ impl Scheduler {
                         let until = Duration::try_from(at.duration_since(now)).unwrap_or(Duration::ZERO);
                         sleep = sleep.min(until);
                     }
-                }
-                Err(err) => tracing::error!(error = %err, "scheduler tick failed; retrying in 1s"),
-            }
-            while let Ok(slot) = slots.clone().try_acquire_owned() {
-                match self.store.claim(Timestamp::now(), &self.owner).await {
-                    Ok(Some(claimed)) => {
+                    for claimed in report.claimed {
+                        let Ok(slot) = slots.clone().try_acquire_owned() else {
+                            unreachable!("claims never exceed the free slots")
+                        };
                         let (store, jobs, wake, cancel) =
                             (self.store.clone(), self.jobs.clone(), self.wake.clone(), cancel_actions.clone());
                         tracker.spawn(async move {
@@ -63,12 +62,8 @@ impl Scheduler {
                             wake.notify_one();
                         });
                     }
-                    Ok(None) => break,
-                    Err(err) => {
-                        tracing::error!(error = %err, "claiming a run failed");
-                        break;
-                    }
                 }
+                Err(err) => tracing::error!(error = %err, "scheduler tick failed; retrying in 1s"),
             }
             tokio::select! {
                 _ = self.wake.notified() => {}

@@ -83,6 +83,25 @@ pub struct TickReport {
     pub more_to_match: bool,
     /// The earliest moment something becomes due (a debounce ends, a schedule ticks, a retry waits).
     pub next_wake: Option<Timestamp>,
+    /// Runs claimed by this tick, now `running`.
+    pub claimed: Vec<Claimed>,
+}
+
+/// One action's start or end, as the worker reports it.
+#[derive(Debug, Clone)]
+pub struct ActionRecord {
+    pub run: RunId,
+    pub attempt: u32,
+    pub position: u32,
+    pub name: String,
+    pub kind: String,
+    pub state: ActionState,
+    pub output: Option<String>,
+    pub error: Option<String>,
+    pub started_at: Timestamp,
+    pub finished_at: Option<Timestamp>,
+    /// A command's process group (pgid, leader start time).
+    pub process_group: Option<(u32, u64)>,
 }
 
 impl TickReport {
@@ -187,67 +206,37 @@ impl Store {
         }
     }
 
-    /// Matches new events, queues the runs that became due, fires schedule ticks.
-    pub async fn tick(&self, now: Timestamp, jobs: Arc<BTreeMap<String, Job>>) -> Result<TickReport, StoreError> {
-        match self {
-            Store::Sqlite(s) => s.tick(now, jobs).await,
-        }
-    }
-
-    /// Takes the oldest due queued run whose job has no running run, and marks it running.
-    pub async fn claim(&self, now: Timestamp, owner: &str) -> Result<Option<Claimed>, StoreError> {
-        match self {
-            Store::Sqlite(s) => s.claim(now, owner.to_string()).await,
-        }
-    }
-
-    pub async fn action_started(
+    /// Matches new events, queues the runs that became due, fires schedule ticks, and claims
+    /// up to `claims` due runs (marks them running for `owner`), all in one transaction.
+    pub async fn tick(
         &self,
-        run: &RunId,
-        attempt: u32,
-        position: u32,
-        name: &str,
-        kind: &str,
         now: Timestamp,
-    ) -> Result<(), StoreError> {
+        jobs: Arc<BTreeMap<String, Job>>,
+        claims: usize,
+        owner: &str,
+    ) -> Result<TickReport, StoreError> {
         match self {
-            Store::Sqlite(s) => s.action_started(run.clone(), attempt, position, name.into(), kind.into(), now).await,
+            Store::Sqlite(s) => s.tick(now, jobs, claims, owner.to_string()).await,
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
-    pub async fn action_finished(
+    /// Records an action's start (with its process group) or its end.
+    pub async fn record_action(&self, action: ActionRecord) -> Result<(), StoreError> {
+        match self {
+            Store::Sqlite(s) => s.record_action(action).await,
+        }
+    }
+
+    /// Records how a run attempt ended (and its last action); returns the run's state after it.
+    pub async fn finish(
         &self,
         run: &RunId,
-        attempt: u32,
-        position: u32,
-        state: ActionState,
-        output: Option<String>,
-        error: Option<String>,
+        finish: Finish,
+        last_action: Option<ActionRecord>,
         now: Timestamp,
-    ) -> Result<(), StoreError> {
+    ) -> Result<RunState, StoreError> {
         match self {
-            Store::Sqlite(s) => s.action_finished(run.clone(), attempt, position, state, output, error, now).await,
-        }
-    }
-
-    /// Records how a run attempt ended; returns the run's state after it.
-    pub async fn finish(&self, run: &RunId, finish: Finish, now: Timestamp) -> Result<RunState, StoreError> {
-        match self {
-            Store::Sqlite(s) => s.finish(run.clone(), finish, now).await,
-        }
-    }
-
-    pub async fn action_process(
-        &self,
-        run: &RunId,
-        attempt: u32,
-        position: u32,
-        pgid: u32,
-        start: u64,
-    ) -> Result<(), StoreError> {
-        match self {
-            Store::Sqlite(s) => s.action_process(run.clone(), attempt, position, pgid, start).await,
+            Store::Sqlite(s) => s.finish(run.clone(), finish, last_action, now).await,
         }
     }
 

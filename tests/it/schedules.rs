@@ -25,13 +25,13 @@ async fn an_hourly_tick_fires_once_and_a_long_downtime_fires_once_not_once_per_m
     let (store, jobs) = hourly_store(dir.path()).await;
 
     // First seen at 10:20: the 10:00 tick was before handoff knew the job, so it is not "missed".
-    let report = store.tick(at("2026-11-24T10:20:00Z"), jobs.clone()).await.unwrap();
+    let report = store.tick(at("2026-11-24T10:20:00Z"), jobs.clone(), 0, "test").await.unwrap();
     assert_eq!(report.queued, 0);
     assert_eq!(report.next_wake, Some(at("2026-11-24T11:00:00Z")));
 
-    let report = store.tick(at("2026-11-24T11:00:00.005Z"), jobs.clone()).await.unwrap();
+    let report = store.tick(at("2026-11-24T11:00:00.005Z"), jobs.clone(), 0, "test").await.unwrap();
     assert_eq!(report.queued, 1, "the 11:00 tick fires");
-    let again = store.tick(at("2026-11-24T11:00:01Z"), jobs.clone()).await.unwrap();
+    let again = store.tick(at("2026-11-24T11:00:01Z"), jobs.clone(), 0, "test").await.unwrap();
     assert_eq!(again.queued, 0, "each tick fires once");
 
     let runs = store.runs(&RunFilter::default()).await.unwrap();
@@ -40,9 +40,13 @@ async fn an_hourly_tick_fires_once_and_a_long_downtime_fires_once_not_once_per_m
     assert_eq!(runs[0].scheduled_for, Some(at("2026-11-24T11:00:00Z")));
 
     // The run executes and finishes; then the server is down from 11:30 to 16:40.
-    let claimed = store.claim(at("2026-11-24T11:00:02Z"), "test").await.unwrap().unwrap();
-    store.finish(&claimed.run.id, handoff::store::Finish::Succeeded, at("2026-11-24T11:00:03Z")).await.unwrap();
-    let report = store.tick(at("2026-11-24T16:40:00Z"), jobs.clone()).await.unwrap();
+    let claimed = store.tick(at("2026-11-24T11:00:02Z"), jobs.clone(), 1, "test").await.unwrap().claimed;
+    assert_eq!(claimed.len(), 1, "the due run is claimed");
+    store
+        .finish(&claimed[0].run.id, handoff::store::Finish::Succeeded, None, at("2026-11-24T11:00:03Z"))
+        .await
+        .unwrap();
+    let report = store.tick(at("2026-11-24T16:40:00Z"), jobs.clone(), 0, "test").await.unwrap();
     assert_eq!(report.queued, 1, "five missed ticks, one run");
     let runs = store.runs(&RunFilter::default()).await.unwrap();
     assert_eq!(runs.len(), 2);
@@ -54,10 +58,10 @@ async fn an_hourly_tick_fires_once_and_a_long_downtime_fires_once_not_once_per_m
 async fn a_schedule_tick_while_a_run_is_queued_joins_that_run() {
     let dir = tempfile::tempdir().unwrap();
     let (store, jobs) = hourly_store(dir.path()).await;
-    store.tick(at("2026-11-24T10:20:00Z"), jobs.clone()).await.unwrap();
+    store.tick(at("2026-11-24T10:20:00Z"), jobs.clone(), 0, "test").await.unwrap();
     let (manual, new) = store.request_run("sync", at("2026-11-24T10:59:00Z")).await.unwrap();
     assert!(new);
-    let report = store.tick(at("2026-11-24T11:00:00Z"), jobs.clone()).await.unwrap();
+    let report = store.tick(at("2026-11-24T11:00:00Z"), jobs.clone(), 0, "test").await.unwrap();
     assert_eq!(report.queued, 0);
     let runs = store.runs(&RunFilter::default()).await.unwrap();
     assert_eq!(runs.len(), 1, "one queued run per job at most");

@@ -142,8 +142,8 @@ impl SqliteStore {
     }
 }
 
-/// Takes every waiting message; commits consecutive deliveries together (one fsync for
-/// all), runs other operations one by one, in arrival order; answers each caller.
+/// Takes every waiting message; runs operations one by one and commits all the deliveries
+/// among them together (one fsync for all); answers each caller.
 async fn write_loop(mut conn: SqliteConnection, mut queue: mpsc::Receiver<Message>, max_batch: usize) {
     let mut batch = Vec::with_capacity(max_batch);
     let mut events = Vec::with_capacity(max_batch);
@@ -155,9 +155,13 @@ async fn write_loop(mut conn: SqliteConnection, mut queue: mpsc::Receiver<Messag
                     events.push(*event);
                     replies.push(reply);
                 }
+                // Operations go ahead of the deliveries waiting with them: no caller sends an
+                // operation before its own delivery was answered, so none depends on them, and
+                // a run's bookkeeping does not wait behind a burst of deliveries.
                 Message::Op(op) => {
-                    flush(&mut conn, &mut events, &mut replies).await;
+                    durability(&mut conn, Sync::Normal).await;
                     op(&mut conn).await;
+                    durability(&mut conn, Sync::Full).await;
                 }
                 Message::Close(done) => {
                     flush(&mut conn, &mut events, &mut replies).await;
@@ -170,6 +174,26 @@ async fn write_loop(mut conn: SqliteConnection, mut queue: mpsc::Receiver<Messag
             }
         }
         flush(&mut conn, &mut events, &mut replies).await;
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Sync {
+    Full,
+    Normal,
+}
+
+/// Events are committed with `synchronous = FULL` (on disk before the 2xx). Scheduler and run
+/// bookkeeping use `NORMAL`: in WAL mode that survives a process crash and is only exposed to
+/// power loss, where the worst case is a run done again (runs are at-least-once anyway). The
+/// next FULL commit makes everything before it durable too, so order is kept.
+async fn durability(conn: &mut SqliteConnection, mode: Sync) {
+    let pragma = match mode {
+        Sync::Full => "PRAGMA synchronous = FULL",
+        Sync::Normal => "PRAGMA synchronous = NORMAL",
+    };
+    if let Err(err) = sqlx::query(pragma).execute(&mut *conn).await {
+        tracing::warn!(error = %err, pragma, "cannot set the store's durability mode");
     }
 }
 

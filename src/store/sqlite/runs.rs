@@ -11,7 +11,9 @@ use crate::domain::{
     ActionResult, ActionState, Decision, EventId, ReasonKind, Run, RunEvent, RunId, RunState, Status, Subject,
 };
 use crate::scheduler::{gate, matcher, timing};
-use crate::store::{Claimed, Finish, Interrupted, JobOverview, RunFilter, StoreError, TickReport, Waiting};
+use crate::store::{
+    ActionRecord, Claimed, Finish, Interrupted, JobOverview, RunFilter, StoreError, TickReport, Waiting,
+};
 use jiff::Timestamp;
 use sqlx::sqlite::{SqliteConnection, SqliteRow};
 use sqlx::{Connection, Row};
@@ -20,107 +22,41 @@ use std::sync::Arc;
 
 /// How many unmatched events one tick takes; the rest wait for the next tick.
 const MATCH_BATCH: i64 = 1000;
+/// Rows per multi-row statement (5 parameters each stays far below SQLite's limit).
+const ROWS_PER_STATEMENT: usize = 500;
 
 impl SqliteStore {
-    pub async fn tick(&self, now: Timestamp, jobs: Arc<BTreeMap<String, Job>>) -> Result<TickReport, StoreError> {
-        self.exec(move |conn| Box::pin(async move { tick(conn, now, &jobs).await })).await
-    }
-
-    pub async fn claim(&self, now: Timestamp, owner: String) -> Result<Option<Claimed>, StoreError> {
-        self.exec(move |conn| Box::pin(async move { claim(conn, now, &owner).await })).await
-    }
-
-    pub async fn action_started(
+    pub async fn tick(
         &self,
-        run: RunId,
-        attempt: u32,
-        position: u32,
-        name: String,
-        kind: String,
         now: Timestamp,
-    ) -> Result<(), StoreError> {
+        jobs: Arc<BTreeMap<String, Job>>,
+        claims: usize,
+        owner: String,
+    ) -> Result<TickReport, StoreError> {
+        self.exec(move |conn| Box::pin(async move { tick(conn, now, &jobs, claims, &owner).await })).await
+    }
+
+    /// Records an action's start (with its process group) or its end.
+    pub async fn record_action(&self, action: ActionRecord) -> Result<(), StoreError> {
         self.exec(move |conn| {
             Box::pin(async move {
-                sqlx::query(
-                    "INSERT INTO run_actions (run_id, attempt, position, name, kind, state, started_at) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, 'running', ?6)",
-                )
-                .bind(&run.0)
-                .bind(attempt)
-                .bind(position)
-                .bind(&name)
-                .bind(&kind)
-                .bind(now.as_millisecond())
-                .execute(&mut *conn)
-                .await?;
-                Ok(())
+                let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
+                record_action(&mut tx, &action).await?;
+                tx.commit().await
             })
         })
         .await
     }
 
-    #[allow(clippy::too_many_arguments)]
-    pub async fn action_finished(
+    /// Records how a run attempt ended, with its last action's result, in one transaction.
+    pub async fn finish(
         &self,
         run: RunId,
-        attempt: u32,
-        position: u32,
-        state: ActionState,
-        output: Option<String>,
-        error: Option<String>,
+        finish: Finish,
+        last_action: Option<ActionRecord>,
         now: Timestamp,
-    ) -> Result<(), StoreError> {
-        self.exec(move |conn| {
-            Box::pin(async move {
-                sqlx::query(
-                    "UPDATE run_actions SET state = ?4, output = ?5, error = ?6, finished_at = ?7 \
-                     WHERE id = (SELECT MAX(id) FROM run_actions WHERE run_id = ?1 AND attempt = ?2 AND position = ?3)",
-                )
-                .bind(&run.0)
-                .bind(attempt)
-                .bind(position)
-                .bind(state.as_str())
-                .bind(output)
-                .bind(error)
-                .bind(now.as_millisecond())
-                .execute(&mut *conn)
-                .await?;
-                Ok(())
-            })
-        })
-        .await
-    }
-
-    /// Records the process group of a running command action.
-    pub async fn action_process(
-        &self,
-        run: RunId,
-        attempt: u32,
-        position: u32,
-        pgid: u32,
-        start: u64,
-    ) -> Result<(), StoreError> {
-        self.exec(move |conn| {
-            Box::pin(async move {
-                sqlx::query(
-                    "UPDATE run_actions SET pgid = ?4, pgid_start = ?5 \
-                     WHERE id = (SELECT MAX(id) FROM run_actions WHERE run_id = ?1 AND attempt = ?2 AND position = ?3)",
-                )
-                .bind(&run.0)
-                .bind(attempt)
-                .bind(position)
-                .bind(i64::from(pgid))
-                .bind(start as i64)
-                .execute(&mut *conn)
-                .await?;
-                Ok(())
-            })
-        })
-        .await
-    }
-
-    pub async fn finish(&self, run: RunId, finish: Finish, now: Timestamp) -> Result<RunState, StoreError> {
-        self.exec(move |conn| Box::pin(async move { finish_run(conn, &run, finish, now).await })).await
+    ) -> Result<RunState, StoreError> {
+        self.exec(move |conn| Box::pin(async move { finish_run(conn, &run, finish, last_action, now).await })).await
     }
 
     /// Puts back every run left `running` by a process that is gone (the server holds the
@@ -290,6 +226,8 @@ async fn tick(
     conn: &mut SqliteConnection,
     now: Timestamp,
     jobs: &BTreeMap<String, Job>,
+    claims: usize,
+    owner: &str,
 ) -> Result<TickReport, sqlx::Error> {
     let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
     let mut report = TickReport::default();
@@ -312,6 +250,9 @@ async fn tick(
     .fetch_all(&mut *tx)
     .await?;
     report.more_to_match = rows.len() as i64 == MATCH_BATCH;
+    let mut decisions: Vec<(String, matcher::Draft)> = Vec::new();
+    let mut inputs: Vec<(String, String, String, i64)> = Vec::new();
+    let mut matched: Vec<String> = Vec::with_capacity(rows.len());
     for row in &rows {
         let id: String = row.try_get("id")?;
         let status: String = row.try_get("status")?;
@@ -324,29 +265,46 @@ async fn tick(
         };
         let received_at: i64 = row.try_get("received_at")?;
         for draft in matcher::decide(jobs.values(), &candidate) {
-            sqlx::query("INSERT INTO decisions (event_id, job, fed, reason, decided_at) VALUES (?1, ?2, ?3, ?4, ?5)")
-                .bind(&id)
-                .bind(&draft.job)
-                .bind(draft.upstream.is_some())
-                .bind(&draft.reason)
-                .bind(now_ms)
-                .execute(&mut *tx)
-                .await?;
             if let (Some(job), Some(upstream)) = (&draft.job, &draft.upstream) {
-                sqlx::query(
-                    "INSERT OR IGNORE INTO job_inputs (job, event_id, upstream, received_at) VALUES (?1, ?2, ?3, ?4)",
-                )
-                .bind(job)
-                .bind(&id)
-                .bind(upstream)
-                .bind(received_at)
-                .execute(&mut *tx)
-                .await?;
+                inputs.push((job.clone(), id.clone(), upstream.clone(), received_at));
             }
+            decisions.push((id.clone(), draft));
         }
-        sqlx::query("UPDATE events SET matched_at = ?2 WHERE id = ?1").bind(&id).bind(now_ms).execute(&mut *tx).await?;
-        report.matched += 1;
+        matched.push(id);
     }
+    // Written in multi-row statements: a burst of thousands of events is a handful of statements.
+    for chunk in decisions.chunks(ROWS_PER_STATEMENT) {
+        let mut insert =
+            sqlx::QueryBuilder::<sqlx::Sqlite>::new("INSERT INTO decisions (event_id, job, fed, reason, decided_at) ");
+        insert.push_values(chunk, |mut row, (id, draft)| {
+            row.push_bind(id)
+                .push_bind(&draft.job)
+                .push_bind(draft.upstream.is_some())
+                .push_bind(&draft.reason)
+                .push_bind(now_ms);
+        });
+        insert.build().execute(&mut *tx).await?;
+    }
+    for chunk in inputs.chunks(ROWS_PER_STATEMENT) {
+        let mut insert = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+            "INSERT OR IGNORE INTO job_inputs (job, event_id, upstream, received_at) ",
+        );
+        insert.push_values(chunk, |mut row, (job, id, upstream, received_at)| {
+            row.push_bind(job).push_bind(id).push_bind(upstream).push_bind(received_at);
+        });
+        insert.build().execute(&mut *tx).await?;
+    }
+    for chunk in matched.chunks(ROWS_PER_STATEMENT) {
+        let mut update = sqlx::QueryBuilder::<sqlx::Sqlite>::new("UPDATE events SET matched_at = ");
+        update.push_bind(now_ms).push(" WHERE id IN (");
+        let mut list = update.separated(", ");
+        for id in chunk {
+            list.push_bind(id);
+        }
+        update.push(")");
+        update.build().execute(&mut *tx).await?;
+    }
+    report.matched = matched.len() as u64;
 
     // 2. Jobs whose waiting events are due get a queued run (unless one is queued already).
     for job in jobs.values() {
@@ -438,12 +396,19 @@ async fn tick(
     if let Some(at) = next_retry {
         report.wake(ms(at));
     }
+    // 4. Claim what is due in the same transaction: one commit from event to running run.
+    while report.claimed.len() < claims {
+        match claim(&mut tx, now, owner).await? {
+            Some(claimed) => report.claimed.push(claimed),
+            None => break,
+        }
+    }
     tx.commit().await?;
     Ok(report)
 }
 
-async fn claim(conn: &mut SqliteConnection, now: Timestamp, owner: &str) -> Result<Option<Claimed>, sqlx::Error> {
-    let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
+/// Marks the oldest due queued run whose job has no running run as running (inside `tx`).
+async fn claim(tx: &mut SqliteConnection, now: Timestamp, owner: &str) -> Result<Option<Claimed>, sqlx::Error> {
     let now_ms = now.as_millisecond();
     let id: Option<String> = sqlx::query_scalar(
         "SELECT q.id FROM runs q WHERE q.state = 'queued' AND q.run_after <= ?1 \
@@ -454,7 +419,6 @@ async fn claim(conn: &mut SqliteConnection, now: Timestamp, owner: &str) -> Resu
     .fetch_optional(&mut *tx)
     .await?;
     let Some(id) = id else {
-        tx.commit().await?;
         return Ok(None);
     };
     sqlx::query(
@@ -483,7 +447,6 @@ async fn claim(conn: &mut SqliteConnection, now: Timestamp, owner: &str) -> Resu
     .bind(&id)
     .fetch_all(&mut *tx)
     .await?;
-    tx.commit().await?;
     let events = rows
         .iter()
         .map(|r| {
@@ -503,9 +466,13 @@ async fn finish_run(
     conn: &mut SqliteConnection,
     run: &RunId,
     finish: Finish,
+    last_action: Option<ActionRecord>,
     now: Timestamp,
 ) -> Result<RunState, sqlx::Error> {
     let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
+    if let Some(action) = &last_action {
+        record_action(&mut tx, action).await?;
+    }
     let now_ms = now.as_millisecond();
     let state = match finish {
         Finish::Succeeded => {
@@ -546,6 +513,52 @@ async fn finish_run(
     };
     tx.commit().await?;
     Ok(state)
+}
+
+/// Updates the action's running row of this attempt, or adds a row when there is none.
+async fn record_action(conn: &mut SqliteConnection, a: &ActionRecord) -> Result<(), sqlx::Error> {
+    let (pgid, pgid_start) = match a.process_group {
+        Some((pgid, start)) => (Some(i64::from(pgid)), Some(start as i64)),
+        None => (None, None),
+    };
+    let updated = sqlx::query(
+        "UPDATE run_actions SET state = ?4, output = ?5, error = ?6, finished_at = ?7, \
+         pgid = COALESCE(?8, pgid), pgid_start = COALESCE(?9, pgid_start) \
+         WHERE id = (SELECT MAX(id) FROM run_actions WHERE run_id = ?1 AND attempt = ?2 AND position = ?3 AND state = 'running')",
+    )
+    .bind(&a.run.0)
+    .bind(a.attempt)
+    .bind(a.position)
+    .bind(a.state.as_str())
+    .bind(&a.output)
+    .bind(&a.error)
+    .bind(a.finished_at.map(|t| t.as_millisecond()))
+    .bind(pgid)
+    .bind(pgid_start)
+    .execute(&mut *conn)
+    .await?
+    .rows_affected();
+    if updated == 0 {
+        sqlx::query(
+            "INSERT INTO run_actions (run_id, attempt, position, name, kind, state, output, error, started_at, finished_at, pgid, pgid_start) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+        )
+        .bind(&a.run.0)
+        .bind(a.attempt)
+        .bind(a.position)
+        .bind(&a.name)
+        .bind(&a.kind)
+        .bind(a.state.as_str())
+        .bind(&a.output)
+        .bind(&a.error)
+        .bind(a.started_at.as_millisecond())
+        .bind(a.finished_at.map(|t| t.as_millisecond()))
+        .bind(pgid)
+        .bind(pgid_start)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
 }
 
 /// An interrupted run goes back to the queue; the interruption does not count as an attempt.
