@@ -45,8 +45,16 @@ pub fn summary(config: &Config) -> String {
     }
     for job in config.jobs.values() {
         out += &format!("  {}\n    plan:    {}\n", job.name, job.plan());
-        let actions: Vec<String> = job.actions.iter().map(|a| format!("{} ({})", a.name, a.kind_name())).collect();
-        out += &format!("    actions: {}\n", if actions.is_empty() { "none".to_string() } else { actions.join(", ") });
+        if job.actions.is_empty() {
+            out += "    actions: none\n";
+        }
+        for (i, action) in job.actions.iter().enumerate() {
+            let label = if i == 0 { "actions:" } else { "        " };
+            let what = match &action.kind {
+                crate::config::ActionKind::Command(c) => format!("{} {}", c.program, c.args.join(" ")),
+            };
+            out += &format!("    {label} {}. {} ({}): {}\n", i + 1, action.name, action.kind_name(), what.trim_end());
+        }
         out += &format!(
             "    retry:   {} attempts, backoff {}\n",
             job.retry.attempts,

@@ -164,3 +164,48 @@ async fn a_second_server_on_the_same_sqlite_file_refuses_to_start() {
     let message = second.err().expect("the second server must not start").to_string();
     assert!(message.contains("another `handoff serve` is using"), "{message}");
 }
+
+fn cli(app: &TestApp, args: &[&str]) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_handoff"))
+        .args(args)
+        .arg("--config")
+        .arg(app.config_path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[tokio::test]
+async fn jobs_shows_what_a_gate_still_waits_for_and_explain_tells_the_decision_and_the_run() {
+    let config = format!(
+        "{}[jobs.transform]\nafter = [\"loader:orders\", \"other\"]\nwait_for = \"all\"\n\
+         [[jobs.transform.actions]]\nkind = \"command\"\nprogram = \"true\"\n",
+        sources()
+    );
+    let app = TestApp::spawn_with(&config, StoreOptions::default()).await;
+    let first = deliver_done(&app, "loader", "orders", "success").await;
+    let started = Instant::now();
+    let jobs = loop {
+        let text = cli(&app, &["jobs"]);
+        if text.contains("since last run: loader:orders") || started.elapsed() > Duration::from_secs(10) {
+            break text;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(jobs.contains("transform  [waiting]"), "{jobs}");
+    assert!(jobs.contains("waiting for: other"), "{jobs}");
+    assert!(jobs.contains("runs when loader:orders AND other succeeded since the last run"), "{jobs}");
+
+    deliver_done(&app, "other", "x", "success").await;
+    let runs = wait_for_runs(&app, "the run", |r| finished(r, 1)).await;
+    let explained = cli(&app, &["explain", &first]);
+    assert!(explained.contains("fed job transform as upstream loader:orders"), "{explained}");
+    assert!(explained.contains(&format!("consumed by run {} of job transform (succeeded)", runs[0].id)), "{explained}");
+
+    let listed: serde_json::Value = serde_json::from_str(&cli(&app, &["runs", "--json"])).unwrap();
+    assert_eq!(listed[0]["state"], "succeeded");
+    assert_eq!(listed[0]["reason"]["kind"], "events");
+    assert_eq!(listed[0]["events"].as_array().unwrap().len(), 2);
+    assert!(listed[0]["queued_at"].as_str().unwrap().ends_with('Z'));
+}

@@ -218,6 +218,10 @@ impl SqliteStore {
         .as_ref()
         .map(run_from_row)
         .transpose()?;
+        let last = match last {
+            Some(run) => Some(self.complete(run).await?),
+            None => None,
+        };
         Ok(JobOverview { job: job.to_string(), waiting, queued, running, last })
     }
 }
