@@ -108,11 +108,16 @@ async fn send_with_an_unset_secret_variable_is_a_usage_error() {
     assert!(err.contains("HANDOFF_TEST_SURELY_UNSET is not set"), "{err}");
 }
 
+/// A status to answer and its Retry-After, if any.
+type Answer = (u16, Option<&'static str>);
+/// What a request carried: Authorization, Idempotency-Key, body.
+type Seen = (String, String, Vec<u8>);
+
 /// A receiver that answers from a script of statuses and records what it got.
 #[derive(Clone, Default)]
 struct Flaky {
-    script: Arc<Mutex<Vec<(u16, Option<&'static str>)>>>,
-    seen: Arc<Mutex<Vec<(String, String, Vec<u8>)>>>,
+    script: Arc<Mutex<Vec<Answer>>>,
+    seen: Arc<Mutex<Vec<Seen>>>,
 }
 
 async fn flaky(
@@ -133,7 +138,7 @@ async fn flaky(
     (StatusCode::from_u16(status).unwrap(), out, r#"{"event_id":"evt-from-fake"}"#.to_string())
 }
 
-async fn spawn_flaky(script: Vec<(u16, Option<&'static str>)>) -> (String, Flaky) {
+async fn spawn_flaky(script: Vec<Answer>) -> (String, Flaky) {
     let state = Flaky { script: Arc::new(Mutex::new(script)), ..Flaky::default() };
     let app = axum::Router::new().route("/hook", post(flaky)).with_state(state.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
