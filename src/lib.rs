@@ -10,6 +10,7 @@
 //! - [`scheduler`]: matching, debounce, gates, schedules, retries (pure) and the loop that applies them
 //! - [`worker`]: executes a claimed run's actions and records the outcome
 //! - [`actions`]: the steps of a run (`command`)
+//! - [`outbound`]: outbound HTTP with retries (429/5xx/network), shared by `send` and actions
 //! - [`app`]: wires the above into a server
 //! - [`cli`]: the subcommands of the `handoff` binary
 //! - [`telemetry`]: logs and Prometheus metrics
@@ -21,6 +22,7 @@ pub mod cli;
 pub mod config;
 pub mod domain;
 pub mod http;
+pub mod outbound;
 pub mod scheduler;
 pub mod signature;
 pub mod sources;

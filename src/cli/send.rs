@@ -8,21 +8,10 @@
 
 use super::Failure;
 use crate::domain::Status;
+use crate::outbound::{self, RetryPolicy, Scheme, sign};
 use crate::signature::{self, Key};
-use reqwest::StatusCode;
 use std::path::PathBuf;
 use std::time::Duration;
-
-/// Signature schemes `send` speaks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Scheme {
-    /// Authorization: hex HMAC-SHA256 of the body (dbt Cloud, Elementary's sync webhook, `hmac` sources).
-    Hmac,
-    /// webhook-id / webhook-timestamp / webhook-signature (`standard_webhooks` sources).
-    StandardWebhooks,
-    /// X-Hub-Signature-256: sha256=<hex> (`github` sources).
-    Github,
-}
 
 #[derive(Debug, clap::Args)]
 #[command(group = clap::ArgGroup::new("secret").required(true).args(["secret_env", "secret_file"]))]
@@ -68,8 +57,6 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
     crate::config::parse_duration(text).ok_or_else(|| format!("`{text}` is not a duration like 500ms, 2s or 1m"))
 }
 
-const MAX_BACKOFF: Duration = Duration::from_secs(60);
-
 pub async fn run(args: &SendArgs) -> Result<(), Failure> {
     let body = body(args)?;
     let secret = secret(args)?;
@@ -88,34 +75,14 @@ pub async fn run(args: &SendArgs) -> Result<(), Failure> {
         .build()
         .map_err(|e| Failure::runtime(format!("cannot build an HTTP client: {e}")))?;
 
-    let mut attempt = 0;
-    loop {
-        let request = sign(client.post(&args.url), args.scheme, &key, &idempotency_key, &body);
-        let (retry_after, problem) = match request.body(body.clone()).send().await {
-            Ok(response) => {
-                let status = response.status();
-                let retry_after = retry_after(&response);
-                let text = response.text().await.unwrap_or_default();
-                if status.is_success() {
-                    println!("{}", event_id(&text).unwrap_or_else(|| format!("delivered ({status})")));
-                    return Ok(());
-                }
-                let problem = format!("{} answered {status}: {}", args.url, error_text(&text));
-                if status != StatusCode::TOO_MANY_REQUESTS && !status.is_server_error() {
-                    return Err(Failure::runtime(problem));
-                }
-                (retry_after, problem)
-            }
-            Err(err) => (None, format!("cannot reach {}: {}", args.url, error_chain(&err))),
-        };
-        if attempt >= args.retries {
-            return Err(Failure::runtime(format!("{problem} (gave up after {} attempts)", attempt + 1)));
-        }
-        let wait = retry_after.unwrap_or_else(|| backoff(args.backoff, attempt));
+    let policy = RetryPolicy { retries: args.retries, backoff: args.backoff };
+    let build = || sign(client.post(&args.url), args.scheme, &key, &idempotency_key, &body).body(body.clone());
+    let report = |problem: &str, wait: Duration| {
         eprintln!("handoff send: {problem}; retrying in {:.1}s", wait.as_secs_f64());
-        tokio::time::sleep(wait).await;
-        attempt += 1;
-    }
+    };
+    let answer = outbound::send(&args.url, policy, build, report).await.map_err(|e| Failure::runtime(e.to_string()))?;
+    println!("{}", event_id(&answer.body).unwrap_or_else(|| format!("delivered ({})", answer.status)));
+    Ok(())
 }
 
 fn body(args: &SendArgs) -> Result<Vec<u8>, Failure> {
@@ -159,65 +126,7 @@ fn secret(args: &SendArgs) -> Result<String, Failure> {
     Ok(value)
 }
 
-fn sign(
-    request: reqwest::RequestBuilder,
-    scheme: Scheme,
-    key: &Key,
-    idempotency_key: &str,
-    body: &[u8],
-) -> reqwest::RequestBuilder {
-    let request = if body.is_empty() { request } else { request.header("content-type", "application/json") };
-    match scheme {
-        Scheme::Hmac => {
-            request.header("authorization", signature::sign_hex(key, body)).header("idempotency-key", idempotency_key)
-        }
-        Scheme::Github => request
-            .header("x-hub-signature-256", format!("sha256={}", signature::sign_hex(key, body)))
-            .header("x-github-delivery", idempotency_key),
-        Scheme::StandardWebhooks => {
-            // The timestamp is the attempt's, so each retry is signed afresh.
-            let now = jiff::Timestamp::now().as_second();
-            request
-                .header("webhook-id", idempotency_key)
-                .header("webhook-timestamp", now.to_string())
-                .header("webhook-signature", signature::sign_standard_webhooks(key, idempotency_key, now, body))
-        }
-    }
-}
-
-/// `base · 2^attempt`, ±20%, at most a minute.
-fn backoff(base: Duration, attempt: u32) -> Duration {
-    let exp = base.saturating_mul(2u32.saturating_pow(attempt)).min(MAX_BACKOFF);
-    let jitter = 0.8 + 0.4 * crate::domain::random_fraction();
-    exp.mul_f64(jitter)
-}
-
-/// Retry-After in seconds (the HTTP-date form is rare from webhook receivers and is ignored).
-fn retry_after(response: &reqwest::Response) -> Option<Duration> {
-    let seconds: u64 = response.headers().get("retry-after")?.to_str().ok()?.trim().parse().ok()?;
-    Some(Duration::from_secs(seconds).min(Duration::from_secs(300)))
-}
-
 fn event_id(text: &str) -> Option<String> {
     let value: serde_json::Value = serde_json::from_str(text).ok()?;
     value.get("event_id")?.as_str().map(str::to_string)
-}
-
-fn error_text(text: &str) -> String {
-    let from_json = serde_json::from_str::<serde_json::Value>(text)
-        .ok()
-        .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_string));
-    let text = from_json.unwrap_or_else(|| text.trim().to_string());
-    let short: String = text.chars().take(300).collect();
-    if short.is_empty() { "(no body)".into() } else { short }
-}
-
-fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(e) = source {
-        text += &format!(": {e}");
-        source = e.source();
-    }
-    text
 }

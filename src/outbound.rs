@@ -1,0 +1,149 @@
+//! Outbound HTTP with retries: network errors, 429 (honouring Retry-After) and 5xx are retried
+//! with exponential backoff and jitter; any other answer is final.
+//!
+//! `handoff send` and the `http`, `slack` and `dbt_cloud` actions all go through here, so they
+//! retry the same way.
+
+use crate::signature::{self, Key};
+use std::time::Duration;
+
+/// Signature schemes handoff signs with (`handoff send`, the `http` action).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Scheme {
+    /// Authorization: hex HMAC-SHA256 of the body (dbt Cloud, Elementary's sync webhook, `hmac` sources).
+    Hmac,
+    /// webhook-id / webhook-timestamp / webhook-signature (`standard_webhooks` sources).
+    StandardWebhooks,
+    /// X-Hub-Signature-256: sha256=<hex> (`github` sources).
+    Github,
+}
+
+/// Signs `body` for `scheme` and adds the delivery identity the scheme carries.
+pub fn sign(
+    request: reqwest::RequestBuilder,
+    scheme: Scheme,
+    key: &Key,
+    idempotency_key: &str,
+    body: &[u8],
+) -> reqwest::RequestBuilder {
+    let request = if body.is_empty() { request } else { request.header("content-type", "application/json") };
+    match scheme {
+        Scheme::Hmac => {
+            request.header("authorization", signature::sign_hex(key, body)).header("idempotency-key", idempotency_key)
+        }
+        Scheme::Github => request
+            .header("x-hub-signature-256", format!("sha256={}", signature::sign_hex(key, body)))
+            .header("x-github-delivery", idempotency_key),
+        Scheme::StandardWebhooks => {
+            // The timestamp is the attempt's, so each retry is signed afresh.
+            let now = jiff::Timestamp::now().as_second();
+            request
+                .header("webhook-id", idempotency_key)
+                .header("webhook-timestamp", now.to_string())
+                .header("webhook-signature", signature::sign_standard_webhooks(key, idempotency_key, now, body))
+        }
+    }
+}
+
+/// How often and how patiently to retry.
+#[derive(Debug, Clone, Copy)]
+pub struct RetryPolicy {
+    /// Retries after the first attempt.
+    pub retries: u32,
+    /// First backoff; doubles per retry, ±20% jitter.
+    pub backoff: Duration,
+}
+
+/// The longest backoff, and the longest Retry-After honoured.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(60);
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
+
+/// A final answer that was not a success, or the last failure after every retry.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum OutboundError {
+    #[error("{url} answered {status}: {body}")]
+    Refused { url: String, status: u16, body: String },
+    #[error("{last} (gave up after {attempts} attempts)")]
+    GaveUp { attempts: u32, last: String },
+}
+
+/// A successful (2xx) answer.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    pub status: u16,
+    pub body: String,
+}
+
+/// `base · 2^attempt`, ±20%, at most a minute.
+pub fn backoff(base: Duration, attempt: u32) -> Duration {
+    let exp = base.saturating_mul(2u32.saturating_pow(attempt)).min(MAX_BACKOFF);
+    exp.mul_f64(0.8 + 0.4 * crate::domain::random_fraction())
+}
+
+/// Sends the request `build` makes (anew for each attempt, so signatures can be fresh)
+/// until it succeeds, is refused, or the retries are used up. `on_retry` hears each
+/// problem and the wait before the next attempt.
+pub async fn send(
+    url: &str,
+    policy: RetryPolicy,
+    build: impl Fn() -> reqwest::RequestBuilder,
+    mut on_retry: impl FnMut(&str, Duration),
+) -> Result<Answer, OutboundError> {
+    let mut attempt = 0;
+    loop {
+        let (retry_after, problem) = match build().send().await {
+            Ok(response) => {
+                let status = response.status();
+                let retry_after = retry_after(&response);
+                let body = response.text().await.unwrap_or_default();
+                if status.is_success() {
+                    return Ok(Answer { status: status.as_u16(), body });
+                }
+                let problem = format!("{url} answered {status}: {}", short(&body));
+                if status.as_u16() != 429 && !status.is_server_error() {
+                    return Err(OutboundError::Refused {
+                        url: url.to_string(),
+                        status: status.as_u16(),
+                        body: short(&body),
+                    });
+                }
+                (retry_after, problem)
+            }
+            Err(err) => (None, format!("cannot reach {url}: {}", error_chain(&err))),
+        };
+        if attempt >= policy.retries {
+            return Err(OutboundError::GaveUp { attempts: attempt + 1, last: problem });
+        }
+        let wait = retry_after.unwrap_or_else(|| backoff(policy.backoff, attempt));
+        on_retry(&problem, wait);
+        tokio::time::sleep(wait).await;
+        attempt += 1;
+    }
+}
+
+/// Retry-After in seconds (the HTTP-date form is rare here and is ignored).
+fn retry_after(response: &reqwest::Response) -> Option<Duration> {
+    let seconds: u64 = response.headers().get("retry-after")?.to_str().ok()?.trim().parse().ok()?;
+    Some(Duration::from_secs(seconds).min(MAX_RETRY_AFTER))
+}
+
+/// An answer's `error` field if it is JSON with one, else its text, at most 300 characters.
+pub fn short(text: &str) -> String {
+    let from_json = serde_json::from_str::<serde_json::Value>(text)
+        .ok()
+        .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_string));
+    let text = from_json.unwrap_or_else(|| text.trim().to_string());
+    let short: String = text.chars().take(300).collect();
+    if short.is_empty() { "(no body)".into() } else { short }
+}
+
+pub fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(e) = source {
+        text += &format!(": {e}");
+        source = e.source();
+    }
+    text
+}
