@@ -110,7 +110,8 @@ pub async fn send(
                 }
                 (retry_after, problem)
             }
-            Err(err) => (None, format!("cannot reach {url}: {}", error_chain(&err))),
+            // Without the URL: it may be a secret (a Slack webhook URL is the credential).
+            Err(err) => (None, format!("cannot reach {url}: {}", error_chain(&err.without_url()))),
         };
         if attempt >= policy.retries {
             return Err(OutboundError::GaveUp { attempts: attempt + 1, last: problem });

@@ -3,141 +3,275 @@
 //! It never decides whether a run happens (the scheduler did) and never runs two runs of a
 //! job at once (the store's claim guarantees it). A failed attempt is retried with backoff
 //! until `retry.attempts`; a shutdown is an interruption, not a failure: the run goes back
-//! to the queue and resumes after restart.
+//! to the queue and resumes after restart. After the final outcome, `on_failure` or
+//! `on_success` runs; its result is recorded but does not change the run's state.
 
 use crate::actions::command::{self, CommandOutcome, CommandSpec};
-use crate::config::{ActionKind, Job};
+use crate::actions::dbt_cloud::{self, Triggered};
+use crate::actions::{StepOutcome, http, template};
+use crate::config::{Action, ActionKind, CommandAction, Job};
 use crate::domain::{ActionState, RunState, random_fraction};
 use crate::scheduler::timing;
 use crate::store::{ActionRecord, Claimed, Finish, Store, StoreError};
 use jiff::Timestamp;
-use serde_json::json;
+use serde_json::{Value, json};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 /// Between SIGTERM and SIGKILL when a command times out or the server stops.
 pub const KILL_GRACE: Duration = Duration::from_secs(10);
 
-/// Runs `claimed` to its end; `cancel` fires when the shutdown grace is over.
-pub async fn execute(
-    store: &Store,
-    job: Option<&Job>,
-    claimed: Claimed,
-    cancel: CancellationToken,
-) -> Result<RunState, StoreError> {
-    let run = &claimed.run;
-    let Some(job) = job else {
-        let error = format!("job `{}` is no longer in the config", run.job);
-        return store.finish(&run.id, Finish::Failed { error, retry_at: None }, None, Timestamp::now()).await;
-    };
-    tracing::info!(job = %job.name, run_id = %run.id, attempt = run.attempt, reason = %run.reason, events = claimed.events.len(), "run started");
-    let events = serde_json::to_string(&claimed.events.iter().map(|e| json!({
-        "id": e.id, "source": e.source, "subject": {"id": e.subject.id, "name": e.subject.name}, "status": e.status,
-    })).collect::<Vec<_>>()).expect("JSON values serialise");
-    let context = [
-        ("HANDOFF_JOB", job.name.clone()),
-        ("HANDOFF_RUN_ID", run.id.to_string()),
-        ("HANDOFF_RUN_REASON", run.reason.to_string()),
-        ("HANDOFF_RUN_ATTEMPT", run.attempt.to_string()),
-        ("HANDOFF_EVENTS", events),
-    ];
+/// What every run needs besides its own data.
+#[derive(Clone)]
+pub struct Worker {
+    pub store: Store,
+    pub client: reqwest::Client,
+    /// Fires when the shutdown grace is over.
+    pub cancel: CancellationToken,
+}
 
-    let mut failure = None;
-    let mut last_action = None;
-    for (position, action) in job.actions.iter().enumerate() {
-        let position = position as u32;
-        let record = |state, started_at, finished_at, output, error, process_group| ActionRecord {
+/// One step as it executes: where it is in the run, and its record.
+struct Step<'a> {
+    worker: &'a Worker,
+    claimed: &'a Claimed,
+    action: &'a Action,
+    position: u32,
+    started_at: Timestamp,
+}
+
+impl Step<'_> {
+    fn record(&self, state: ActionState, outcome: Option<&StepOutcome>, group: Option<(u32, u64)>) -> ActionRecord {
+        let run = &self.claimed.run;
+        ActionRecord {
             run: run.id.clone(),
             attempt: run.attempt,
-            position,
-            name: action.name.clone(),
-            kind: action.kind_name().to_string(),
+            position: self.position,
+            name: self.action.name.clone(),
+            kind: self.action.kind_name().to_string(),
             state,
-            output,
-            error,
-            started_at,
-            finished_at,
-            process_group,
-        };
-        let started_at = Timestamp::now();
-        let (state, output, error) = match &action.kind {
-            ActionKind::Command(c) => {
-                let mut env: Vec<(String, String)> = context.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
-                env.extend(c.env.iter().cloned());
-                let spec = CommandSpec {
-                    program: c.program.clone(),
-                    args: c.args.clone(),
-                    env,
-                    working_dir: c.working_dir.clone(),
-                    timeout: c.timeout,
-                    kill_grace: KILL_GRACE,
-                };
-                // The action's row is written once its process group exists, so a crash
-                // after this point leaves enough behind to end that group on restart.
-                let (tell, heard) = tokio::sync::oneshot::channel::<command::ProcessGroup>();
-                let note_start = async {
-                    if let Ok(group) = heard.await {
-                        let running =
-                            record(ActionState::Running, started_at, None, None, None, Some((group.pgid, group.start)));
-                        if let Err(err) = store.record_action(running).await {
-                            tracing::warn!(error = %err, "cannot record a command's start");
-                        }
-                    }
-                };
-                let running = command::run(&spec, cancel.clone(), move |group| {
-                    let _ = tell.send(group);
-                });
-                let (result, ()) = tokio::join!(running, note_start);
-                match result {
-                    Ok(outcome @ CommandOutcome::Cancelled { .. }) => {
-                        (ActionState::Cancelled, Some(outcome.output().to_string()), Some(outcome.describe()))
-                    }
-                    Ok(outcome) if outcome.succeeded() => {
-                        (ActionState::Succeeded, Some(outcome.output().to_string()), None)
-                    }
-                    Ok(outcome) => (ActionState::Failed, Some(outcome.output().to_string()), Some(outcome.describe())),
-                    Err(err) => (ActionState::Failed, None, Some(err.to_string())),
-                }
-            }
-        };
-        let done = record(state, started_at, Some(Timestamp::now()), output, error.clone(), None);
-        let last = position as usize + 1 == job.actions.len();
-        match state {
-            ActionState::Cancelled => {
-                tracing::warn!(job = %job.name, run_id = %run.id, action = %action.name, "run interrupted by shutdown; it resumes after restart");
-                return store.finish(&run.id, Finish::Interrupted, Some(done), Timestamp::now()).await;
-            }
-            ActionState::Failed => {
-                failure = Some(format!("action {} failed: {}", action.name, error.unwrap_or_default()));
-                last_action = Some(done);
-                break;
-            }
-            // The last action's result is written with the run's end, in one transaction.
-            _ if last => last_action = Some(done),
-            _ => store.record_action(done).await?,
+            output: outcome.map(|o| o.output.clone()).filter(|o| !o.is_empty()),
+            error: outcome.and_then(|o| o.error.clone()),
+            started_at: self.started_at,
+            finished_at: (state != ActionState::Running).then(Timestamp::now),
+            process_group: group,
         }
     }
 
-    let now = Timestamp::now();
-    let finish = match failure {
-        None => Finish::Succeeded,
-        Some(error) => {
-            let retry_at = (run.attempt < job.retry.attempts).then(|| {
-                let delay = timing::retry_delay(job.retry.backoff, run.attempt, random_fraction());
-                now + jiff::SignedDuration::try_from(delay).unwrap_or(jiff::SignedDuration::MAX)
-            });
-            Finish::Failed { error, retry_at }
+    async fn note(&self, record: ActionRecord) {
+        if let Err(err) = self.worker.store.record_action(record).await {
+            tracing::warn!(error = %err, "cannot record an action's progress");
         }
-    };
-    let state = store.finish(&run.id, finish.clone(), last_action, now).await?;
-    match (&finish, state) {
-        (Finish::Failed { error, .. }, RunState::Queued) => {
-            tracing::warn!(job = %job.name, run_id = %run.id, attempt = run.attempt, error = %error, "run attempt failed; retrying")
-        }
-        (Finish::Failed { error, .. }, _) => {
-            tracing::error!(job = %job.name, run_id = %run.id, attempt = run.attempt, error = %error, "run failed")
-        }
-        _ => tracing::info!(job = %job.name, run_id = %run.id, "run succeeded"),
     }
-    Ok(state)
+
+    async fn execute(&self, context: &Value) -> StepOutcome {
+        let w = self.worker;
+        match &self.action.kind {
+            ActionKind::Command(c) => self.command(c, context).await,
+            ActionKind::Http(h) => {
+                let key = format!("{}-{}-{}", self.claimed.run.id, self.claimed.run.attempt, self.position);
+                tokio::select! {
+                    outcome = http::run(&w.client, h, context, &key) => outcome,
+                    _ = w.cancel.cancelled() => StepOutcome::cancelled(String::new()),
+                }
+            }
+            ActionKind::Slack(s) => tokio::select! {
+                outcome = http::slack(&w.client, s, context) => outcome,
+                _ = w.cancel.cancelled() => StepOutcome::cancelled(String::new()),
+            },
+            ActionKind::DbtCloud(d) => {
+                let earlier = self.earlier_dbt_run().await;
+                let record = async |t: &Triggered| {
+                    let started = StepOutcome { ok: true, output: t.to_output(), error: None, outputs: Value::Null };
+                    self.note(self.record(ActionState::Running, Some(&started), None)).await;
+                };
+                dbt_cloud::run(&w.client, d, context, earlier, record, &w.cancel).await
+            }
+        }
+    }
+
+    /// The dbt run an interrupted earlier try of this very attempt and step already started.
+    async fn earlier_dbt_run(&self) -> Option<Triggered> {
+        let run = self.worker.store.run(&self.claimed.run.id).await.ok()??;
+        run.actions
+            .iter()
+            .rev()
+            .filter(|a| a.attempt == self.claimed.run.attempt && a.name == self.action.name)
+            .find_map(|a| a.output.as_deref().and_then(Triggered::from_output))
+    }
+
+    async fn command(&self, c: &CommandAction, context: &Value) -> StepOutcome {
+        let rendered = (|| -> Result<_, String> {
+            let args = c.args.iter().map(|a| template::render(a, context)).collect::<Result<Vec<_>, _>>()?;
+            let mut env = run_env(context);
+            for (k, v) in &c.env {
+                env.push((k.clone(), template::render(v, context)?));
+            }
+            let dir = c.working_dir.as_ref().map(|d| template::render(d, context)).transpose()?;
+            Ok((args, env, dir))
+        })();
+        let (args, env, working_dir) = match rendered {
+            Ok(parts) => parts,
+            Err(err) => return StepOutcome::failed(format!("template: {err}")),
+        };
+        let spec = CommandSpec {
+            program: c.program.clone(),
+            args,
+            env,
+            working_dir: working_dir.map(Into::into),
+            timeout: c.timeout,
+            kill_grace: KILL_GRACE,
+        };
+        // The action's row is written once its process group exists, so a crash after this
+        // point leaves enough behind to end that group on restart.
+        let (tell, heard) = tokio::sync::oneshot::channel::<command::ProcessGroup>();
+        let note_start = async {
+            if let Ok(group) = heard.await {
+                self.note(self.record(ActionState::Running, None, Some((group.pgid, group.start)))).await;
+            }
+        };
+        let running = command::run(&spec, self.worker.cancel.clone(), move |group| {
+            let _ = tell.send(group);
+        });
+        let (result, ()) = tokio::join!(running, note_start);
+        match result {
+            Ok(outcome @ CommandOutcome::Cancelled { .. }) => StepOutcome::cancelled(outcome.output().to_string()),
+            Ok(outcome) => {
+                let code = match &outcome {
+                    CommandOutcome::Exited { code, .. } => json!(code),
+                    _ => Value::Null,
+                };
+                StepOutcome {
+                    ok: outcome.succeeded(),
+                    output: outcome.output().to_string(),
+                    error: (!outcome.succeeded()).then(|| outcome.describe()),
+                    outputs: json!({ "exit_code": code, "output": outcome.output() }),
+                }
+            }
+            Err(err) => StepOutcome::failed(err.to_string()),
+        }
+    }
+}
+
+/// The environment every command sees: the run, in HANDOFF_* variables.
+fn run_env(context: &Value) -> Vec<(String, String)> {
+    let text = |v: &Value| v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string());
+    vec![
+        ("HANDOFF_JOB".into(), text(&context["job"])),
+        ("HANDOFF_RUN_ID".into(), text(&context["run"]["id"])),
+        ("HANDOFF_RUN_REASON".into(), text(&context["run"]["reason"])),
+        ("HANDOFF_RUN_ATTEMPT".into(), text(&context["run"]["attempt"])),
+        ("HANDOFF_EVENTS".into(), context["events"].to_string()),
+    ]
+}
+
+/// The run context templates see (docs/actions.md).
+fn context(job: &Job, claimed: &Claimed) -> Value {
+    let run = &claimed.run;
+    let events: Vec<Value> = claimed
+        .events
+        .iter()
+        .map(|e| {
+            json!({
+                "id": e.id,
+                "source": e.source,
+                "subject": e.subject.name.clone().or_else(|| e.subject.id.clone()),
+                "subject_id": e.subject.id,
+                "subject_name": e.subject.name,
+                "status": e.status,
+            })
+        })
+        .collect();
+    json!({
+        "job": job.name,
+        "run": { "id": run.id, "reason": run.reason, "attempt": run.attempt },
+        "events": events,
+        "steps": {},
+    })
+}
+
+impl Worker {
+    /// Runs `claimed` to its end.
+    pub async fn execute(&self, job: Option<&Job>, claimed: Claimed) -> Result<RunState, StoreError> {
+        let run = &claimed.run;
+        let Some(job) = job else {
+            let error = format!("job `{}` is no longer in the config", run.job);
+            return self.store.finish(&run.id, Finish::Failed { error, retry_at: None }, None, Timestamp::now()).await;
+        };
+        tracing::info!(job = %job.name, run_id = %run.id, attempt = run.attempt, reason = %run.reason, events = claimed.events.len(), "run started");
+        let mut context = context(job, &claimed);
+        let mut failure = None;
+        let mut last_action = None;
+        for (position, action) in job.actions.iter().enumerate() {
+            let step = Step {
+                worker: self,
+                claimed: &claimed,
+                action,
+                position: position as u32,
+                started_at: Timestamp::now(),
+            };
+            let outcome = step.execute(&context).await;
+            context["steps"][&action.name] = outcome.outputs.clone();
+            if outcome.is_cancelled() {
+                tracing::warn!(job = %job.name, run_id = %run.id, action = %action.name, "run interrupted by shutdown; it resumes after restart");
+                let record = step.record(ActionState::Cancelled, Some(&outcome), None);
+                return self.store.finish(&run.id, Finish::Interrupted, Some(record), Timestamp::now()).await;
+            }
+            let state = if outcome.ok { ActionState::Succeeded } else { ActionState::Failed };
+            let record = step.record(state, Some(&outcome), None);
+            let last = position + 1 == job.actions.len();
+            if !outcome.ok && !action.continue_on_error {
+                failure = Some(format!("action {} failed: {}", action.name, outcome.error.unwrap_or_default()));
+                last_action = Some(record);
+                break;
+            }
+            if !outcome.ok {
+                tracing::warn!(job = %job.name, run_id = %run.id, action = %action.name, "action failed; continue_on_error");
+            }
+            if last {
+                // The last action's result is written with the run's end, in one transaction.
+                last_action = Some(record);
+            } else {
+                self.store.record_action(record).await?;
+            }
+        }
+
+        let now = Timestamp::now();
+        let finish = match &failure {
+            None => Finish::Succeeded,
+            Some(error) => {
+                let retry_at = (run.attempt < job.retry.attempts).then(|| {
+                    let delay = timing::retry_delay(job.retry.backoff, run.attempt, random_fraction());
+                    now + jiff::SignedDuration::try_from(delay).unwrap_or(jiff::SignedDuration::MAX)
+                });
+                Finish::Failed { error: error.clone(), retry_at }
+            }
+        };
+        let state = self.store.finish(&run.id, finish, last_action, now).await?;
+        let outcome_action = match (state, &failure) {
+            (RunState::Queued, Some(error)) => {
+                tracing::warn!(job = %job.name, run_id = %run.id, attempt = run.attempt, error = %error, "run attempt failed; retrying");
+                None
+            }
+            (_, Some(error)) => {
+                tracing::error!(job = %job.name, run_id = %run.id, attempt = run.attempt, error = %error, "run failed");
+                context["error"] = json!(error);
+                job.on_failure.as_ref()
+            }
+            (_, None) => {
+                tracing::info!(job = %job.name, run_id = %run.id, "run succeeded");
+                job.on_success.as_ref()
+            }
+        };
+        if let Some(action) = outcome_action {
+            let position = job.actions.len() as u32;
+            let step = Step { worker: self, claimed: &claimed, action, position, started_at: Timestamp::now() };
+            let outcome = step.execute(&context).await;
+            if !outcome.ok {
+                tracing::error!(job = %job.name, run_id = %run.id, action = %action.name, error = ?outcome.error, "outcome action failed");
+            }
+            let state = if outcome.ok { ActionState::Succeeded } else { ActionState::Failed };
+            self.store.record_action(step.record(state, Some(&outcome), None)).await?;
+        }
+        Ok(state)
+    }
 }

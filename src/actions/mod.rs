@@ -1,4 +1,37 @@
-//! Actions: the steps of a run. One file per kind; each takes its settings and reports an
-//! outcome. They never decide whether a run happens.
+//! Actions: the steps of a run. One file per kind; each takes its checked settings and the
+//! run context and reports a [`StepOutcome`]. They never decide whether a run happens.
 
 pub mod command;
+pub mod dbt_cloud;
+pub mod http;
+pub mod template;
+
+use serde_json::Value;
+
+/// How one action ended.
+#[derive(Debug, Clone)]
+pub struct StepOutcome {
+    pub ok: bool,
+    /// Kept with the run (command output, response body, dbt run).
+    pub output: String,
+    pub error: Option<String>,
+    /// What later steps see as `steps.<name>`.
+    pub outputs: Value,
+}
+
+impl StepOutcome {
+    pub fn failed(error: String) -> StepOutcome {
+        StepOutcome { ok: false, output: String::new(), error: Some(error), outputs: Value::Null }
+    }
+
+    /// Interrupted by shutdown; `output` keeps what a resumed attempt needs.
+    pub fn cancelled(output: String) -> StepOutcome {
+        StepOutcome { ok: false, output, error: Some(CANCELLED.into()), outputs: Value::Null }
+    }
+
+    pub fn is_cancelled(&self) -> bool {
+        self.error.as_deref() == Some(CANCELLED)
+    }
+}
+
+const CANCELLED: &str = "cancelled by shutdown";

@@ -50,10 +50,12 @@ pub fn summary(config: &Config) -> String {
         }
         for (i, action) in job.actions.iter().enumerate() {
             let label = if i == 0 { "actions:" } else { "        " };
-            let what = match &action.kind {
-                crate::config::ActionKind::Command(c) => format!("{} {}", c.program, c.args.join(" ")),
-            };
-            out += &format!("    {label} {}. {} ({}): {}\n", i + 1, action.name, action.kind_name(), what.trim_end());
+            out += &format!("    {label} {}. {} ({}): {}\n", i + 1, action.name, action.kind_name(), action.summary());
+        }
+        for (label, action) in [("on_failure:", &job.on_failure), ("on_success:", &job.on_success)] {
+            if let Some(a) = action {
+                out += &format!("    {label} {} ({}): {}\n", a.name, a.kind_name(), a.summary());
+            }
         }
         out += &format!(
             "    retry:   {} attempts, backoff {}\n",

@@ -2,12 +2,12 @@
 //!
 //! Parsed here into a checked [`Job`]; the scheduler decides with it, the worker runs it.
 
+use super::actions::{Action, FileAction, build_actions};
 use super::{Problems, parse_duration};
 use crate::domain::{Status, Subject};
 use crate::scheduler::schedule::Schedule;
 use serde::Deserialize;
-use std::collections::{BTreeMap, HashMap};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 use toml::Spanned;
 
@@ -34,6 +34,10 @@ pub(super) struct FileJob {
     /// The steps of a run, in order.
     #[serde(default)]
     actions: Vec<Spanned<FileAction>>,
+    /// Runs after the run's final failure (with `error` in its templates).
+    on_failure: Option<Spanned<FileAction>>,
+    /// Runs after the run succeeded.
+    on_success: Option<Spanned<FileAction>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -43,27 +47,6 @@ struct FileRetry {
     attempts: Option<u32>,
     /// Wait before the first retry; doubles per try, ±20% jitter, at most 1h (default "30s").
     backoff: Option<Spanned<String>>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FileAction {
-    /// The action kind: `command`.
-    kind: Spanned<String>,
-    /// A name for the step (default: its kind, `_2`, `_3` when repeated).
-    name: Option<String>,
-    /// command: the program, looked up on PATH.
-    program: Option<String>,
-    /// command: its arguments, passed as is (never through a shell).
-    #[serde(default)]
-    args: Vec<String>,
-    /// command: extra environment variables.
-    #[serde(default)]
-    env: BTreeMap<String, String>,
-    /// command: working directory (relative to the config file's folder).
-    working_dir: Option<PathBuf>,
-    /// command: how long it may run (default: no limit).
-    timeout: Option<Spanned<String>>,
 }
 
 /// Whether a job waits for any or all of its upstreams.
@@ -111,35 +94,6 @@ pub struct Retry {
     pub backoff: Duration,
 }
 
-/// A checked `command` action.
-#[derive(Debug, Clone)]
-pub struct CommandAction {
-    pub program: String,
-    pub args: Vec<String>,
-    pub env: Vec<(String, String)>,
-    pub working_dir: Option<PathBuf>,
-    pub timeout: Option<Duration>,
-}
-
-#[derive(Debug, Clone)]
-pub enum ActionKind {
-    Command(CommandAction),
-}
-
-#[derive(Debug, Clone)]
-pub struct Action {
-    pub name: String,
-    pub kind: ActionKind,
-}
-
-impl Action {
-    pub fn kind_name(&self) -> &'static str {
-        match self.kind {
-            ActionKind::Command(_) => "command",
-        }
-    }
-}
-
 /// A checked `[jobs.NAME]`.
 #[derive(Debug, Clone)]
 pub struct Job {
@@ -152,6 +106,8 @@ pub struct Job {
     pub schedule: Option<Schedule>,
     pub retry: Retry,
     pub actions: Vec<Action>,
+    pub on_failure: Option<Action>,
+    pub on_success: Option<Action>,
 }
 
 pub const DEFAULT_ATTEMPTS: u32 = 3;
@@ -322,49 +278,33 @@ pub(super) fn build_job(
         }
     };
 
-    let mut actions = Vec::new();
-    let mut seen: HashMap<String, u32> = HashMap::new();
-    for a in &raw.actions {
-        let fa = a.get_ref();
-        let kind = match fa.kind.get_ref().as_str() {
-            "command" => {
-                let Some(program) = fa.program.clone().filter(|p| !p.is_empty()) else {
-                    problems.add(
-                        Some(a.span()),
-                        "a command action needs `program`",
-                        Some(r#"program = "dbt", args = ["build"]"#.into()),
-                    );
-                    continue;
-                };
-                ActionKind::Command(CommandAction {
-                    program,
-                    args: fa.args.clone(),
-                    env: fa.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
-                    working_dir: fa
-                        .working_dir
-                        .as_ref()
-                        .map(|d| if d.is_absolute() { d.clone() } else { base.join(d) }),
-                    timeout: duration(problems, &fa.timeout),
-                })
-            }
-            other => {
-                problems.add(
-                    Some(fa.kind.span()),
-                    format!("unknown action kind `{other}`"),
-                    Some("this release runs `command` actions".into()),
-                );
-                continue;
-            }
-        };
-        let base_name = fa.name.clone().unwrap_or_else(|| fa.kind.get_ref().clone());
-        let count = seen.entry(base_name.clone()).or_insert(0);
-        *count += 1;
-        let name = if *count == 1 { base_name } else { format!("{base_name}_{count}") };
-        actions.push(Action { name, kind });
-    }
+    let mut steps = serde_json::Map::new();
+    let actions = build_actions(problems, base, &raw.actions, &mut steps, false);
+    // The outcome actions see every step of the run (some may not have run: they render empty).
+    let mut after_steps = steps.clone();
+    let on_failure = raw
+        .on_failure
+        .as_ref()
+        .and_then(|a| build_actions(problems, base, std::slice::from_ref(a), &mut after_steps.clone(), true).pop());
+    let on_success = raw
+        .on_success
+        .as_ref()
+        .and_then(|a| build_actions(problems, base, std::slice::from_ref(a), &mut after_steps, false).pop());
 
     if problems.found.len() > before {
         return None;
     }
-    Some(Job { name: name.to_string(), after, wait_for, on_status, debounce, max_wait, schedule, retry, actions })
+    Some(Job {
+        name: name.to_string(),
+        after,
+        wait_for,
+        on_status,
+        debounce,
+        max_wait,
+        schedule,
+        retry,
+        actions,
+        on_failure,
+        on_success,
+    })
 }

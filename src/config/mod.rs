@@ -5,11 +5,13 @@
 //! at once, so a bad file is reported in one go, each problem with its line and a hint.
 //! Nothing here prints or stores a secret value.
 
+mod actions;
 mod jobs;
 mod secret;
 mod size;
 
-pub use jobs::{Action, ActionKind, CommandAction, Job, Retry, Upstream, WaitFor, words};
+pub use actions::{Action, ActionKind, CommandAction, DbtCloudAction, HttpAction, SlackAction, Text};
+pub use jobs::{Job, Retry, Upstream, WaitFor, words};
 pub use secret::{SecretError, SecretRef};
 
 use crate::signature::{self, Key};

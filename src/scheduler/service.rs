@@ -35,6 +35,12 @@ impl Scheduler {
         let slots = Arc::new(Semaphore::new(self.workers));
         let tracker = TaskTracker::new();
         let cancel_actions = CancellationToken::new();
+        let client = reqwest::Client::builder()
+            .user_agent(concat!("handoff/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(Duration::from_secs(10))
+            .build()
+            .expect("the HTTP client builds with static settings");
+        let worker = worker::Worker { store: self.store.clone(), client, cancel: cancel_actions.clone() };
         while !stop.is_cancelled() {
             let now = Timestamp::now();
             let mut sleep = IDLE_TICK;
@@ -51,11 +57,10 @@ impl Scheduler {
                         let Ok(slot) = slots.clone().try_acquire_owned() else {
                             unreachable!("claims never exceed the free slots")
                         };
-                        let (store, jobs, wake, cancel) =
-                            (self.store.clone(), self.jobs.clone(), self.wake.clone(), cancel_actions.clone());
+                        let (worker, jobs, wake) = (worker.clone(), self.jobs.clone(), self.wake.clone());
                         tracker.spawn(async move {
                             let job = jobs.get(&claimed.run.job);
-                            if let Err(err) = worker::execute(&store, job, claimed, cancel).await {
+                            if let Err(err) = worker.execute(job, claimed).await {
                                 tracing::error!(error = %err, "recording a run failed; it resumes after restart");
                             }
                             drop(slot);

@@ -1,0 +1,185 @@
+//! The `dbt_cloud` action: trigger a job through the Admin API v2 and, with `wait`, poll the
+//! run until it is final (providers.md §2).
+//!
+//! The dbt run id is recorded as soon as dbt Cloud accepted the trigger. A resumed attempt
+//! (after a shutdown or crash) finds it and polls that run instead of starting a second one.
+//! A trigger that timed out is not retried blindly: it may have been accepted.
+
+use super::StepOutcome;
+use crate::config::DbtCloudAction;
+use crate::outbound;
+use secrecy::ExposeSecret;
+use serde_json::{Value, json};
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+
+/// dbt Cloud limits `cause` to 255 characters.
+const CAUSE_LIMIT: usize = 255;
+const MAX_POLL_INTERVAL: Duration = Duration::from_secs(60);
+
+/// The run an attempt started, as recorded in the action's output.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Triggered {
+    pub run_id: i64,
+    pub run_url: String,
+}
+
+impl Triggered {
+    pub fn to_output(&self) -> String {
+        json!({ "run_id": self.run_id, "run_url": self.run_url }).to_string()
+    }
+
+    pub fn from_output(text: &str) -> Option<Triggered> {
+        let v: Value = serde_json::from_str(text).ok()?;
+        Some(Triggered { run_id: v["run_id"].as_i64()?, run_url: v["run_url"].as_str()?.to_string() })
+    }
+}
+
+fn outputs(t: &Triggered, status: &str) -> Value {
+    json!({ "run_id": t.run_id, "run_url": t.run_url, "status": status })
+}
+
+/// What the poll says: 1 queued, 2 starting, 3 running, 10 success, 20 error, 30 cancelled.
+fn status_word(code: i64) -> &'static str {
+    match code {
+        10 => "success",
+        20 => "error",
+        30 => "cancelled",
+        1 => "queued",
+        2 => "starting",
+        _ => "running",
+    }
+}
+
+pub async fn run(
+    client: &reqwest::Client,
+    action: &DbtCloudAction,
+    context: &Value,
+    earlier: Option<Triggered>,
+    on_triggered: impl AsyncFnOnce(&Triggered),
+    cancel: &CancellationToken,
+) -> StepOutcome {
+    let auth = format!("Token {}", action.token.expose_secret());
+    let triggered = match earlier {
+        Some(t) => t,
+        None => {
+            let cause = match &action.cause {
+                Some(t) => match crate::actions::template::render(t, context) {
+                    Ok(c) => c,
+                    Err(e) => return StepOutcome::failed(format!("template: {e}")),
+                },
+                None => format!(
+                    "Triggered by handoff: job {}, run {}",
+                    context["job"].as_str().unwrap_or(""),
+                    context["run"]["id"].as_str().unwrap_or("")
+                ),
+            };
+            let mut body = json!({ "cause": cause.chars().take(CAUSE_LIMIT).collect::<String>() });
+            if let Some(branch) = &action.git_branch {
+                body["git_branch"] = json!(branch);
+            }
+            if !action.steps_override.is_empty() {
+                body["steps_override"] = json!(action.steps_override);
+            }
+            if let Some(schema) = &action.schema_override {
+                body["schema_override"] = json!(schema);
+            }
+            let url = format!("{}/api/v2/accounts/{}/jobs/{}/run/", action.base_url, action.account_id, action.job_id);
+            let build = || {
+                client
+                    .post(&url)
+                    .timeout(Duration::from_secs(30))
+                    .header("authorization", &auth)
+                    .header("accept", "application/json")
+                    .header("content-type", "application/json")
+                    .body(body.to_string())
+            };
+            let log = |p: &str, wait: Duration| tracing::warn!(problem = p, ?wait, "dbt Cloud trigger retrying");
+            let answer = match outbound::send(&url, action.retry, build, log).await {
+                Ok(a) => a,
+                Err(e) => return StepOutcome::failed(format!("dbt Cloud did not start job {}: {e}", action.job_id)),
+            };
+            let data: Value = serde_json::from_str(&answer.body).unwrap_or_default();
+            let Some(run_id) = data["data"]["id"].as_i64() else {
+                return StepOutcome::failed(format!(
+                    "dbt Cloud answered without a run id: {}",
+                    outbound::short(&answer.body)
+                ));
+            };
+            let run_url = data["data"]["href"]
+                .as_str()
+                .map(str::to_string)
+                .unwrap_or_else(|| format!("{}/deploy/{}/runs/{run_id}", action.base_url, action.account_id));
+            let t = Triggered { run_id, run_url };
+            on_triggered(&t).await;
+            t
+        }
+    };
+    if !action.wait {
+        return StepOutcome {
+            ok: true,
+            output: triggered.to_output(),
+            error: None,
+            outputs: outputs(&triggered, "started"),
+        };
+    }
+
+    let url = format!("{}/api/v2/accounts/{}/runs/{}/", action.base_url, action.account_id, triggered.run_id);
+    let started = Instant::now();
+    let mut interval = action.poll_interval;
+    loop {
+        let build = || client.get(&url).timeout(Duration::from_secs(30)).header("authorization", &auth);
+        let log = |p: &str, wait: Duration| tracing::warn!(problem = p, ?wait, "dbt Cloud poll retrying");
+        match outbound::send(&url, action.retry, build, log).await {
+            Ok(answer) => {
+                let data: Value = serde_json::from_str(&answer.body).unwrap_or_default();
+                let code = data["data"]["status"].as_i64().unwrap_or(3);
+                let word = status_word(code);
+                let done = |ok: bool, error: Option<String>| StepOutcome {
+                    ok,
+                    output: triggered.to_output(),
+                    error,
+                    outputs: outputs(&triggered, word),
+                };
+                match code {
+                    10 => return done(true, None),
+                    20 => {
+                        return done(
+                            false,
+                            Some(format!("dbt Cloud run {} failed: {}", triggered.run_id, triggered.run_url)),
+                        );
+                    }
+                    30 => {
+                        return done(
+                            false,
+                            Some(format!("dbt Cloud run {} was cancelled: {}", triggered.run_id, triggered.run_url)),
+                        );
+                    }
+                    _ => {}
+                }
+            }
+            // A poll that keeps failing is not the dbt run failing: keep waiting until the timeout.
+            Err(e) => {
+                tracing::warn!(error = %e, run_id = triggered.run_id, "cannot read the dbt Cloud run; still waiting")
+            }
+        }
+        if started.elapsed() >= action.timeout {
+            return StepOutcome {
+                ok: false,
+                output: triggered.to_output(),
+                error: Some(format!(
+                    "dbt Cloud run {} did not finish within {}: {}",
+                    triggered.run_id,
+                    crate::config::words(action.timeout),
+                    triggered.run_url
+                )),
+                outputs: outputs(&triggered, "running"),
+            };
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            _ = cancel.cancelled() => return StepOutcome::cancelled(triggered.to_output()),
+        }
+        interval = interval.mul_f64(1.5).min(MAX_POLL_INTERVAL.max(action.poll_interval));
+    }
+}

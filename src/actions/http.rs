@@ -1,0 +1,119 @@
+//! The `http` and `slack` actions: one request, signed if asked, retried on 429/5xx/network.
+//!
+//! A URL that comes from a secret (a Slack webhook URL is the credential) is never written
+//! to a message, a log or the store: it is called "the secret URL" there.
+
+use super::StepOutcome;
+use crate::config::{HttpAction, SlackAction, Text};
+use crate::outbound::{self, sign};
+use serde_json::{Value, json};
+
+/// How much of a response body is kept as the step's `body` output.
+const BODY_TAIL: usize = 4096;
+
+fn shown(url: &Text, rendered: &str) -> String {
+    match url {
+        Text::Template(_) => rendered.to_string(),
+        Text::Secret(_) => "the secret URL".to_string(),
+    }
+}
+
+fn tail(text: &str) -> String {
+    let start = text.len().saturating_sub(BODY_TAIL);
+    let start = (start..=text.len()).find(|i| text.is_char_boundary(*i)).unwrap_or(text.len());
+    text[start..].to_string()
+}
+
+fn outcome(result: Result<outbound::Answer, outbound::OutboundError>) -> StepOutcome {
+    match result {
+        Ok(answer) => StepOutcome {
+            ok: true,
+            output: tail(&answer.body),
+            error: None,
+            outputs: json!({ "status": answer.status, "body": tail(&answer.body) }),
+        },
+        Err(err) => {
+            let status = match &err {
+                outbound::OutboundError::Refused { status, .. } => json!(status),
+                outbound::OutboundError::GaveUp { .. } => Value::Null,
+            };
+            StepOutcome {
+                ok: false,
+                output: String::new(),
+                error: Some(err.to_string()),
+                outputs: json!({ "status": status, "body": "" }),
+            }
+        }
+    }
+}
+
+pub async fn run(client: &reqwest::Client, action: &HttpAction, context: &Value, idempotency_key: &str) -> StepOutcome {
+    let rendered = (|| -> Result<_, String> {
+        let url = action.url.render(context)?;
+        let body = match &action.body {
+            Some(t) => crate::actions::template::render(t, context)?,
+            None => serde_json::to_string(context).expect("JSON values serialise"),
+        };
+        let headers = action
+            .headers
+            .iter()
+            .map(|(k, v)| Ok((k.clone(), v.render(context)?)))
+            .collect::<Result<Vec<_>, String>>()?;
+        Ok((url, body, headers))
+    })();
+    let (url, body, headers) = match rendered {
+        Ok(parts) => parts,
+        Err(err) => return StepOutcome::failed(format!("template: {err}")),
+    };
+    let display = shown(&action.url, &url);
+    let build = || {
+        let mut request = client.request(action.method.clone(), &url).timeout(action.timeout);
+        for (k, v) in &headers {
+            request = request.header(k, v);
+        }
+        let request = match &action.sign {
+            Some((scheme, key)) => sign(request, *scheme, key, idempotency_key, body.as_bytes()),
+            None => {
+                let request = request.header("idempotency-key", idempotency_key);
+                if serde_json::from_str::<Value>(&body).is_ok() {
+                    request.header("content-type", "application/json")
+                } else {
+                    request
+                }
+            }
+        };
+        request.body(body.clone())
+    };
+    let log = |problem: &str, wait: std::time::Duration| tracing::warn!(problem, ?wait, "http action retrying");
+    outcome(outbound::send(&display, action.retry, build, log).await)
+}
+
+pub async fn slack(client: &reqwest::Client, action: &SlackAction, context: &Value) -> StepOutcome {
+    let rendered = (|| -> Result<_, String> {
+        let url = action.url.render(context)?;
+        let mut message = serde_json::Map::new();
+        if let Some(t) = &action.text {
+            message.insert("text".into(), json!(crate::actions::template::render(t, context)?));
+        }
+        if let Some(b) = &action.blocks {
+            let blocks: Value = serde_json::from_str(&crate::actions::template::render(b, context)?)
+                .map_err(|e| format!("blocks did not render JSON: {e}"))?;
+            message.insert("blocks".into(), blocks);
+        }
+        Ok((url, serde_json::to_vec(&message).expect("JSON values serialise")))
+    })();
+    let (url, body) = match rendered {
+        Ok(parts) => parts,
+        Err(err) => return StepOutcome::failed(format!("template: {err}")),
+    };
+    let display = shown(&action.url, &url);
+    let build = || {
+        client
+            .post(&url)
+            .timeout(std::time::Duration::from_secs(30))
+            .header("content-type", "application/json")
+            .body(body.clone())
+    };
+    let log = |problem: &str, wait: std::time::Duration| tracing::warn!(problem, ?wait, "slack action retrying");
+    outcome(outbound::send(&display, action.retry, build, log).await)
+}

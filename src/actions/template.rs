@@ -1,0 +1,91 @@
+//! Templates in action settings (minijinja: the Jinja that dbt users already write).
+//!
+//! Strict: an unknown variable is an error, never an empty string. Every template is
+//! compiled and rendered against a sample context when the config is loaded, so a typo
+//! (`{{ run.idd }}`, `{{ steps.dbt.run_url }}` with no `dbt` step) fails `handoff check`.
+
+use minijinja::{Environment, UndefinedBehavior};
+use serde_json::{Value, json};
+use std::sync::OnceLock;
+
+fn environment() -> &'static Environment<'static> {
+    static ENV: OnceLock<Environment<'static>> = OnceLock::new();
+    ENV.get_or_init(|| {
+        let mut env = Environment::new();
+        env.set_undefined_behavior(UndefinedBehavior::Strict);
+        // Bounds loops in hostile or mistaken templates.
+        env.set_fuel(Some(100_000));
+        env
+    })
+}
+
+/// Renders `source` with `context`.
+pub fn render(source: &str, context: &Value) -> Result<String, String> {
+    environment().render_str(source, minijinja::value::Serde(context)).map_err(|e| describe(&e))
+}
+
+fn describe(err: &minijinja::Error) -> String {
+    let mut text = err.to_string();
+    if let Some(detail) = err.detail()
+        && !text.contains(detail)
+    {
+        text += &format!(": {detail}");
+    }
+    text
+}
+
+/// The outputs each action kind exposes to later steps as `steps.<name>.*`.
+pub fn sample_outputs(kind: &str) -> Value {
+    match kind {
+        "dbt_cloud" => json!({ "run_id": 1, "run_url": "https://cloud.getdbt.com/", "status": "success" }),
+        "command" => json!({ "exit_code": 0, "output": "" }),
+        "http" | "slack" => json!({ "status": 200, "body": "" }),
+        _ => json!({}),
+    }
+}
+
+/// A context with every variable a template may use at this point, for checking at load time.
+pub fn sample_context(steps: &serde_json::Map<String, Value>, with_error: bool) -> Value {
+    let mut context = json!({
+        "job": "job",
+        "run": { "id": "run", "reason": "events", "attempt": 1 },
+        "events": [{ "id": "event", "source": "source", "subject": "subject", "subject_id": "subject",
+                     "subject_name": "subject", "status": "success" }],
+        "steps": steps,
+    });
+    if with_error {
+        context["error"] = json!("error");
+    }
+    context
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_issue_example_renders_subjects_joined() {
+        let context = json!({ "events": [{ "subject": "orders" }, { "subject": "hubspot" }] });
+        let text = render("{{ events | map(attribute='subject') | join(',') }}", &context).unwrap();
+        assert_eq!(text, "orders,hubspot");
+    }
+
+    #[test]
+    fn an_unknown_variable_is_an_error_not_an_empty_string() {
+        let err = render("run {{ run.idd }}", &json!({ "run": { "id": "1" } })).unwrap_err();
+        assert!(err.contains("undefined"), "{err}");
+    }
+
+    #[test]
+    fn a_syntax_error_says_so() {
+        let err = render("{{ job ", &json!({ "job": "x" })).unwrap_err();
+        assert!(err.contains("syntax error"), "{err}");
+    }
+
+    #[test]
+    fn tojson_quotes_values_for_json_bodies() {
+        let text = render(r#"{"text": {{ error | tojson }}}"#, &json!({ "error": "a \"quoted\" error" })).unwrap();
+        let parsed: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(parsed["text"], "a \"quoted\" error");
+    }
+}

@@ -1,0 +1,501 @@
+//! `[[jobs.NAME.actions]]`, `on_failure`, `on_success`: the steps of a run, checked at load.
+//!
+//! Every templated setting is rendered against a sample run context here, so an unknown
+//! variable or a reference to a step that does not exist fails `handoff check`, not a run.
+//! Secret settings (tokens, webhook URLs) are resolved here and never templated or printed.
+
+use super::{Problems, SecretRef, parse_duration};
+use crate::actions::template;
+use crate::outbound::{RetryPolicy, Scheme};
+use crate::signature::{self, Key};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use toml::Spanned;
+
+/// A setting that is either plain (templated) text or a secret reference.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub(super) enum FileText {
+    Text(String),
+    Secret(SecretRef),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct FileSign {
+    /// `hmac` (Elementary, dbt Cloud style), `standard-webhooks` or `github`.
+    scheme: Scheme,
+    /// The signing secret.
+    secret: SecretRef,
+}
+
+/// One action as written; which keys apply depends on `kind`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct FileAction {
+    /// `command`, `http`, `slack` or `dbt_cloud`.
+    kind: Spanned<String>,
+    /// A name for the step (default: its kind, `_2`, `_3` when repeated); later steps see `steps.<name>`.
+    name: Option<String>,
+    /// Go on with the next action when this one fails (the run does not fail for it).
+    #[serde(default)]
+    continue_on_error: bool,
+    /// command: the program, looked up on PATH.
+    program: Option<String>,
+    /// command: its arguments (templates), passed as is, never through a shell.
+    args: Option<Vec<String>>,
+    /// command: extra environment variables (templates).
+    env: Option<BTreeMap<String, String>>,
+    /// command: working directory (template; relative to the config file's folder).
+    working_dir: Option<String>,
+    /// command, http, dbt_cloud: how long the action may take.
+    timeout: Option<Spanned<String>>,
+    /// http, slack: where to send; a template or a secret reference.
+    url: Option<FileText>,
+    /// http: the method (default POST).
+    method: Option<String>,
+    /// http: extra headers; values are templates or secret references.
+    headers: Option<BTreeMap<String, FileText>>,
+    /// http: the body (template; default: the run context as JSON).
+    body: Option<String>,
+    /// http: sign the body as `handoff send` does.
+    sign: Option<FileSign>,
+    /// http, slack, dbt_cloud: retries of 429, 5xx and network errors (default 3).
+    retries: Option<u32>,
+    /// slack: the message (template; Slack mrkdwn).
+    text: Option<String>,
+    /// slack: Block Kit blocks (a template that renders a JSON array).
+    blocks: Option<String>,
+    /// dbt_cloud: the account's access URL, e.g. "https://ab123.us1.dbt.com".
+    base_url: Option<String>,
+    /// dbt_cloud: account id.
+    account_id: Option<u64>,
+    /// dbt_cloud: job id.
+    job_id: Option<u64>,
+    /// dbt_cloud: API token (a service account token).
+    token: Option<SecretRef>,
+    /// dbt_cloud: wait for the dbt run to end and take its result (default true).
+    wait: Option<bool>,
+    /// dbt_cloud: how often to poll the run while waiting (default "10s").
+    poll_interval: Option<Spanned<String>>,
+    /// dbt_cloud: the `cause` (template; default names handoff, the job and the run).
+    cause: Option<String>,
+    /// dbt_cloud: run on this branch.
+    git_branch: Option<String>,
+    /// dbt_cloud: replace the job's steps, e.g. ["dbt build -s tag:finance"].
+    steps_override: Option<Vec<String>>,
+    /// dbt_cloud: write to this schema.
+    schema_override: Option<String>,
+}
+
+/// Plain text (a template) or a resolved secret, which is never templated or printed.
+#[derive(Debug, Clone)]
+pub enum Text {
+    Template(String),
+    Secret(SecretString),
+}
+
+impl Text {
+    /// The value for this run; secrets are used as they are.
+    pub fn render(&self, context: &serde_json::Value) -> Result<String, String> {
+        match self {
+            Text::Template(t) => template::render(t, context),
+            Text::Secret(s) => Ok(s.expose_secret().to_string()),
+        }
+    }
+}
+
+/// A checked `command` action.
+#[derive(Debug, Clone)]
+pub struct CommandAction {
+    pub program: String,
+    pub args: Vec<String>,
+    pub env: Vec<(String, String)>,
+    pub working_dir: Option<String>,
+    pub timeout: Option<Duration>,
+}
+
+#[derive(Debug, Clone)]
+pub struct HttpAction {
+    pub url: Text,
+    pub method: reqwest::Method,
+    pub headers: Vec<(String, Text)>,
+    pub body: Option<String>,
+    pub sign: Option<(Scheme, Key)>,
+    pub timeout: Duration,
+    pub retry: RetryPolicy,
+}
+
+#[derive(Debug, Clone)]
+pub struct SlackAction {
+    pub url: Text,
+    pub text: Option<String>,
+    pub blocks: Option<String>,
+    pub retry: RetryPolicy,
+}
+
+#[derive(Debug, Clone)]
+pub struct DbtCloudAction {
+    pub base_url: String,
+    pub account_id: u64,
+    pub job_id: u64,
+    pub token: SecretString,
+    pub wait: bool,
+    pub timeout: Duration,
+    pub poll_interval: Duration,
+    pub cause: Option<String>,
+    pub git_branch: Option<String>,
+    pub steps_override: Vec<String>,
+    pub schema_override: Option<String>,
+    pub retry: RetryPolicy,
+}
+
+#[derive(Debug, Clone)]
+pub enum ActionKind {
+    Command(CommandAction),
+    Http(HttpAction),
+    Slack(SlackAction),
+    DbtCloud(DbtCloudAction),
+}
+
+#[derive(Debug, Clone)]
+pub struct Action {
+    pub name: String,
+    pub kind: ActionKind,
+    pub continue_on_error: bool,
+}
+
+impl Action {
+    pub fn kind_name(&self) -> &'static str {
+        match self.kind {
+            ActionKind::Command(_) => "command",
+            ActionKind::Http(_) => "http",
+            ActionKind::Slack(_) => "slack",
+            ActionKind::DbtCloud(_) => "dbt_cloud",
+        }
+    }
+
+    /// What the action does, in a few words, for `handoff check`.
+    pub fn summary(&self) -> String {
+        match &self.kind {
+            ActionKind::Command(c) => format!("{} {}", c.program, c.args.join(" ")).trim_end().to_string(),
+            ActionKind::Http(h) => match &h.url {
+                Text::Template(url) => format!("{} {url}", h.method),
+                Text::Secret(_) => format!("{} <url from a secret>", h.method),
+            },
+            ActionKind::Slack(_) => "post to a Slack incoming webhook".into(),
+            ActionKind::DbtCloud(d) => format!(
+                "trigger dbt Cloud job {} of account {} at {}{}",
+                d.job_id,
+                d.account_id,
+                d.base_url,
+                if d.wait { " and wait for it" } else { "" }
+            ),
+        }
+    }
+}
+
+pub const DEFAULT_HTTP_TIMEOUT: Duration = Duration::from_secs(30);
+pub const DEFAULT_DBT_TIMEOUT: Duration = Duration::from_secs(2 * 3600);
+pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(10);
+pub const DEFAULT_RETRIES: u32 = 3;
+
+/// Which keys each kind takes (besides kind, name, continue_on_error).
+fn keys_of(kind: &str) -> Option<&'static [&'static str]> {
+    Some(match kind {
+        "command" => &["program", "args", "env", "working_dir", "timeout"],
+        "http" => &["url", "method", "headers", "body", "sign", "timeout", "retries"],
+        "slack" => &["url", "text", "blocks", "retries"],
+        "dbt_cloud" => &[
+            "base_url",
+            "account_id",
+            "job_id",
+            "token",
+            "wait",
+            "timeout",
+            "poll_interval",
+            "cause",
+            "git_branch",
+            "steps_override",
+            "schema_override",
+            "retries",
+        ],
+        _ => return None,
+    })
+}
+
+impl FileAction {
+    fn set_keys(&self) -> Vec<&'static str> {
+        let mut set = Vec::new();
+        let mut mark = |present: bool, key: &'static str| {
+            if present {
+                set.push(key);
+            }
+        };
+        mark(self.program.is_some(), "program");
+        mark(self.args.is_some(), "args");
+        mark(self.env.is_some(), "env");
+        mark(self.working_dir.is_some(), "working_dir");
+        mark(self.timeout.is_some(), "timeout");
+        mark(self.url.is_some(), "url");
+        mark(self.method.is_some(), "method");
+        mark(self.headers.is_some(), "headers");
+        mark(self.body.is_some(), "body");
+        mark(self.sign.is_some(), "sign");
+        mark(self.retries.is_some(), "retries");
+        mark(self.text.is_some(), "text");
+        mark(self.blocks.is_some(), "blocks");
+        mark(self.base_url.is_some(), "base_url");
+        mark(self.account_id.is_some(), "account_id");
+        mark(self.job_id.is_some(), "job_id");
+        mark(self.token.is_some(), "token");
+        mark(self.wait.is_some(), "wait");
+        mark(self.poll_interval.is_some(), "poll_interval");
+        mark(self.cause.is_some(), "cause");
+        mark(self.git_branch.is_some(), "git_branch");
+        mark(self.steps_override.is_some(), "steps_override");
+        mark(self.schema_override.is_some(), "schema_override");
+        set
+    }
+}
+
+/// Builds a list of actions (a job's `actions`, `on_failure` or `on_success`). `steps` holds
+/// the sample outputs of the steps before it; `with_error` makes `error` visible.
+pub(super) fn build_actions(
+    problems: &mut Problems<'_>,
+    base: &Path,
+    list: &[Spanned<FileAction>],
+    steps: &mut serde_json::Map<String, serde_json::Value>,
+    with_error: bool,
+) -> Vec<Action> {
+    let mut actions = Vec::new();
+    let mut seen: HashMap<String, u32> = HashMap::new();
+    for spanned in list {
+        let span = Some(spanned.span());
+        let fa = spanned.get_ref();
+        let kind = fa.kind.get_ref().as_str();
+        let Some(allowed) = keys_of(kind) else {
+            problems.add(
+                Some(fa.kind.span()),
+                format!("unknown action kind `{kind}`"),
+                Some("action kinds are command, http, slack and dbt_cloud".into()),
+            );
+            continue;
+        };
+        for key in fa.set_keys() {
+            if !allowed.contains(&key) {
+                problems.add(
+                    span.clone(),
+                    format!("`{key}` does not apply to a {kind} action"),
+                    Some(format!("a {kind} action takes: {}", allowed.join(", "))),
+                );
+            }
+        }
+        let base_name = fa.name.clone().unwrap_or_else(|| kind.to_string());
+        let count = seen.entry(base_name.clone()).or_insert(0);
+        *count += 1;
+        let name = if *count == 1 { base_name } else { format!("{base_name}_{count}") };
+
+        let context = template::sample_context(steps, with_error);
+        let check = |problems: &mut Problems<'_>, what: &str, text: &str| {
+            if let Err(err) = template::render(text, &context) {
+                problems.add(
+                    span.clone(),
+                    format!("action `{name}`: {what} is not a valid template: {err}"),
+                    Some("templates see job, run.id, run.reason, run.attempt, events, steps.<earlier action>, and error in on_failure; see docs/actions.md".into()),
+                );
+            }
+        };
+        let secret = |problems: &mut Problems<'_>, r: &SecretRef| match r.resolve(base) {
+            Ok(value) => Some(value),
+            Err(e) => {
+                problems.add(span.clone(), e.message, Some(e.hint));
+                None
+            }
+        };
+        let text = |problems: &mut Problems<'_>, value: &FileText| match value {
+            FileText::Text(t) => Some(Text::Template(t.clone())),
+            FileText::Secret(r) => secret(problems, r).map(Text::Secret),
+        };
+        let duration =
+            |problems: &mut Problems<'_>, value: &Option<Spanned<String>>, default: Option<Duration>| match value {
+                None => default,
+                Some(v) => match parse_duration(v.get_ref()) {
+                    Some(d) => Some(d),
+                    None => {
+                        problems.add(
+                            Some(v.span()),
+                            format!("`{}` is not a duration", v.get_ref()),
+                            Some(r#"write e.g. "90s", "45m" or "2h""#.into()),
+                        );
+                        default
+                    }
+                },
+            };
+        let retry = RetryPolicy { retries: fa.retries.unwrap_or(DEFAULT_RETRIES), backoff: Duration::from_secs(1) };
+        let missing = |problems: &mut Problems<'_>, key: &str, example: &str| {
+            problems.add(span.clone(), format!("a {kind} action needs `{key}`"), Some(example.to_string()));
+        };
+
+        let built = match kind {
+            "command" => {
+                let Some(program) = fa.program.clone().filter(|p| !p.is_empty()) else {
+                    missing(problems, "program", r#"program = "dbt", args = ["build"]"#);
+                    continue;
+                };
+                let args = fa.args.clone().unwrap_or_default();
+                let env: Vec<(String, String)> = fa.env.iter().flatten().map(|(k, v)| (k.clone(), v.clone())).collect();
+                for (i, arg) in args.iter().enumerate() {
+                    check(problems, &format!("args[{i}]"), arg);
+                }
+                for (key, value) in &env {
+                    check(problems, &format!("env.{key}"), value);
+                }
+                if let Some(dir) = &fa.working_dir {
+                    check(problems, "working_dir", dir);
+                }
+                let working_dir = fa.working_dir.as_ref().map(|d| {
+                    let path = PathBuf::from(d);
+                    if path.is_absolute() || d.contains("{{") {
+                        d.clone()
+                    } else {
+                        base.join(path).display().to_string()
+                    }
+                });
+                let timeout = duration(problems, &fa.timeout, None);
+                ActionKind::Command(CommandAction { program, args, env, working_dir, timeout })
+            }
+            "http" => {
+                let Some(url) = fa.url.as_ref().and_then(|u| text(problems, u)) else {
+                    if fa.url.is_none() {
+                        missing(problems, "url", r#"url = { env = "ELEMENTARY_WEBHOOK_URL" }"#);
+                    }
+                    continue;
+                };
+                if let Text::Template(t) = &url {
+                    check(problems, "url", t);
+                }
+                let method =
+                    match fa.method.as_deref().unwrap_or("POST").to_ascii_uppercase().parse::<reqwest::Method>() {
+                        Ok(m) => m,
+                        Err(_) => {
+                            problems.add(
+                                span.clone(),
+                                "method is not an HTTP method",
+                                Some(r#"method = "POST""#.into()),
+                            );
+                            reqwest::Method::POST
+                        }
+                    };
+                let mut headers = Vec::new();
+                for (key, value) in fa.headers.iter().flatten() {
+                    if let Some(v) = text(problems, value) {
+                        if let Text::Template(t) = &v {
+                            check(problems, &format!("headers.{key}"), t);
+                        }
+                        headers.push((key.clone(), v));
+                    }
+                }
+                if let Some(body) = &fa.body {
+                    check(problems, "body", body);
+                }
+                let sign = fa.sign.as_ref().and_then(|s| {
+                    let value = secret(problems, &s.secret)?;
+                    let key = match s.scheme {
+                        Scheme::StandardWebhooks => {
+                            match signature::decode_standard_webhooks_secret(value.expose_secret()) {
+                                Some(k) => Key::new(&k),
+                                None => {
+                                    problems.add(
+                                        span.clone(),
+                                        "the signing secret is not a Standard Webhooks secret",
+                                        Some(
+                                            "Standard Webhooks secrets are base64, usually with a whsec_ prefix".into(),
+                                        ),
+                                    );
+                                    return None;
+                                }
+                            }
+                        }
+                        _ => Key::new(value.expose_secret().as_bytes()),
+                    };
+                    Some((s.scheme, key))
+                });
+                let timeout =
+                    duration(problems, &fa.timeout, Some(DEFAULT_HTTP_TIMEOUT)).unwrap_or(DEFAULT_HTTP_TIMEOUT);
+                ActionKind::Http(HttpAction { url, method, headers, body: fa.body.clone(), sign, timeout, retry })
+            }
+            "slack" => {
+                let Some(url) = fa.url.as_ref().and_then(|u| text(problems, u)) else {
+                    if fa.url.is_none() {
+                        missing(problems, "url", r#"url = { env = "SLACK_WEBHOOK_URL" }"#);
+                    }
+                    continue;
+                };
+                if fa.text.is_none() && fa.blocks.is_none() {
+                    missing(problems, "text", r#"text = "{{ job }} failed: {{ error }}""#);
+                }
+                if let Some(t) = &fa.text {
+                    check(problems, "text", t);
+                }
+                if let Some(b) = &fa.blocks {
+                    match template::render(b, &context) {
+                        Ok(rendered)
+                            if !serde_json::from_str::<serde_json::Value>(&rendered).is_ok_and(|v| v.is_array()) =>
+                        {
+                            problems.add(span.clone(), format!("action `{name}`: blocks must render a JSON array"), Some(r#"blocks = '[{"type": "section", "text": {"type": "mrkdwn", "text": {{ error | tojson }}}}]'"#.into()));
+                        }
+                        Ok(_) => {}
+                        Err(_) => check(problems, "blocks", b),
+                    }
+                }
+                ActionKind::Slack(SlackAction { url, text: fa.text.clone(), blocks: fa.blocks.clone(), retry })
+            }
+            _ => {
+                // dbt_cloud
+                let (Some(base_url), Some(account_id), Some(job_id), Some(token_ref)) =
+                    (&fa.base_url, fa.account_id, fa.job_id, &fa.token)
+                else {
+                    missing(
+                        problems,
+                        "base_url, account_id, job_id and token",
+                        r#"base_url = "https://ab123.us1.dbt.com", account_id = 12345, job_id = 67890, token = { env = "DBT_CLOUD_API_TOKEN" }"#,
+                    );
+                    continue;
+                };
+                let Some(token) = secret(problems, token_ref) else { continue };
+                if let Some(cause) = &fa.cause {
+                    check(problems, "cause", cause);
+                }
+                if !(base_url.starts_with("https://") || base_url.starts_with("http://")) {
+                    problems.add(
+                        span.clone(),
+                        "base_url must start with https://",
+                        Some(r#"base_url = "https://ab123.us1.dbt.com""#.into()),
+                    );
+                }
+                ActionKind::DbtCloud(DbtCloudAction {
+                    base_url: base_url.trim_end_matches('/').to_string(),
+                    account_id,
+                    job_id,
+                    token,
+                    wait: fa.wait.unwrap_or(true),
+                    timeout: duration(problems, &fa.timeout, Some(DEFAULT_DBT_TIMEOUT)).unwrap_or(DEFAULT_DBT_TIMEOUT),
+                    poll_interval: duration(problems, &fa.poll_interval, Some(DEFAULT_POLL_INTERVAL))
+                        .unwrap_or(DEFAULT_POLL_INTERVAL),
+                    cause: fa.cause.clone(),
+                    git_branch: fa.git_branch.clone(),
+                    steps_override: fa.steps_override.clone().unwrap_or_default(),
+                    schema_override: fa.schema_override.clone(),
+                    retry,
+                })
+            }
+        };
+        steps.insert(name.clone(), template::sample_outputs(kind));
+        actions.push(Action { name, kind: built, continue_on_error: fa.continue_on_error });
+    }
+    actions
+}
