@@ -1,5 +1,6 @@
 //! Integration tests: one binary, real HTTP on loopback, real SQLite files, the real CLI.
 
+mod actions;
 mod cli;
 mod crash;
 mod helpers;

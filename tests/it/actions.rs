@@ -1,0 +1,303 @@
+//! Actions against local servers that speak the dbt Cloud v2 and Slack formats as documented
+//! (research/providers.md §2 and §7), and against a second handoff.
+
+use crate::helpers::*;
+use crate::jobs::{deliver_done, wait_for_runs};
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use handoff::domain::RunState;
+use handoff::store::StoreOptions;
+use serde_json::{Value, json};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// What a fake received: path, headers we care about, body.
+#[derive(Debug, Clone)]
+struct Received {
+    path: String,
+    authorization: String,
+    body: String,
+}
+
+/// A fake dbt Cloud: the trigger answers from `trigger_script`, each poll takes the next
+/// status from `statuses` (the last one repeats).
+#[derive(Clone, Default)]
+struct DbtCloud {
+    received: Arc<Mutex<Vec<Received>>>,
+    trigger_script: Arc<Mutex<Vec<u16>>>,
+    statuses: Arc<Mutex<Vec<i64>>>,
+}
+
+fn record(state: &Arc<Mutex<Vec<Received>>>, path: String, headers: &HeaderMap, body: String) {
+    let authorization = headers.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+    state.lock().unwrap().push(Received { path, authorization, body });
+}
+
+fn next<T: Copy>(script: &Mutex<Vec<T>>) -> T {
+    let mut s = script.lock().unwrap();
+    if s.len() > 1 { s.remove(0) } else { s[0] }
+}
+
+async fn dbt_trigger(
+    State(fake): State<DbtCloud>,
+    Path((account, job)): Path<(u64, u64)>,
+    headers: HeaderMap,
+    body: String,
+) -> Response {
+    record(&fake.received, format!("/api/v2/accounts/{account}/jobs/{job}/run/"), &headers, body);
+    let status = next(&fake.trigger_script);
+    if status != 200 {
+        let mut response = (StatusCode::from_u16(status).unwrap(), "busy").into_response();
+        if status == 429 {
+            response.headers_mut().insert("retry-after", "1".parse().unwrap());
+        }
+        return response;
+    }
+    let run = json!({"status": {"code": 200, "is_success": true}, "data": {"id": 4242, "status": 1,
+        "href": format!("https://cloud.example/deploy/{account}/projects/1/runs/4242")}});
+    axum::Json(run).into_response()
+}
+
+async fn dbt_poll(
+    State(fake): State<DbtCloud>,
+    Path((account, run)): Path<(u64, u64)>,
+    headers: HeaderMap,
+) -> Response {
+    record(&fake.received, format!("/api/v2/accounts/{account}/runs/{run}/"), &headers, String::new());
+    let status = next(&fake.statuses);
+    axum::Json(json!({"status": {"code": 200}, "data": {"id": run, "status": status}})).into_response()
+}
+
+/// A fake Slack incoming webhook: 429 with Retry-After first if asked, then `ok`.
+#[derive(Clone, Default)]
+struct Slack {
+    received: Arc<Mutex<Vec<Received>>>,
+    script: Arc<Mutex<Vec<u16>>>,
+}
+
+async fn slack_hook(State(fake): State<Slack>, headers: HeaderMap, body: String) -> Response {
+    record(&fake.received, "/services/T0/B0/x".into(), &headers, body);
+    match next(&fake.script) {
+        200 => (StatusCode::OK, "ok").into_response(),
+        429 => (StatusCode::TOO_MANY_REQUESTS, [("retry-after", "1")], "rate_limited").into_response(),
+        other => (StatusCode::from_u16(other).unwrap(), "invalid_payload").into_response(),
+    }
+}
+
+async fn serve(router: Router) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    base
+}
+
+async fn fake_dbt(trigger: Vec<u16>, statuses: Vec<i64>) -> (String, DbtCloud) {
+    let fake = DbtCloud {
+        trigger_script: Arc::new(Mutex::new(trigger)),
+        statuses: Arc::new(Mutex::new(statuses)),
+        ..DbtCloud::default()
+    };
+    let router = Router::new()
+        .route("/api/v2/accounts/{account}/jobs/{job}/run/", post(dbt_trigger))
+        .route("/api/v2/accounts/{account}/runs/{run}/", get(dbt_poll))
+        .with_state(fake.clone());
+    (serve(router).await, fake)
+}
+
+async fn fake_slack(script: Vec<u16>) -> (String, Slack) {
+    let fake = Slack { script: Arc::new(Mutex::new(script)), ..Slack::default() };
+    let router = Router::new().route("/services/T0/B0/x", post(slack_hook)).with_state(fake.clone());
+    (format!("{}/services/T0/B0/x", serve(router).await), fake)
+}
+
+const SOURCES: &str = "[sources.loader]\nkind = \"hmac\"\nsecret = { file = \"hmac\" }\n";
+
+/// A test app with `files` written into its folder ({dir} in the config is replaced).
+async fn app_with(config: &str, files: &[(&str, &str)]) -> TestApp {
+    let dir = tempfile::tempdir().unwrap();
+    write_secrets(dir.path());
+    std::fs::write(dir.path().join("dbt_token"), "dbt-api-token-123\n").unwrap();
+    for (name, content) in files {
+        std::fs::write(dir.path().join(name), content).unwrap();
+    }
+    let config = config.replace("{dir}", dir.path().to_str().unwrap());
+    TestApp::spawn_in(dir, &format!("{SOURCES}{config}"), StoreOptions::default()).await
+}
+
+#[tokio::test]
+async fn a_dbt_cloud_job_is_triggered_polled_to_success_and_its_url_reaches_slack() {
+    let (dbt, dbt_fake) = fake_dbt(vec![500, 200], vec![1, 3, 10]).await;
+    let (slack, slack_fake) = fake_slack(vec![429, 200]).await;
+    let app = app_with(&format!(
+        r#"
+[jobs.transform]
+after = ["loader"]
+[[jobs.transform.actions]]
+kind = "dbt_cloud"
+name = "dbt"
+base_url = "{dbt}"
+account_id = 12345
+job_id = 67890
+token = {{ file = "dbt_token" }}
+git_branch = "main"
+steps_override = ["dbt build -s tag:finance"]
+poll_interval = "50ms"
+[jobs.transform.on_success]
+kind = "slack"
+url = {{ file = "slack_url" }}
+text = "{{{{ job }}}} done: <{{{{ steps.dbt.run_url }}}}|dbt run {{{{ steps.dbt.run_id }}}}> ({{{{ steps.dbt.status }}}})"
+"#
+        ),
+        &[("slack_url", &slack)],
+    )
+    .await;
+    deliver_done(&app, "loader", "orders", "success").await;
+    let runs = wait_for_runs(&app, "the run", |r| r.first().is_some_and(|r| r.state == RunState::Succeeded)).await;
+    let started = Instant::now();
+    while slack_fake.received.lock().unwrap().len() < 2 {
+        assert!(started.elapsed() < Duration::from_secs(10), "slack was not called twice (429 then ok)");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let dbt_calls = dbt_fake.received.lock().unwrap().clone();
+    let triggers: Vec<&Received> = dbt_calls.iter().filter(|r| r.path.ends_with("/jobs/67890/run/")).collect();
+    assert_eq!(triggers.len(), 2, "one 500, then the accepted trigger");
+    assert_eq!(triggers[1].path, "/api/v2/accounts/12345/jobs/67890/run/");
+    assert_eq!(triggers[1].authorization, "Token dbt-api-token-123");
+    let body: Value = serde_json::from_str(&triggers[1].body).unwrap();
+    assert_eq!(body["cause"], format!("Triggered by handoff: job transform, run {}", runs[0].id));
+    assert_eq!(body["git_branch"], "main");
+    assert_eq!(body["steps_override"], json!(["dbt build -s tag:finance"]));
+    let polls = dbt_calls.iter().filter(|r| r.path == "/api/v2/accounts/12345/runs/4242/").count();
+    assert_eq!(polls, 3, "queued, running, success");
+
+    let dbt_step = &runs[0].actions[0];
+    assert!(dbt_step.output.as_deref().unwrap().contains("4242"), "the dbt run id is kept with the run");
+    let message: Value = serde_json::from_str(&slack_fake.received.lock().unwrap()[1].body).unwrap();
+    assert_eq!(
+        message["text"],
+        "transform done: <https://cloud.example/deploy/12345/projects/1/runs/4242|dbt run 4242> (success)"
+    );
+}
+
+#[tokio::test]
+async fn a_failed_dbt_cloud_run_fails_the_action_and_on_failure_tells_slack_the_error() {
+    let (dbt, _) = fake_dbt(vec![200], vec![3, 20]).await;
+    let (slack, slack_fake) = fake_slack(vec![200]).await;
+    let app = app_with(
+        &format!(
+            r#"
+[jobs.transform]
+after = ["loader"]
+retry = {{ attempts = 1 }}
+[[jobs.transform.actions]]
+kind = "dbt_cloud"
+base_url = "{dbt}"
+account_id = 1
+job_id = 2
+token = {{ file = "dbt_token" }}
+poll_interval = "50ms"
+[jobs.transform.on_failure]
+kind = "slack"
+url = {{ file = "slack_url" }}
+text = "{{{{ job }}}} failed: {{{{ error }}}}"
+"#
+        ),
+        &[("slack_url", &slack)],
+    )
+    .await;
+    deliver_done(&app, "loader", "orders", "success").await;
+    let runs = wait_for_runs(&app, "the failure", |r| r.first().is_some_and(|r| r.state == RunState::Failed)).await;
+    assert!(runs[0].error.as_deref().unwrap().contains("dbt Cloud run 4242 failed"), "{:?}", runs[0].error);
+    let started = Instant::now();
+    while slack_fake.received.lock().unwrap().is_empty() {
+        assert!(started.elapsed() < Duration::from_secs(10), "on_failure did not post");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let message: Value = serde_json::from_str(&slack_fake.received.lock().unwrap()[0].body).unwrap();
+    assert!(
+        message["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("transform failed: action dbt_cloud failed: dbt Cloud run 4242 failed")
+    );
+    let runs = crate::jobs::runs(&app).await;
+    let db = std::fs::read(app.dir.path().join("handoff.db")).unwrap();
+    assert!(!db.windows(slack.len()).any(|w| w == slack.as_bytes()), "the Slack URL (a secret) is not stored");
+    assert!(runs[0].actions.iter().any(|a| a.kind == "slack"), "the on_failure step is recorded");
+}
+
+#[tokio::test]
+async fn an_http_action_signs_like_handoff_send_so_another_handoff_accepts_it() {
+    let downstream = TestApp::spawn().await;
+    let app = app_with(
+        &format!(
+            r#"
+[jobs.notify]
+after = ["loader"]
+[[jobs.notify.actions]]
+kind = "http"
+url = "{}"
+sign = {{ scheme = "hmac", secret = {{ file = "hmac" }} }}
+body = '{{"subject": {{{{ events[0].subject | tojson }}}}, "status": "success", "type": "handoff.{{{{ job }}}}"}}'
+"#,
+            downstream.url("/hooks/orchestrator")
+        ),
+        &[],
+    )
+    .await;
+    deliver_done(&app, "loader", "orders", "success").await;
+    let runs = wait_for_runs(&app, "the run", |r| r.first().is_some_and(|r| r.state == RunState::Succeeded)).await;
+    let events = downstream.events().await;
+    assert_eq!(events.len(), 1, "the downstream handoff recorded the signed call");
+    assert_eq!(events[0].subject.id.as_deref(), Some("orders"));
+    assert_eq!(events[0].event_type.as_deref(), Some("handoff.notify"));
+    assert!(runs[0].actions[0].output.as_deref().unwrap().contains("event_id"));
+}
+
+#[tokio::test]
+async fn command_arguments_and_env_are_templated_and_continue_on_error_goes_on() {
+    let app = app_with(
+        r#"
+[jobs.build]
+after = ["loader"]
+debounce = "300ms"
+[[jobs.build.actions]]
+kind = "command"
+name = "flaky"
+program = "false"
+continue_on_error = true
+[[jobs.build.actions]]
+kind = "command"
+program = "sh"
+args = ["-c", "echo \"$LOADED|$1|{{ steps.flaky.exit_code }}\"", "sh", "{{ run.reason }}"]
+env = { LOADED = "{{ events | map(attribute='subject') | sort | join(',') }}" }
+"#,
+        &[],
+    )
+    .await;
+    deliver_done(&app, "loader", "orders", "success").await;
+    deliver_done(&app, "loader", "hubspot", "success").await;
+    let runs = wait_for_runs(&app, "the run", |r| r.first().is_some_and(|r| r.state == RunState::Succeeded)).await;
+    assert_eq!(runs[0].actions[0].state, handoff::domain::ActionState::Failed);
+    assert_eq!(runs[0].actions[1].output.as_deref(), Some("hubspot,orders|events|1\n"));
+}
+
+#[tokio::test]
+async fn a_template_with_an_unknown_variable_or_step_is_a_config_error() {
+    let dir = tempfile::tempdir().unwrap();
+    write_secrets(dir.path());
+    let text = format!(
+        "{SOURCES}[jobs.j]\nafter = [\"loader\"]\n[[jobs.j.actions]]\nkind = \"command\"\nprogram = \"echo\"\nargs = [\"{{{{ steps.dbt.run_url }}}}\"]\n"
+    );
+    let err = handoff::config::Config::parse(&dir.path().join("handoff.toml"), &text).unwrap_err().to_string();
+    assert!(err.contains("args[0] is not a valid template") && err.contains("undefined"), "{err}");
+    let text = format!(
+        "{SOURCES}[jobs.j]\nafter = [\"loader\"]\n[[jobs.j.actions]]\nkind = \"slack\"\nurl = \"http://x\"\nprogram = \"echo\"\ntext = \"hi\"\n"
+    );
+    let err = handoff::config::Config::parse(&dir.path().join("handoff.toml"), &text).unwrap_err().to_string();
+    assert!(err.contains("`program` does not apply to a slack action"), "{err}");
+}
