@@ -301,3 +301,88 @@ async fn a_template_with_an_unknown_variable_or_step_is_a_config_error() {
     let err = handoff::config::Config::parse(&dir.path().join("handoff.toml"), &text).unwrap_err().to_string();
     assert!(err.contains("`program` does not apply to a slack action"), "{err}");
 }
+
+#[tokio::test]
+async fn a_dbt_cloud_attempt_resumed_after_a_shutdown_polls_the_same_dbt_run_instead_of_starting_another() {
+    // The dbt run stays "running" until the test lets it finish.
+    let (dbt, fake) = fake_dbt(vec![200], vec![3]).await;
+    let config = format!(
+        r#"[server]
+shutdown_grace = "200ms"
+{SOURCES}
+[jobs.transform]
+after = ["loader"]
+[[jobs.transform.actions]]
+kind = "dbt_cloud"
+base_url = "{dbt}"
+account_id = 1
+job_id = 2
+token = {{ file = "dbt_token" }}
+poll_interval = "50ms"
+"#
+    );
+    let dir = tempfile::tempdir().unwrap();
+    write_secrets(dir.path());
+    std::fs::write(dir.path().join("dbt_token"), "t").unwrap();
+    let app = TestApp::spawn_in(dir, &config, StoreOptions::default()).await;
+    deliver_done(&app, "loader", "orders", "success").await;
+    let started = Instant::now();
+    while fake.received.lock().unwrap().iter().filter(|r| r.path.ends_with("/runs/4242/")).count() < 2 {
+        assert!(started.elapsed() < Duration::from_secs(10), "no polling");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let dir = app.stop().await;
+    *fake.statuses.lock().unwrap() = vec![10];
+    let app = TestApp::spawn_in(dir, &config, StoreOptions::default()).await;
+    let runs =
+        wait_for_runs(&app, "the resumed run", |r| r.first().is_some_and(|r| r.state == RunState::Succeeded)).await;
+    let triggers = fake.received.lock().unwrap().iter().filter(|r| r.path.ends_with("/run/")).count();
+    assert_eq!(triggers, 1, "the resumed attempt did not start a second dbt run");
+    assert_eq!(runs[0].attempt, 1);
+}
+
+async fn hang() -> &'static str {
+    tokio::time::sleep(Duration::from_secs(300)).await;
+    "too late"
+}
+
+#[tokio::test]
+async fn a_hanging_endpoint_times_out_and_a_gone_slack_webhook_is_not_retried() {
+    let hanging = serve(Router::new().route("/hook", post(hang))).await;
+    let (slack, slack_fake) = fake_slack(vec![410]).await;
+    let app = app_with(
+        &format!(
+            r#"
+[jobs.call]
+after = ["loader"]
+retry = {{ attempts = 1 }}
+[[jobs.call.actions]]
+kind = "http"
+url = "{hanging}/hook"
+timeout = "300ms"
+retries = 1
+[jobs.post]
+after = ["loader"]
+retry = {{ attempts = 1 }}
+[[jobs.post.actions]]
+kind = "slack"
+url = {{ file = "slack_url" }}
+text = "hello"
+"#
+        ),
+        &[("slack_url", &slack)],
+    )
+    .await;
+    let started = Instant::now();
+    deliver_done(&app, "loader", "orders", "success").await;
+    let runs =
+        wait_for_runs(&app, "both failures", |r| r.len() == 2 && r.iter().all(|r| r.state == RunState::Failed)).await;
+    assert!(started.elapsed() < Duration::from_secs(15), "the hanging call did not hang the run");
+    let call = runs.iter().find(|r| r.job == "call").unwrap();
+    assert!(call.error.as_deref().unwrap().contains("gave up after 2 attempts"), "{:?}", call.error);
+    let post = runs.iter().find(|r| r.job == "post").unwrap();
+    let error = post.error.as_deref().unwrap();
+    assert!(error.contains("410") && error.contains("the secret URL"), "{error}");
+    assert!(!error.contains(&slack), "the webhook URL is a secret");
+    assert_eq!(slack_fake.received.lock().unwrap().len(), 1, "410 means gone: no retry");
+}
