@@ -69,8 +69,8 @@ pub(super) struct FileAction {
     text: Option<String>,
     /// slack: Block Kit blocks (a template that renders a JSON array).
     blocks: Option<String>,
-    /// dbt_cloud: the account's access URL, e.g. "https://ab123.us1.dbt.com".
-    base_url: Option<String>,
+    /// dbt_cloud: the account's access URL, e.g. "https://ab123.us1.dbt.com", or { env = "..." }.
+    base_url: Option<FileText>,
     /// dbt_cloud: account id.
     account_id: Option<u64>,
     /// dbt_cloud: job id.
@@ -456,7 +456,7 @@ pub(super) fn build_actions(
             }
             _ => {
                 // dbt_cloud
-                let (Some(base_url), Some(account_id), Some(job_id), Some(token_ref)) =
+                let (Some(base_ref), Some(account_id), Some(job_id), Some(token_ref)) =
                     (&fa.base_url, fa.account_id, fa.job_id, &fa.token)
                 else {
                     missing(
@@ -467,6 +467,15 @@ pub(super) fn build_actions(
                     continue;
                 };
                 let Some(token) = secret(problems, token_ref) else { continue };
+                // The access URL is not a secret, but it may come from the environment.
+                let base_url = match base_ref {
+                    FileText::Text(t) => t.clone(),
+                    FileText::Secret(r) => match secret(problems, r) {
+                        Some(v) => v.expose_secret().to_string(),
+                        None => continue,
+                    },
+                };
+                let base_url = &base_url;
                 if let Some(cause) = &fa.cause {
                     check(problems, "cause", cause);
                 }

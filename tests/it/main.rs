@@ -3,6 +3,7 @@
 mod actions;
 mod cli;
 mod crash;
+mod examples;
 mod helpers;
 mod jobs;
 mod lifecycle;
