@@ -88,6 +88,28 @@ pub async fn send(
     url: &str,
     policy: RetryPolicy,
     build: impl Fn() -> reqwest::RequestBuilder,
+    on_retry: impl FnMut(&str, Duration),
+) -> Result<Answer, OutboundError> {
+    send_with(url, policy, true, build, on_retry).await
+}
+
+/// Like [`send`], for a request that must not be repeated once it may have arrived (starting a
+/// dbt Cloud run): a timeout or a connection lost mid-request is final; only a connection
+/// that was never made, 429 and 5xx are retried.
+pub async fn send_once(
+    url: &str,
+    policy: RetryPolicy,
+    build: impl Fn() -> reqwest::RequestBuilder,
+    on_retry: impl FnMut(&str, Duration),
+) -> Result<Answer, OutboundError> {
+    send_with(url, policy, false, build, on_retry).await
+}
+
+async fn send_with(
+    url: &str,
+    policy: RetryPolicy,
+    repeatable: bool,
+    build: impl Fn() -> reqwest::RequestBuilder,
     mut on_retry: impl FnMut(&str, Duration),
 ) -> Result<Answer, OutboundError> {
     let mut attempt = 0;
@@ -110,8 +132,18 @@ pub async fn send(
                 }
                 (retry_after, problem)
             }
-            // Without the URL: it may be a secret (a Slack webhook URL is the credential).
-            Err(err) => (None, format!("cannot reach {url}: {}", error_chain(&err.without_url()))),
+            Err(err) => {
+                let unsent = err.is_connect();
+                // Without the URL: it may be a secret (a Slack webhook URL is the credential).
+                let problem = format!("cannot reach {url}: {}", error_chain(&err.without_url()));
+                if !repeatable && !unsent {
+                    return Err(OutboundError::GaveUp {
+                        attempts: attempt + 1,
+                        last: format!("{problem}; not retried, as the request may have arrived"),
+                    });
+                }
+                (None, problem)
+            }
         };
         if attempt >= policy.retries {
             return Err(OutboundError::GaveUp { attempts: attempt + 1, last: problem });

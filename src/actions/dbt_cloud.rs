@@ -85,17 +85,18 @@ pub async fn run(
                 body["schema_override"] = json!(schema);
             }
             let url = format!("{}/api/v2/accounts/{}/jobs/{}/run/", action.base_url, action.account_id, action.job_id);
+            let request_timeout = action.timeout.min(Duration::from_secs(30));
             let build = || {
                 client
                     .post(&url)
-                    .timeout(Duration::from_secs(30))
+                    .timeout(request_timeout)
                     .header("authorization", &auth)
                     .header("accept", "application/json")
                     .header("content-type", "application/json")
                     .body(body.to_string())
             };
             let log = |p: &str, wait: Duration| tracing::warn!(problem = p, ?wait, "dbt Cloud trigger retrying");
-            let answer = match outbound::send(&url, action.retry, build, log).await {
+            let answer = match outbound::send_once(&url, action.retry, build, log).await {
                 Ok(a) => a,
                 Err(e) => return StepOutcome::failed(format!("dbt Cloud did not start job {}: {e}", action.job_id)),
             };

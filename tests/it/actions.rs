@@ -386,3 +386,39 @@ text = "hello"
     assert!(!error.contains(&slack), "the webhook URL is a secret");
     assert_eq!(slack_fake.received.lock().unwrap().len(), 1, "410 means gone: no retry");
 }
+
+#[tokio::test]
+async fn a_dbt_cloud_trigger_that_times_out_is_not_sent_again() {
+    let calls = Arc::new(Mutex::new(0u32));
+    let counted = calls.clone();
+    let slow = Router::new().route(
+        "/api/v2/accounts/{account}/jobs/{job}/run/",
+        post(move || {
+            *counted.lock().unwrap() += 1;
+            hang()
+        }),
+    );
+    let dbt = serve(slow).await;
+    let app = app_with(
+        &format!(
+            r#"
+[jobs.transform]
+after = ["loader"]
+retry = {{ attempts = 1 }}
+[[jobs.transform.actions]]
+kind = "dbt_cloud"
+base_url = "{dbt}"
+account_id = 1
+job_id = 2
+token = {{ file = "dbt_token" }}
+timeout = "1s"
+"#
+        ),
+        &[],
+    )
+    .await;
+    deliver_done(&app, "loader", "orders", "success").await;
+    let runs = wait_for_runs(&app, "the failure", |r| r.first().is_some_and(|r| r.state == RunState::Failed)).await;
+    assert!(runs[0].error.as_deref().unwrap().contains("may have arrived"), "{:?}", runs[0].error);
+    assert_eq!(*calls.lock().unwrap(), 1, "a trigger that may have started a dbt run is never repeated");
+}
