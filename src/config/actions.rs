@@ -4,7 +4,7 @@
 //! variable or a reference to a step that does not exist fails `handoff check`, not a run.
 //! Secret settings (tokens, webhook URLs) are resolved here and never templated or printed.
 
-use super::{Problems, SecretRef, parse_duration};
+use super::{Problems, SecretRef};
 use crate::actions::template;
 use crate::outbound::{RetryPolicy, Scheme};
 use crate::signature::{self, Key};
@@ -320,21 +320,6 @@ pub(super) fn build_actions(
             FileText::Text(t) => Some(Text::Template(t.clone())),
             FileText::Secret(r) => secret(problems, r).map(Text::Secret),
         };
-        let duration =
-            |problems: &mut Problems<'_>, value: &Option<Spanned<String>>, default: Option<Duration>| match value {
-                None => default,
-                Some(v) => match parse_duration(v.get_ref()) {
-                    Some(d) => Some(d),
-                    None => {
-                        problems.add(
-                            Some(v.span()),
-                            format!("`{}` is not a duration", v.get_ref()),
-                            Some(r#"write e.g. "90s", "45m" or "2h""#.into()),
-                        );
-                        default
-                    }
-                },
-            };
         let retry = RetryPolicy { retries: fa.retries.unwrap_or(DEFAULT_RETRIES), backoff: Duration::from_secs(1) };
         let missing = |problems: &mut Problems<'_>, key: &str, example: &str| {
             problems.add(span.clone(), format!("a {kind} action needs `{key}`"), Some(example.to_string()));
@@ -365,7 +350,7 @@ pub(super) fn build_actions(
                         base.join(path).display().to_string()
                     }
                 });
-                let timeout = duration(problems, &fa.timeout, None);
+                let timeout = problems.duration(fa.timeout.as_ref());
                 ActionKind::Command(CommandAction { program, args, env, working_dir, timeout })
             }
             "http" => {
@@ -424,8 +409,7 @@ pub(super) fn build_actions(
                     };
                     Some((s.scheme, key))
                 });
-                let timeout =
-                    duration(problems, &fa.timeout, Some(DEFAULT_HTTP_TIMEOUT)).unwrap_or(DEFAULT_HTTP_TIMEOUT);
+                let timeout = problems.duration(fa.timeout.as_ref()).unwrap_or(DEFAULT_HTTP_TIMEOUT);
                 ActionKind::Http(HttpAction { url, method, headers, body: fa.body.clone(), sign, timeout, retry })
             }
             "slack" => {
@@ -492,9 +476,8 @@ pub(super) fn build_actions(
                     job_id,
                     token,
                     wait: fa.wait.unwrap_or(true),
-                    timeout: duration(problems, &fa.timeout, Some(DEFAULT_DBT_TIMEOUT)).unwrap_or(DEFAULT_DBT_TIMEOUT),
-                    poll_interval: duration(problems, &fa.poll_interval, Some(DEFAULT_POLL_INTERVAL))
-                        .unwrap_or(DEFAULT_POLL_INTERVAL),
+                    timeout: problems.duration(fa.timeout.as_ref()).unwrap_or(DEFAULT_DBT_TIMEOUT),
+                    poll_interval: problems.duration(fa.poll_interval.as_ref()).unwrap_or(DEFAULT_POLL_INTERVAL),
                     cause: fa.cause.clone(),
                     git_branch: fa.git_branch.clone(),
                     steps_override: fa.steps_override.clone().unwrap_or_default(),

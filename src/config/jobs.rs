@@ -2,8 +2,8 @@
 //!
 //! Parsed here into a checked [`Job`]; the scheduler decides with it, the worker runs it.
 
+use super::Problems;
 use super::actions::{Action, FileAction, build_actions};
-use super::{Problems, parse_duration};
 use crate::domain::{Status, Subject};
 use crate::scheduler::schedule::Schedule;
 use serde::Deserialize;
@@ -167,19 +167,6 @@ pub fn words(d: Duration) -> String {
     parts.join(" ")
 }
 
-fn duration(problems: &mut Problems<'_>, value: &Option<Spanned<String>>) -> Option<Duration> {
-    let v = value.as_ref()?;
-    let parsed = parse_duration(v.get_ref());
-    if parsed.is_none() {
-        problems.add(
-            Some(v.span()),
-            format!("`{}` is not a duration", v.get_ref()),
-            Some(r#"write e.g. "90s", "2m" or "1h""#.into()),
-        );
-    }
-    parsed
-}
-
 pub(super) fn build_job(
     problems: &mut Problems<'_>,
     base: &Path,
@@ -231,8 +218,8 @@ pub(super) fn build_job(
     if raw.on_status.is_none() {
         on_status.push(Status::Success);
     }
-    let debounce = duration(problems, &raw.debounce).unwrap_or_default();
-    let max_wait = duration(problems, &raw.max_wait);
+    let debounce = problems.duration(raw.debounce.as_ref()).unwrap_or_default();
+    let max_wait = problems.duration(raw.max_wait.as_ref());
     let schedule = raw.schedule.as_ref().and_then(|s| {
         let tz = raw.timezone.as_ref().map(|t| t.get_ref().as_str());
         Schedule::parse(s.get_ref(), tz)
@@ -273,7 +260,7 @@ pub(super) fn build_job(
             }
             Retry {
                 attempts: attempts.max(1),
-                backoff: duration(problems, &r.get_ref().backoff).unwrap_or(DEFAULT_BACKOFF),
+                backoff: problems.duration(r.get_ref().backoff.as_ref()).unwrap_or(DEFAULT_BACKOFF),
             }
         }
     };

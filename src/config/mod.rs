@@ -227,6 +227,20 @@ struct Problems<'a> {
 }
 
 impl Problems<'_> {
+    /// Parses an optional duration setting; a bad one is reported here and reads as `None`.
+    fn duration(&mut self, value: Option<&Spanned<String>>) -> Option<Duration> {
+        let v = value?;
+        let parsed = parse_duration(v.get_ref());
+        if parsed.is_none() {
+            self.add(
+                Some(v.span()),
+                format!("`{}` is not a duration", v.get_ref()),
+                Some(r#"write e.g. "90s", "15m" or "2h""#.into()),
+            );
+        }
+        parsed
+    }
+
     fn add(&mut self, span: Option<Range<usize>>, message: impl Into<String>, hint: Option<String>) {
         let (line, column) = line_and_column(self.text, span.map(|s| s.start).unwrap_or(0));
         self.found.push(Problem { line, column, message: message.into(), hint });
@@ -323,17 +337,7 @@ impl Config {
                 jobs.insert(name.clone(), job);
             }
         }
-        let shutdown_grace = match &file.server.shutdown_grace {
-            None => DEFAULT_SHUTDOWN_GRACE,
-            Some(g) => parse_duration(g.get_ref()).unwrap_or_else(|| {
-                problems.add(
-                    Some(g.span()),
-                    format!("`{}` is not a duration", g.get_ref()),
-                    Some(r#"shutdown_grace = "30s""#.into()),
-                );
-                DEFAULT_SHUTDOWN_GRACE
-            }),
-        };
+        let shutdown_grace = problems.duration(file.server.shutdown_grace.as_ref()).unwrap_or(DEFAULT_SHUTDOWN_GRACE);
         let workers = match &file.server.workers {
             None => DEFAULT_WORKERS,
             Some(w) if *w.get_ref() == 0 => {
@@ -528,17 +532,7 @@ fn build_source(problems: &mut Problems<'_>, base: &Path, name: &str, table: &Sp
             );
             DEFAULT_TOLERANCE
         }
-        Some(t) => match parse_duration(t.get_ref()) {
-            Some(d) => d,
-            None => {
-                problems.add(
-                    Some(t.span()),
-                    format!("`{}` is not a duration", t.get_ref()),
-                    Some(r#"write e.g. "90s", "5m" or "1h""#.into()),
-                );
-                DEFAULT_TOLERANCE
-            }
-        },
+        Some(t) => problems.duration(Some(t)).unwrap_or(DEFAULT_TOLERANCE),
     };
 
     if problems.found.len() > before {

@@ -236,3 +236,29 @@ impl Drop for ServerProcess {
         }
     }
 }
+
+/// The runs in the store of the config in `dir`, newest first.
+pub async fn runs_in(dir: &Path) -> Vec<handoff::domain::Run> {
+    let config = Config::load(&dir.join("handoff.toml")).unwrap();
+    let store = Store::open_existing(&config.store).await.unwrap();
+    let runs = store.runs(&handoff::store::RunFilter::default()).await.unwrap();
+    store.close().await;
+    runs
+}
+
+/// Polls the runs in `dir` until `done` holds (at most 30 s).
+pub async fn wait_until(
+    dir: &Path,
+    what: &str,
+    done: impl Fn(&[handoff::domain::Run]) -> bool,
+) -> Vec<handoff::domain::Run> {
+    let started = std::time::Instant::now();
+    loop {
+        let runs = runs_in(dir).await;
+        if done(&runs) {
+            return runs;
+        }
+        assert!(started.elapsed() < std::time::Duration::from_secs(30), "timed out waiting for {what}: {runs:#?}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}

@@ -2,7 +2,7 @@
 
 use crate::helpers::*;
 use handoff::domain::{ReasonKind, Run, RunState};
-use handoff::store::{RunFilter, Store, StoreOptions};
+use handoff::store::{Store, StoreOptions};
 use std::time::{Duration, Instant};
 
 /// Sends an `hmac` delivery for `subject` with `status` to `source`; returns its event id.
@@ -15,24 +15,11 @@ pub async fn deliver_done(app: &TestApp, source: &str, subject: &str, status: &s
 }
 
 pub async fn runs(app: &TestApp) -> Vec<Run> {
-    let config = handoff::config::Config::load(&app.config_path()).unwrap();
-    let store = Store::open_existing(&config.store).await.unwrap();
-    let runs = store.runs(&RunFilter::default()).await.unwrap();
-    store.close().await;
-    runs
+    runs_in(app.dir.path()).await
 }
 
-/// Polls the runs until `done` holds (at most 20 s).
 pub async fn wait_for_runs(app: &TestApp, what: &str, done: impl Fn(&[Run]) -> bool) -> Vec<Run> {
-    let started = Instant::now();
-    loop {
-        let runs = runs(app).await;
-        if done(&runs) {
-            return runs;
-        }
-        assert!(started.elapsed() < Duration::from_secs(20), "timed out waiting for {what}: {runs:#?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_until(app.dir.path(), what, done).await
 }
 
 fn finished(runs: &[Run], n: usize) -> bool {

@@ -1,31 +1,9 @@
 //! The server as a process: manual runs, SIGKILL during a run, SIGTERM with a running command.
 
 use crate::helpers::*;
-use handoff::config::Config;
-use handoff::domain::{ActionState, Run, RunState};
-use handoff::store::{RunFilter, Store};
+use handoff::domain::{ActionState, RunState};
 use std::path::Path;
 use std::time::{Duration, Instant};
-
-async fn runs_in(dir: &Path) -> Vec<Run> {
-    let config = Config::load(&dir.join("handoff.toml")).unwrap();
-    let store = Store::open_existing(&config.store).await.unwrap();
-    let runs = store.runs(&RunFilter::default()).await.unwrap();
-    store.close().await;
-    runs
-}
-
-async fn wait_until(dir: &Path, what: &str, done: impl Fn(&[Run]) -> bool) -> Vec<Run> {
-    let started = Instant::now();
-    loop {
-        let runs = runs_in(dir).await;
-        if done(&runs) {
-            return runs;
-        }
-        assert!(started.elapsed() < Duration::from_secs(30), "timed out waiting for {what}: {runs:#?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
 
 /// A job whose command sleeps `seconds` the first time and appends a line to `marker` when it finishes.
 fn slow_job(marker: &Path, seconds: u32, extra_server: &str) -> String {
