@@ -2,34 +2,14 @@
 //! and no secret, token or body ever reaches the log or the database.
 
 use crate::helpers::*;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
 
 #[tokio::test]
 async fn rejections_are_logged_without_secrets_tokens_or_bodies_and_sigterm_stops_cleanly() {
     let dir = tempfile::tempdir().unwrap();
     write_secrets(dir.path());
-    let port = free_port();
-    let config = format!("[server]\nlisten = \"127.0.0.1:{port}\"\n{}", standard_sources());
-    std::fs::write(dir.path().join("handoff.toml"), config).unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_handoff"))
-        .args(["serve", "--config"])
-        .arg(dir.path().join("handoff.toml"))
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let base = format!("http://127.0.0.1:{port}");
+    let server = ServerProcess::start(dir.path(), &standard_sources()).await;
+    let base = server.base.clone();
     let client = reqwest::Client::new();
-    let started = Instant::now();
-    while client.get(format!("{base}/healthz")).send().await.is_err() {
-        assert!(started.elapsed() < Duration::from_secs(20), "server did not start");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 
     let marker_body = br#"{"eventType":"job.run.completed","secret_sauce":"BODY-MARKER-9f8e"}"#;
     let bad = client
@@ -55,11 +35,8 @@ async fn rejections_are_logged_without_secrets_tokens_or_bodies_and_sigterm_stop
         .unwrap();
     assert_eq!(good.status(), 202);
 
-    let terminated = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
-    assert!(terminated.success());
-    let output = child.wait_with_output().unwrap();
-    assert!(output.status.success(), "SIGTERM is a clean stop: {:?}", output.status);
-    let log = String::from_utf8_lossy(&output.stderr);
+    let (status, log) = server.terminate();
+    assert!(status.success(), "SIGTERM is a clean stop: {status:?}");
 
     assert!(log.contains("delivery rejected"), "{log}");
     assert!(log.contains("source=dbt") && log.contains("peer=127.0.0.1"), "{log}");
