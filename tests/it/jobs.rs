@@ -34,7 +34,7 @@ fn sources() -> &'static str {
 #[tokio::test]
 async fn a_burst_of_twenty_matching_events_gives_one_run_that_consumed_all_twenty() {
     let config = format!(
-        "{}[jobs.transform]\nafter = [\"loader\"]\ndebounce = \"1s\"\nmax_wait = \"30s\"\n\
+        "{}[jobs.transform]\nafter = [\"loader\"]\ndebounce = \"2s\"\nmax_wait = \"30s\"\n\
          [[jobs.transform.actions]]\nkind = \"command\"\nprogram = \"true\"\n",
         sources()
     );
@@ -44,7 +44,7 @@ async fn a_burst_of_twenty_matching_events_gives_one_run_that_consumed_all_twent
         ids.push(deliver_done(&app, "loader", &format!("table_{i}"), "success").await);
     }
     let runs = wait_for_runs(&app, "one finished run", |r| finished(r, 1)).await;
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
     let runs_after = self::runs(&app).await;
     assert_eq!(runs_after.len(), 1, "one run for the burst: {runs_after:#?}");
     let run = &runs[0];
@@ -60,7 +60,7 @@ async fn a_burst_of_twenty_matching_events_gives_one_run_that_consumed_all_twent
 async fn events_during_a_running_run_cause_exactly_one_follow_up_run() {
     let config = format!(
         "{}[jobs.transform]\nafter = [\"loader\"]\n\
-         [[jobs.transform.actions]]\nkind = \"command\"\nprogram = \"sleep\"\nargs = [\"1\"]\n",
+         [[jobs.transform.actions]]\nkind = \"command\"\nprogram = \"sleep\"\nargs = [\"2\"]\n",
         sources()
     );
     let app = TestApp::spawn_with(&config, StoreOptions::default()).await;

@@ -73,7 +73,7 @@ async fn a_run_interrupted_by_sigkill_is_taken_up_again_after_restart_and_comple
     let dir = tempfile::tempdir().unwrap();
     write_secrets(dir.path());
     let marker = dir.path().join("ran");
-    let server = ServerProcess::start(dir.path(), &slow_job(&marker, 1, "")).await;
+    let server = ServerProcess::start(dir.path(), &slow_job(&marker, 3, "")).await;
     let port = server.port();
     deliver(&server).await;
     wait_until(dir.path(), "the run to start", |r| r.iter().any(|r| r.state == RunState::Running)).await;
