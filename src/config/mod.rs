@@ -136,13 +136,23 @@ pub struct Rotating<T> {
     pub previous: Option<T>,
 }
 
+/// A shared token; `Debug` never shows it.
+#[derive(Clone)]
+pub struct Token(pub Vec<u8>);
+
+impl fmt::Debug for Token {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Token(<redacted>)")
+    }
+}
+
 /// How a source's deliveries prove who sent them.
 #[derive(Debug, Clone)]
 pub enum Credentials {
     /// HMAC keys (all signing kinds; Standard Webhooks keys are already base64-decoded).
     Keys(Box<Rotating<Key>>),
     /// Shared tokens compared in constant time (airbyte).
-    Tokens(Rotating<Vec<u8>>),
+    Tokens(Rotating<Token>),
 }
 
 /// One checked `[sources.NAME]` table.
@@ -540,7 +550,7 @@ fn build_source(problems: &mut Problems<'_>, base: &Path, name: &str, table: &Sp
     }
     let (current, previous) = (current?, previous.flatten());
     let credentials = if kind == Kind::Airbyte {
-        Credentials::Tokens(Rotating { current, previous })
+        Credentials::Tokens(Rotating { current: Token(current), previous: previous.map(Token) })
     } else {
         Credentials::Keys(Box::new(Rotating { current: Key::new(&current), previous: previous.map(|p| Key::new(&p)) }))
     };
@@ -601,6 +611,18 @@ mod tests {
         assert_eq!(err.problems.len(), 2, "{err}");
         assert_eq!(err.problems[0].line, 2);
         assert_eq!(err.problems[1].line, 4);
+    }
+
+    #[test]
+    fn a_checked_config_never_shows_a_secret_in_its_debug_output() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("t"), "airbyte-token-value").unwrap();
+        std::fs::write(dir.path().join("s"), "dbt-secret-value").unwrap();
+        let text = "[sources.a]\nkind = \"airbyte\"\ntoken = { file = \"t\" }\n[sources.d]\nkind = \"dbt_cloud\"\nsecret = { file = \"s\" }\n";
+        let config = Config::parse(&dir.path().join("handoff.toml"), text).unwrap();
+        let shown = format!("{config:?}");
+        assert!(!shown.contains("airbyte-token-value") && !shown.contains("dbt-secret-value"), "{shown}");
+        assert!(!shown.contains("97, 105, 114"), "not as bytes either");
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! they say which header is missing or wrong, never what it should have been.
 
 use super::Delivery;
-use crate::config::{Credentials, Kind, Rotating, Source};
+use crate::config::{Credentials, Kind, Rotating, Source, Token};
 use crate::domain::SecretSlot;
 use crate::signature::{self, Key};
 
@@ -102,7 +102,7 @@ fn authenticate_standard_webhooks(
         .ok_or_else(|| "signature does not match".to_string())
 }
 
-fn authenticate_token(tokens: &Rotating<Vec<u8>>, delivery: &Delivery<'_>) -> Result<SecretSlot, String> {
+fn authenticate_token(tokens: &Rotating<Token>, delivery: &Delivery<'_>) -> Result<SecretSlot, String> {
     let from_query = delivery
         .query
         .and_then(|q| form_urlencoded::parse(q.as_bytes()).find(|(k, _)| k == "token").map(|(_, v)| v.into_owned()));
@@ -113,6 +113,6 @@ fn authenticate_token(tokens: &Rotating<Vec<u8>>, delivery: &Delivery<'_>) -> Re
             .map(|t| t.trim().to_string())
     };
     let given = from_query.or_else(from_header).ok_or("missing token (?token= or Authorization: Bearer)")?;
-    first_match(tokens, |t| signature::tokens_match(t, given.as_bytes()))
+    first_match(tokens, |t| signature::tokens_match(&t.0, given.as_bytes()))
         .ok_or_else(|| "token does not match".to_string())
 }
