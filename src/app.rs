@@ -120,6 +120,7 @@ impl App {
             workers: config.workers,
             shutdown_grace: config.shutdown_grace,
             owner: format!("{}:{}", std::process::id(), self.local_addr()),
+            metrics: self.state.metrics.clone(),
         };
         let scheduling = tokio::spawn(scheduler.run(stop.clone()));
         let store = self.state.store.clone();

@@ -19,11 +19,19 @@ pub struct DeliveryLabels {
     pub outcome: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RunLabels {
+    pub job: String,
+    pub state: String,
+}
+
 /// The server's metrics; one per app, so tests in one process do not share counts.
 pub struct Metrics {
     registry: Mutex<Registry>,
     deliveries: Family<DeliveryLabels, Counter>,
     commit_seconds: Histogram,
+    runs: Family<RunLabels, Counter>,
+    matched: Counter,
 }
 
 impl Default for Metrics {
@@ -42,7 +50,15 @@ impl Default for Metrics {
             "Time from handing a delivery to the store until its commit (or duplicate check) returned",
             commit_seconds.clone(),
         );
-        Self { registry: Mutex::new(registry), deliveries, commit_seconds }
+        let runs = Family::<RunLabels, Counter>::default();
+        registry.register(
+            "runs",
+            "Run attempts that ended, by job and the run's state after them (queued = will retry)",
+            runs.clone(),
+        );
+        let matched = Counter::default();
+        registry.register("events_matched", "Events matched to jobs", matched.clone());
+        Self { registry: Mutex::new(registry), deliveries, commit_seconds, runs, matched }
     }
 }
 
@@ -51,6 +67,14 @@ impl Metrics {
         self.deliveries
             .get_or_create(&DeliveryLabels { source: source.to_string(), outcome: outcome.to_string() })
             .inc();
+    }
+
+    pub fn run_ended(&self, job: &str, state: &str) {
+        self.runs.get_or_create(&RunLabels { job: job.to_string(), state: state.to_string() }).inc();
+    }
+
+    pub fn matched(&self, events: u64) {
+        self.matched.inc_by(events);
     }
 
     pub fn commit_latency(&self, seconds: f64) {

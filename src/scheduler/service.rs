@@ -26,6 +26,7 @@ pub struct Scheduler {
     pub shutdown_grace: Duration,
     /// Names this process in `runs.owner`.
     pub owner: String,
+    pub metrics: Arc<crate::telemetry::Metrics>,
 }
 
 impl Scheduler {
@@ -47,6 +48,7 @@ impl Scheduler {
             let free = slots.available_permits();
             match self.store.tick(now, self.jobs.clone(), free, &self.owner).await {
                 Ok(report) => {
+                    self.metrics.matched(report.matched);
                     if report.more_to_match {
                         sleep = Duration::ZERO;
                     } else if let Some(at) = report.next_wake {
@@ -58,10 +60,14 @@ impl Scheduler {
                             unreachable!("claims never exceed the free slots")
                         };
                         let (worker, jobs, wake) = (worker.clone(), self.jobs.clone(), self.wake.clone());
+                        let metrics = self.metrics.clone();
                         tracker.spawn(async move {
-                            let job = jobs.get(&claimed.run.job);
-                            if let Err(err) = worker.execute(job, claimed).await {
-                                tracing::error!(error = %err, "recording a run failed; it resumes after restart");
+                            let name = claimed.run.job.clone();
+                            match worker.execute(jobs.get(&name), claimed).await {
+                                Ok(state) => metrics.run_ended(&name, state.as_str()),
+                                Err(err) => {
+                                    tracing::error!(error = %err, "recording a run failed; it resumes after restart")
+                                }
                             }
                             drop(slot);
                             wake.notify_one();

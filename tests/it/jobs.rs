@@ -54,6 +54,9 @@ async fn a_burst_of_twenty_matching_events_gives_one_run_that_consumed_all_twent
     consumed.sort();
     ids.sort();
     assert_eq!(consumed, ids, "the run consumed all twenty events");
+    let metrics = app.metrics().await;
+    assert!(metrics.contains(r#"handoff_runs_total{job="transform",state="succeeded"} 1"#), "{metrics}");
+    assert!(metrics.contains("handoff_events_matched_total 20"), "{metrics}");
 }
 
 #[tokio::test]
