@@ -129,7 +129,7 @@ async fn app_with(config: &str, files: &[(&str, &str)]) -> TestApp {
 
 #[tokio::test]
 async fn a_dbt_cloud_job_is_triggered_polled_to_success_and_its_url_reaches_slack() {
-    let (dbt, dbt_fake) = fake_dbt(vec![500, 200], vec![1, 3, 10]).await;
+    let (dbt, dbt_fake) = fake_dbt(vec![429, 500, 200], vec![1, 3, 10]).await;
     let (slack, slack_fake) = fake_slack(vec![429, 200]).await;
     let app = app_with(&format!(
         r#"
@@ -164,10 +164,10 @@ text = "{{{{ job }}}} done: <{{{{ steps.dbt.run_url }}}}|dbt run {{{{ steps.dbt.
 
     let dbt_calls = dbt_fake.received.lock().unwrap().clone();
     let triggers: Vec<&Received> = dbt_calls.iter().filter(|r| r.path.ends_with("/jobs/67890/run/")).collect();
-    assert_eq!(triggers.len(), 2, "one 500, then the accepted trigger");
-    assert_eq!(triggers[1].path, "/api/v2/accounts/12345/jobs/67890/run/");
-    assert_eq!(triggers[1].authorization, "Token dbt-api-token-123");
-    let body: Value = serde_json::from_str(&triggers[1].body).unwrap();
+    assert_eq!(triggers.len(), 3, "a 429 (Retry-After), a 500, then the accepted trigger");
+    assert_eq!(triggers[2].path, "/api/v2/accounts/12345/jobs/67890/run/");
+    assert_eq!(triggers[2].authorization, "Token dbt-api-token-123");
+    let body: Value = serde_json::from_str(&triggers[2].body).unwrap();
     assert_eq!(body["cause"], format!("Triggered by handoff: job transform, run {}", runs[0].id));
     assert_eq!(body["git_branch"], "main");
     assert_eq!(body["steps_override"], json!(["dbt build -s tag:finance"]));
@@ -421,4 +421,34 @@ timeout = "1s"
     let runs = wait_for_runs(&app, "the failure", |r| r.first().is_some_and(|r| r.state == RunState::Failed)).await;
     assert!(runs[0].error.as_deref().unwrap().contains("may have arrived"), "{:?}", runs[0].error);
     assert_eq!(*calls.lock().unwrap(), 1, "a trigger that may have started a dbt run is never repeated");
+}
+
+#[tokio::test]
+async fn slack_blocks_are_rendered_into_the_message_with_the_text_as_fallback() {
+    let (slack, fake) = fake_slack(vec![200]).await;
+    let app = app_with(
+        r#"
+[jobs.t]
+after = ["loader"]
+[[jobs.t.actions]]
+kind = "command"
+program = "true"
+[jobs.t.on_success]
+kind = "slack"
+url = { file = "slack_url" }
+text = "{{ job }} ok"
+blocks = '[{"type": "section", "text": {"type": "mrkdwn", "text": {{ ("*" ~ job ~ "* loaded " ~ (events | length) ~ " event(s)") | tojson }}}}]'
+"#,
+        &[("slack_url", &slack)],
+    )
+    .await;
+    deliver_done(&app, "loader", "orders", "success").await;
+    let started = Instant::now();
+    while fake.received.lock().unwrap().is_empty() {
+        assert!(started.elapsed() < Duration::from_secs(10), "slack was not called");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let message: Value = serde_json::from_str(&fake.received.lock().unwrap()[0].body).unwrap();
+    assert_eq!(message["text"], "t ok");
+    assert_eq!(message["blocks"][0]["text"]["text"], "*t* loaded 1 event(s)");
 }
