@@ -1,11 +1,11 @@
-//! handoff: receives signed webhooks from the data stack, records them durably, and (in
-//! later releases) runs the jobs they feed. See DESIGN.md for the vocabulary.
+//! handoff: receives signed webhooks from the data stack, records them durably, decides
+//! which jobs they feed and runs them. Vocabulary: source, event, job, run, action.
 //!
 //! - [`config`]: `handoff.toml`, secret references, validation with line numbers and hints
 //! - [`domain`]: events, statuses, subjects; pure data
 //! - [`signature`]: HMAC signing/verification and header decoding; pure
 //! - [`sources`]: per-kind authentication and normalisation of deliveries
-//! - [`store`]: the event store (SQLite, group commit)
+//! - [`store`]: events, decisions and runs (SQLite: group commit, single flight by unique indexes)
 //! - [`http`]: the router: `POST /hooks/{source}`, `/healthz`, `/readyz`, `/metrics`
 //! - [`scheduler`]: matching, debounce, gates, schedules, retries (pure) and the loop that applies them
 //! - [`worker`]: executes a claimed run's actions and records the outcome

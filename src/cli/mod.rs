@@ -14,7 +14,11 @@ use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 
 #[derive(Debug, Parser)]
-#[command(name = "handoff", version, about = "Receives signed webhooks from the data stack and records them durably")]
+#[command(
+    name = "handoff",
+    version,
+    about = "Receives signed webhooks from the data stack, records them durably, and runs what comes next"
+)]
 pub struct Cli {
     /// Config file (default: $HANDOFF_CONFIG, else ./handoff.toml).
     #[arg(long, global = true, env = "HANDOFF_CONFIG", value_name = "PATH")]
@@ -32,7 +36,7 @@ pub struct Cli {
 enum Command {
     /// Run the server: receive deliveries on POST /hooks/{source}.
     Serve,
-    /// Validate the config and print each source's URL and how it authenticates.
+    /// Validate the config; print each source's URL and how it authenticates, and each job's plan.
     Check,
     /// Sign and send a delivery (for dbt Core run by Airflow, Prefect or cron).
     Send(send::SendArgs),
