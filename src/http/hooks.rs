@@ -90,12 +90,11 @@ async fn handle(
     let recorded = tokio::time::timeout(state.commit_timeout, state.store.record(event)).await;
     state.metrics.commit_latency(started.elapsed().as_secs_f64());
     match recorded {
-        Ok(Ok(recorded @ Recorded::New(_))) => {
-            if let Recorded::New(id) = &recorded {
-                tracing::info!(source = %source.name, event_id = %id, peer = %client, "event recorded");
-            }
+        Ok(Ok(Recorded::New(id))) => {
+            tracing::info!(source = %source.name, event_id = %id, peer = %client, "event recorded");
+            // The scheduler matches it now rather than at its next idle tick.
             state.wake.notify_one();
-            Ok((StatusCode::ACCEPTED, recorded))
+            Ok((StatusCode::ACCEPTED, Recorded::New(id)))
         }
         Ok(Ok(recorded @ Recorded::Duplicate(_))) => Ok((StatusCode::OK, recorded)),
         Ok(Err(err)) => {
