@@ -1,4 +1,4 @@
-//! Debounce with a cap, and retry backoff.
+//! Debounce with a cap, and retry backoff. Pure: every instant is passed in.
 
 use jiff::{SignedDuration, Timestamp};
 use std::time::Duration;
@@ -6,12 +6,14 @@ use std::time::Duration;
 /// The longest wait before a retry.
 pub const MAX_RETRY_DELAY: Duration = Duration::from_secs(3600);
 
+/// `t + d`, saturating at `Timestamp::MAX` instead of overflowing.
 fn plus(t: Timestamp, d: Duration) -> Timestamp {
     SignedDuration::try_from(d).ok().and_then(|d| t.checked_add(d).ok()).unwrap_or(Timestamp::MAX)
 }
 
-/// When a batch of matching events becomes due: `debounce` after the last one, but never
-/// later than `max_wait` after the first (a trailing-edge debounce with a cap).
+/// When an accumulated batch of matching events becomes due: `debounce` after the last one,
+/// but never later than `max_wait` after the first (trailing-edge debounce with a cap):
+/// `min(last + debounce, first + max_wait)`. Sums past the end of time saturate.
 pub fn due_at(first: Timestamp, last: Timestamp, debounce: Duration, max_wait: Option<Duration>) -> Timestamp {
     let quiet = plus(last, debounce);
     match max_wait {
@@ -21,12 +23,16 @@ pub fn due_at(first: Timestamp, last: Timestamp, debounce: Duration, max_wait: O
 }
 
 /// Delay before retry number `failed_attempts` (1 = after the first failure):
-/// `base · 2^(failed_attempts − 1)`, ±20% by `jitter` in [0, 1) (0.5 = exact), at most 1 hour.
+/// `base · 2^(failed_attempts − 1)`, then ±20% by `jitter` in [0, 1) (0 → −20%, 0.5 = exact,
+/// → 1 → +20%; values outside are clamped, NaN counts as 0.5), then capped at [`MAX_RETRY_DELAY`]
+/// (one hour; the cap is applied after the jitter). `0` is treated as `1`. Never overflows.
 pub fn retry_delay(base: Duration, failed_attempts: u32, jitter: f64) -> Duration {
-    let doublings = failed_attempts.saturating_sub(1).min(32);
-    let exact = base.saturating_mul(1u32 << doublings.min(31)).min(MAX_RETRY_DELAY * 2);
-    let factor = 0.8 + 0.4 * jitter.clamp(0.0, 1.0);
-    exact.mul_f64(factor).min(MAX_RETRY_DELAY)
+    let doublings = failed_attempts.saturating_sub(1).min(31);
+    // Anything from 2 hours on ends at the cap whatever the jitter (0.8 · 2 h > 1 h), so the
+    // exponential stops there, which keeps `mul_f64` below far from overflow.
+    let exact = base.saturating_mul(1u32 << doublings).min(MAX_RETRY_DELAY * 2);
+    let jitter = if jitter.is_nan() { 0.5 } else { jitter.clamp(0.0, 1.0) };
+    exact.mul_f64(0.8 + 0.4 * jitter).min(MAX_RETRY_DELAY)
 }
 
 #[cfg(test)]
@@ -38,61 +44,123 @@ mod tests {
         Timestamp::from_second(s).unwrap()
     }
 
+    fn secs(s: u64) -> Duration {
+        Duration::from_secs(s)
+    }
+
     #[test]
     fn a_quiet_period_after_the_last_event_makes_the_batch_due() {
-        let due = due_at(t(100), t(130), Duration::from_secs(120), None);
-        assert_eq!(due, t(250));
+        assert_eq!(due_at(t(100), t(130), secs(120), None), t(250));
+        assert_eq!(due_at(t(100), t(130), secs(120), Some(secs(900))), t(250));
     }
 
     #[test]
     fn max_wait_caps_a_steady_trickle() {
-        let due = due_at(t(0), t(890), Duration::from_secs(120), Some(Duration::from_secs(900)));
-        assert_eq!(due, t(900));
+        assert_eq!(due_at(t(0), t(890), secs(120), Some(secs(900))), t(900));
+    }
+
+    #[test]
+    fn no_debounce_makes_a_single_event_due_at_once() {
+        assert_eq!(due_at(t(100), t(100), Duration::ZERO, None), t(100));
+        assert_eq!(due_at(t(100), t(100), secs(60), Some(Duration::ZERO)), t(100));
+    }
+
+    #[test]
+    fn sums_past_the_end_of_time_saturate_instead_of_panicking() {
+        assert_eq!(due_at(Timestamp::MAX, Timestamp::MAX, Duration::MAX, None), Timestamp::MAX);
+        assert_eq!(due_at(t(0), Timestamp::MAX, secs(1), Some(secs(10))), t(10));
+        assert_eq!(due_at(t(0), t(5), Duration::MAX, Some(Duration::MAX)), Timestamp::MAX);
     }
 
     #[test]
     fn retries_double_and_stop_at_an_hour() {
-        let base = Duration::from_secs(30);
-        assert_eq!(retry_delay(base, 1, 0.5), Duration::from_secs(30));
-        assert_eq!(retry_delay(base, 2, 0.5), Duration::from_secs(60));
-        assert_eq!(retry_delay(base, 3, 0.5), Duration::from_secs(120));
+        let base = secs(30);
+        assert_eq!(retry_delay(base, 1, 0.5), secs(30));
+        assert_eq!(retry_delay(base, 2, 0.5), secs(60));
+        assert_eq!(retry_delay(base, 3, 0.5), secs(120));
+        assert_eq!(retry_delay(base, 7, 0.5), secs(1920));
+        assert_eq!(retry_delay(base, 8, 0.5), MAX_RETRY_DELAY);
         assert_eq!(retry_delay(base, 40, 0.99), MAX_RETRY_DELAY);
+    }
+
+    #[test]
+    fn jitter_moves_a_delay_by_at_most_a_fifth() {
+        assert_eq!(retry_delay(secs(100), 1, 0.0), secs(80));
+        assert_eq!(retry_delay(secs(100), 1, 0.25), secs(90));
+        assert_eq!(retry_delay(secs(100), 1, 1.0), secs(120));
+        // The cap comes after the jitter: 40 min · 2 · 0.8 = 64 min → 1 h; 40 min · 1.2 = 48 min.
+        assert_eq!(retry_delay(secs(2400), 2, 0.0), MAX_RETRY_DELAY);
+        let most = retry_delay(secs(2400), 1, 0.999_999);
+        assert!(secs(2879) < most && most < secs(2880), "{most:?}");
+    }
+
+    #[test]
+    fn odd_inputs_give_a_delay_rather_than_a_panic() {
+        assert_eq!(retry_delay(secs(30), 0, 0.5), secs(30));
+        assert_eq!(retry_delay(Duration::MAX, u32::MAX, 0.99), MAX_RETRY_DELAY);
+        assert_eq!(retry_delay(Duration::ZERO, u32::MAX, 0.99), Duration::ZERO);
+        assert_eq!(retry_delay(secs(30), 1, f64::NAN), secs(30));
+        assert_eq!(retry_delay(secs(30), 1, -3.0), secs(24));
+        assert_eq!(retry_delay(secs(30), 1, f64::INFINITY), secs(36));
+    }
+
+    /// Nanoseconds since the epoch, computed without the code under test.
+    fn ns(t: Timestamp) -> i128 {
+        t.as_nanosecond()
+    }
+
+    fn dur() -> impl Strategy<Value = Duration> {
+        prop_oneof![(0u64..100_000).prop_map(Duration::from_secs), (0u64..u64::MAX).prop_map(Duration::from_nanos)]
     }
 
     proptest! {
         #[test]
-        fn due_is_never_after_the_cap_nor_before_the_quiet_period_or_cap(
-            first in 0i64..1_000_000, gap in 0i64..100_000, debounce in 0u64..10_000, cap in proptest::option::of(0u64..10_000)
+        fn the_batch_is_due_a_quiet_period_after_the_last_event_or_at_the_cap_whichever_is_first(
+            first in -1_000_000_000i64..1_000_000_000, gap in 0i64..1_000_000, debounce in dur(),
+            cap in proptest::option::of(dur())
         ) {
             let (first, last) = (t(first), t(first + gap));
-            let due = due_at(first, last, Duration::from_secs(debounce), cap.map(Duration::from_secs));
-            let quiet = plus(last, Duration::from_secs(debounce));
-            if let Some(cap) = cap {
-                let limit = plus(first, Duration::from_secs(cap));
-                prop_assert!(due <= limit);
-                prop_assert_eq!(due, quiet.min(limit));
-            } else {
-                prop_assert_eq!(due, quiet);
+            let due = ns(due_at(first, last, debounce, cap));
+            let quiet = ns(last) + debounce.as_nanos() as i128;
+            match cap {
+                Some(cap) => {
+                    let limit = ns(first) + cap.as_nanos() as i128;
+                    prop_assert!(due <= limit, "never after first + max_wait");
+                    prop_assert!(due >= quiet.min(limit).min(ns(Timestamp::MAX)));
+                    prop_assert_eq!(due, quiet.min(limit));
+                }
+                None => prop_assert_eq!(due, quiet),
             }
+            prop_assert!(due >= ns(last).min(ns(first) + cap.map_or(i128::MAX / 2, |c| c.as_nanos() as i128)));
         }
 
         #[test]
         fn a_later_last_event_never_makes_the_batch_due_sooner(
-            first in 0i64..1_000_000, gap in 0i64..100_000, more in 0i64..100_000, debounce in 0u64..10_000, cap in proptest::option::of(0u64..10_000)
+            first in 0i64..1_000_000, gap in 0i64..100_000, more in 0i64..100_000, debounce in dur(),
+            cap in proptest::option::of(dur())
         ) {
-            let d = Duration::from_secs(debounce);
-            let c = cap.map(Duration::from_secs);
-            prop_assert!(due_at(t(first), t(first + gap), d, c) <= due_at(t(first), t(first + gap + more), d, c));
+            let earlier = due_at(t(first), t(first + gap), debounce, cap);
+            let later = due_at(t(first), t(first + gap + more), debounce, cap);
+            prop_assert!(earlier <= later);
         }
 
         #[test]
-        fn a_retry_delay_stays_within_twenty_percent_and_an_hour(base in 1u64..10_000, n in 1u32..64, jitter in 0.0f64..1.0) {
-            let base = Duration::from_millis(base);
-            let delay = retry_delay(base, n, jitter);
-            let exact = base.saturating_mul(1u32 << (n - 1).min(31)).min(MAX_RETRY_DELAY * 2);
-            prop_assert!(delay <= MAX_RETRY_DELAY);
-            prop_assert!(delay.as_secs_f64() >= (exact.as_secs_f64() * 0.8).min(MAX_RETRY_DELAY.as_secs_f64()) - 1e-6);
-            prop_assert!(delay.as_secs_f64() <= exact.as_secs_f64() * 1.2 + 1e-6);
+        fn a_retry_delay_is_the_doubled_base_within_twenty_percent_and_never_over_an_hour(
+            base_ms in 0u64..10_000_000, n in 1u32..=u32::MAX, jitter in 0.0f64..1.0
+        ) {
+            let delay = retry_delay(Duration::from_millis(base_ms), n, jitter).as_secs_f64();
+            let exact = base_ms as f64 / 1000.0 * 2f64.powi((n - 1).min(1000) as i32);
+            let hour = MAX_RETRY_DELAY.as_secs_f64();
+            prop_assert!(delay <= hour);
+            prop_assert!(delay >= (0.8 * exact).min(hour) - 1e-6);
+            prop_assert!(delay <= 1.2 * exact + 1e-6);
+            prop_assert!((delay - (exact * (0.8 + 0.4 * jitter)).min(hour)).abs() < 1e-6);
+        }
+
+        #[test]
+        fn more_failures_never_shorten_the_wait(base_ms in 0u64..10_000_000, n in 1u32..64, jitter in 0.0f64..1.0) {
+            let base = Duration::from_millis(base_ms);
+            prop_assert!(retry_delay(base, n, jitter) <= retry_delay(base, n + 1, jitter));
         }
     }
 }
