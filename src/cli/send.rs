@@ -95,6 +95,12 @@ fn body(args: &SendArgs) -> Result<Vec<u8>, Failure> {
     if args.subject.is_none() && args.status.is_none() {
         return Ok(Vec::new());
     }
+    if args.scheme == Scheme::Github {
+        return Err(Failure::usage(
+            "--subject and --status build the body hmac and standard_webhooks sources read; a github source reads \
+             GitHub's own payload (repository.full_name, conclusion): send it with --data or --data-file",
+        ));
+    }
     let mut doc = serde_json::Map::new();
     if let Some(subject) = &args.subject {
         doc.insert("subject".into(), subject.clone().into());

@@ -1,291 +1,816 @@
-//! The CLI as users run it: `send`, `check`, `events`, exit codes, messages.
+//! The CLI as users run it: the real binary as a child process. `send` against a real server and
+//! against scripted receivers; `check` and `serve` on good and bad configs; `events` as a table
+//! and as JSON; where the config is found. Exit codes: 0 ok, 1 runtime failure, 2 usage or config.
+//!
+//! Environment variables are set on the child only: tests run in parallel threads of one process.
 
 use crate::helpers::*;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
-use std::process::{Command, Output};
+use handoff::config::Kind;
+use handoff::domain::{Event, Status};
+use handoff::signature::{self, Key};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-fn handoff(args: &[&str]) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_handoff"));
-    command.args(args).env_remove("HANDOFF_CONFIG");
-    command
+// ---------------------------------------------------------------------------------------------
+// Running the binary
+
+/// What a finished command left behind.
+#[derive(Debug)]
+struct Out {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
 }
 
-fn run(command: &mut Command) -> (Option<i32>, String, String) {
-    let Output { status, stdout, stderr } = command.output().unwrap();
-    (status.code(), String::from_utf8_lossy(&stdout).into_owned(), String::from_utf8_lossy(&stderr).into_owned())
-}
+impl Out {
+    /// Asserts exit code 0 and returns stdout.
+    fn ok(&self) -> &str {
+        assert_eq!(self.code, Some(0), "expected success; stderr:\n{}\nstdout:\n{}", self.stderr, self.stdout);
+        &self.stdout
+    }
 
-async fn send(args: &[&str]) -> (Option<i32>, String, String) {
-    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-    tokio::task::spawn_blocking(move || {
-        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-        run(&mut handoff(&refs))
-    })
-    .await
-    .unwrap()
-}
-
-#[tokio::test]
-async fn send_signs_each_scheme_so_that_its_source_accepts_it() {
-    let app = TestApp::spawn().await;
-    for (path, scheme, secret) in
-        [("orchestrator", "hmac", "hmac"), ("sw", "standard-webhooks", "sw"), ("gh", "github", "github")]
-    {
-        let secret_file = app.dir.path().join(secret);
-        let (code, out, err) = send(&[
-            "send",
-            &app.url(&format!("/hooks/{path}")),
-            "--scheme",
-            scheme,
-            "--secret-file",
-            secret_file.to_str().unwrap(),
-            "--subject",
-            "nightly_dbt",
-            "--status",
-            "failure",
-        ])
-        .await;
-        assert_eq!(code, Some(0), "{scheme}: {err}");
-        let id = out.trim();
-        let events = app.events().await;
-        let event = events.iter().find(|e| e.id.0 == id).unwrap_or_else(|| panic!("{scheme}: no event {id}"));
-        assert_eq!(event.source, path);
-        if scheme != "github" {
-            assert_eq!(event.subject.id.as_deref(), Some("nightly_dbt"), "{scheme}");
-            assert_eq!(event.status, handoff::domain::Status::Failure, "{scheme}");
-        }
+    /// Asserts this exit code and returns stderr.
+    fn failed(&self, code: i32) -> &str {
+        assert_eq!(self.code, Some(code), "expected exit {code}; stderr:\n{}\nstdout:\n{}", self.stderr, self.stdout);
+        &self.stderr
     }
 }
 
+/// `handoff ARGS` with no HANDOFF_CONFIG inherited, run in a folder that holds no handoff.toml.
+fn handoff(args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_handoff"));
+    command.args(args).env_remove("HANDOFF_CONFIG").current_dir(std::env::temp_dir());
+    command
+}
+
+/// Runs a command without blocking the test's runtime (a TestApp may be serving on it).
+async fn run(command: Command) -> Out {
+    let output = tokio::process::Command::from(command).output().await.unwrap();
+    Out {
+        code: output.status.code(),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+async fn cli(args: &[&str]) -> Out {
+    run(handoff(args)).await
+}
+
+fn text(path: &Path) -> &str {
+    path.to_str().expect("temp paths are UTF-8")
+}
+
+/// The event with this id, as the server recorded it.
+async fn recorded(app: &TestApp, id: &str) -> Event {
+    let events = app.events().await;
+    events.into_iter().find(|e| e.id.0 == id).unwrap_or_else(|| panic!("no event {id} was recorded"))
+}
+
+/// The single line `send` prints on success: the event id.
+fn printed_id(out: &Out) -> String {
+    let stdout = out.ok();
+    let id = stdout.trim_end_matches('\n');
+    assert!(!id.is_empty() && !id.contains('\n'), "stdout is just the event id: {stdout:?}");
+    id.to_string()
+}
+
+// ---------------------------------------------------------------------------------------------
+// send → a real server
+
 #[tokio::test]
-async fn send_sends_a_data_file_byte_for_byte_and_an_idempotency_key_makes_a_repeat_a_duplicate() {
+async fn send_signs_so_that_an_hmac_source_accepts_it() {
     let app = TestApp::spawn().await;
-    let body = app.dir.path().join("body.json");
-    std::fs::write(&body, "{\"subject\": \"é\",\n  \"status\": \"success\"}\n").unwrap();
+    let secret = app.dir.path().join("hmac");
+    let url = app.url("/hooks/orchestrator");
+    let out = cli(&[
+        "send",
+        &url,
+        "--secret-file",
+        text(&secret),
+        "--subject",
+        "nightly_dbt",
+        "--status",
+        "failure",
+        "--idempotency-key",
+        "dag-run-1",
+    ])
+    .await;
+    let event = recorded(&app, &printed_id(&out)).await;
+    assert_eq!(event.source, "orchestrator");
+    assert_eq!(event.kind, "hmac");
+    assert_eq!(event.subject.id.as_deref(), Some("nightly_dbt"));
+    assert_eq!(event.status, Status::Failure);
+    assert_eq!(event.provider_event_id.as_deref(), Some("dag-run-1"), "the idempotency key is the delivery's identity");
+    let body: serde_json::Value = serde_json::from_slice(&event.body).unwrap();
+    assert_eq!(body, serde_json::json!({"subject": "nightly_dbt", "status": "failure"}));
+}
+
+#[tokio::test]
+async fn send_signs_so_that_a_standard_webhooks_source_accepts_it() {
+    let app = TestApp::spawn().await;
+    let secret = app.dir.path().join("sw");
+    let url = app.url("/hooks/sw");
+    let out = cli(&[
+        "send",
+        &url,
+        "--scheme",
+        "standard-webhooks",
+        "--secret-file",
+        text(&secret),
+        "--subject",
+        "prefect_flow",
+        "--status",
+        "started",
+        "--idempotency-key",
+        "msg_2Kp",
+    ])
+    .await;
+    let event = recorded(&app, &printed_id(&out)).await;
+    assert_eq!(event.source, "sw");
+    assert_eq!(event.kind, "standard_webhooks");
+    assert_eq!(event.subject.id.as_deref(), Some("prefect_flow"));
+    assert_eq!(event.status, Status::Started);
+    assert_eq!(event.provider_event_id.as_deref(), Some("msg_2Kp"), "webhook-id is the idempotency key");
+}
+
+#[tokio::test]
+async fn send_signs_so_that_a_github_source_accepts_it() {
+    let app = TestApp::spawn().await;
+    let secret = app.dir.path().join("github");
+    let url = app.url("/hooks/gh");
+    let body = r#"{"repository":{"full_name":"acme/analytics"},"workflow_run":{"conclusion":"failure"}}"#;
+    let out = cli(&[
+        "send",
+        &url,
+        "--scheme",
+        "github",
+        "--secret-file",
+        text(&secret),
+        "--data",
+        body,
+        "--idempotency-key",
+        "gh-delivery-7",
+    ])
+    .await;
+    let event = recorded(&app, &printed_id(&out)).await;
+    assert_eq!(event.source, "gh");
+    assert_eq!(event.kind, "github");
+    assert_eq!(event.subject.id.as_deref(), Some("acme/analytics"));
+    assert_eq!(event.status, Status::Failure);
+    assert_eq!(event.provider_event_id.as_deref(), Some("gh-delivery-7"), "X-GitHub-Delivery is the key");
+    assert_eq!(event.body, body.as_bytes());
+}
+
+#[tokio::test]
+async fn send_refuses_subject_and_status_with_the_github_scheme_as_a_github_source_would_not_read_them() {
+    let (url, fake) = spawn_fake(vec![Answer::accept()]).await;
+    let dir = secrets_dir();
+    let out = cli(&[
+        "send",
+        &url,
+        "--scheme",
+        "github",
+        "--secret-file",
+        text(&dir.path().join("github")),
+        "--status",
+        "failure",
+    ])
+    .await;
+    assert!(out.failed(2).contains("--data"), "{}", out.stderr);
+    assert!(fake.seen().is_empty());
+}
+
+#[tokio::test]
+async fn send_reads_the_secret_from_an_environment_variable_and_an_empty_body_is_a_success_with_no_subject() {
+    let app = TestApp::spawn().await;
+    let url = app.url("/hooks/orchestrator");
+    let mut command = handoff(&["send", &url, "--secret-env", "HANDOFF_CLI_TEST_ORCHESTRATOR_SECRET"]);
+    command.env("HANDOFF_CLI_TEST_ORCHESTRATOR_SECRET", HMAC_SECRET);
+    let event = recorded(&app, &printed_id(&run(command).await)).await;
+    assert!(event.body.is_empty(), "nothing given, nothing sent");
+    assert_eq!(event.status, Status::Success);
+    assert_eq!(event.subject.id, None);
+}
+
+#[tokio::test]
+async fn send_sends_a_data_file_byte_for_byte() {
+    let app = TestApp::spawn().await;
+    let file = app.dir.path().join("body.json");
+    let bytes = "{\"subject\": {\"id\": \"42\", \"name\": \"Ünïcode DAG\"},\r\n\t\"status\":   \"cancelled\"}\n\n";
+    std::fs::write(&file, bytes).unwrap();
     let url = app.url("/hooks/orchestrator");
     let secret = app.dir.path().join("hmac");
-    let args = [
-        "send",
-        url.as_str(),
-        "--data-file",
-        body.to_str().unwrap(),
-        "--secret-file",
-        secret.to_str().unwrap(),
-        "--idempotency-key",
-        "dag-run-42",
-    ];
-    let (code, first, _) = send(&args).await;
-    assert_eq!(code, Some(0));
-    let (code, second, _) = send(&args).await;
-    assert_eq!(code, Some(0));
-    assert_eq!(first, second, "the repeat is answered with the original event id");
-    let events = app.events().await;
-    assert_eq!(events.len(), 1);
-    assert_eq!(events[0].body, std::fs::read(&body).unwrap());
+    let out = cli(&["send", &url, "--data-file", text(&file), "--secret-file", text(&secret)]).await;
+    let event = recorded(&app, &printed_id(&out)).await;
+    assert_eq!(event.body, bytes.as_bytes(), "not re-encoded, not trimmed");
+    assert_eq!(event.subject.name.as_deref(), Some("Ünïcode DAG"));
+    assert_eq!(event.status, Status::Cancelled);
 }
 
 #[tokio::test]
-async fn send_with_the_wrong_secret_fails_at_once_with_the_reason() {
+async fn send_twice_with_the_same_idempotency_key_prints_the_same_event_id() {
+    let app = TestApp::spawn().await;
+    let url = app.url("/hooks/orchestrator");
+    let secret = app.dir.path().join("hmac");
+    let args = ["send", &url, "--secret-file", text(&secret), "--subject", "dag", "--idempotency-key", "run-42"];
+    let first = printed_id(&cli(&args).await);
+    let again = printed_id(&cli(&args).await);
+    assert_eq!(first, again, "the repeat is answered with the original event id");
+    assert_eq!(app.events().await.len(), 1, "and is not recorded twice");
+
+    // Without a key, each call is a delivery of its own.
+    let other = printed_id(&cli(&args[..6]).await);
+    assert_ne!(other, first);
+    assert_eq!(app.events().await.len(), 2);
+}
+
+#[tokio::test]
+async fn send_with_the_wrong_secret_fails_at_once_with_the_status_and_the_reason() {
     let app = TestApp::spawn().await;
     let wrong = app.dir.path().join("fivetran");
+    let url = app.url("/hooks/orchestrator");
     let started = Instant::now();
-    let (code, _, err) =
-        send(&["send", &app.url("/hooks/orchestrator"), "--secret-file", wrong.to_str().unwrap()]).await;
-    assert_eq!(code, Some(1));
+    // Were a 401 retried, the default backoff (1s, doubling, 5 retries) would take half a minute.
+    let out = cli(&["send", &url, "--secret-file", text(&wrong), "--data", "{}"]).await;
+    let err = out.failed(1);
     assert!(err.contains("401") && err.contains("signature does not match"), "{err}");
+    assert!(!err.contains("retrying"), "a 4xx is final: {err}");
     assert!(started.elapsed() < Duration::from_secs(5), "a 4xx is not retried");
+    assert!(out.stdout.is_empty());
+    assert!(app.events().await.is_empty());
 }
 
-#[tokio::test]
-async fn send_with_an_unset_secret_variable_is_a_usage_error() {
-    let (code, _, err) =
-        send(&["send", "http://127.0.0.1:9/hooks/x", "--secret-env", "HANDOFF_TEST_SURELY_UNSET"]).await;
-    assert_eq!(code, Some(2));
-    assert!(err.contains("HANDOFF_TEST_SURELY_UNSET is not set"), "{err}");
+// ---------------------------------------------------------------------------------------------
+// send → a scripted receiver
+
+/// One scripted answer.
+#[derive(Debug, Clone, Copy)]
+struct Answer {
+    status: u16,
+    retry_after: Option<&'static str>,
+    /// Wait this long before answering (to make the sender time out).
+    delay: Duration,
 }
 
-/// A status to answer and its Retry-After, if any.
-type Answer = (u16, Option<&'static str>);
-/// What a request carried: Authorization, Idempotency-Key, body.
-type Seen = (String, String, Vec<u8>);
+impl Answer {
+    fn status(status: u16) -> Self {
+        Answer { status, retry_after: None, delay: Duration::ZERO }
+    }
+    fn accept() -> Self {
+        Answer::status(202)
+    }
+}
 
-/// A receiver that answers from a script of statuses and records what it got.
+/// What one request carried, and when it arrived.
+#[derive(Debug, Clone)]
+struct Seen {
+    at: Instant,
+    headers: HeaderMap,
+    body: Vec<u8>,
+}
+
+impl Seen {
+    fn header(&self, name: &str) -> &str {
+        self.headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("")
+    }
+}
+
+/// A receiver that answers from a script (the last answer repeats) and records every request.
 #[derive(Clone, Default)]
-struct Flaky {
+struct Fake {
     script: Arc<Mutex<Vec<Answer>>>,
     seen: Arc<Mutex<Vec<Seen>>>,
 }
 
-async fn flaky(
-    State(state): State<Flaky>,
+impl Fake {
+    fn seen(&self) -> Vec<Seen> {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+async fn fake_hook(
+    State(fake): State<Fake>,
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> (StatusCode, HeaderMap, String) {
-    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
-    state.seen.lock().unwrap().push((header("authorization"), header("idempotency-key"), body.to_vec()));
-    let (status, retry_after) = {
-        let mut script = state.script.lock().unwrap();
+    fake.seen.lock().unwrap().push(Seen { at: Instant::now(), headers, body: body.to_vec() });
+    let answer = {
+        let mut script = fake.script.lock().unwrap();
         if script.len() > 1 { script.remove(0) } else { script[0] }
     };
-    let mut out = HeaderMap::new();
-    if let Some(seconds) = retry_after {
-        out.insert("retry-after", seconds.parse().unwrap());
+    tokio::time::sleep(answer.delay).await;
+    let mut headers = HeaderMap::new();
+    if let Some(seconds) = answer.retry_after {
+        headers.insert("retry-after", seconds.parse().unwrap());
     }
-    (StatusCode::from_u16(status).unwrap(), out, r#"{"event_id":"evt-from-fake"}"#.to_string())
+    let body = if answer.status < 300 {
+        r#"{"event_id":"x"}"#.to_string()
+    } else {
+        format!(r#"{{"error":"scripted {}"}}"#, answer.status)
+    };
+    (StatusCode::from_u16(answer.status).unwrap(), headers, body)
 }
 
-async fn spawn_flaky(script: Vec<Answer>) -> (String, Flaky) {
-    let state = Flaky { script: Arc::new(Mutex::new(script)), ..Flaky::default() };
-    let app = axum::Router::new().route("/hook", post(flaky)).with_state(state.clone());
+/// Starts a fake receiver on 127.0.0.1:0; returns its URL.
+async fn spawn_fake(script: Vec<Answer>) -> (String, Fake) {
+    let fake = Fake { script: Arc::new(Mutex::new(script)), ..Fake::default() };
+    let router = axum::Router::new().route("/hook", post(fake_hook)).with_state(fake.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/hook", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    (url, state)
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    (url, fake)
 }
 
-fn secret_file(dir: &std::path::Path) -> String {
-    write_secrets(dir);
-    dir.join("hmac").to_str().unwrap().to_string()
+/// A temp folder holding the shared secret files (`hmac`, `sw`, `github`, ...).
+fn secrets_dir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    write_secrets(dir.path());
+    dir
 }
 
 #[tokio::test]
-async fn send_retries_5xx_with_the_same_key_and_a_valid_signature_every_time() {
-    let dir = tempfile::tempdir().unwrap();
-    let secret = secret_file(dir.path());
-    let (url, fake) = spawn_flaky(vec![(503, None), (502, None), (202, None)]).await;
-    let (code, out, err) = send(&["send", &url, "--secret-file", &secret, "--data", "{}", "--backoff", "50ms"]).await;
-    assert_eq!(code, Some(0), "{err}");
-    assert_eq!(out.trim(), "evt-from-fake");
-    let seen = fake.seen.lock().unwrap().clone();
+async fn send_retries_5xx_with_the_same_idempotency_key_and_a_valid_signature_on_every_attempt() {
+    let dir = secrets_dir();
+    let (url, fake) = spawn_fake(vec![Answer::status(503), Answer::status(503), Answer::accept()]).await;
+    let body = r#"{"subject":"nightly_dbt"}"#;
+    let secret = dir.path().join("hmac");
+    let out = cli(&["send", &url, "--secret-file", text(&secret), "--data", body, "--backoff", "50ms"]).await;
+    assert_eq!(out.ok(), "x\n", "the receiver's event id is printed");
+    assert_eq!(out.stderr.matches("retrying in").count(), 2, "each retry is reported:\n{}", out.stderr);
+    assert!(out.stderr.contains("503"), "{}", out.stderr);
+
+    let seen = fake.seen();
     assert_eq!(seen.len(), 3);
-    for (signature, key, body) in &seen {
-        assert_eq!(signature, &hex_sig(HMAC_SECRET, body));
-        assert_eq!(key, &seen[0].1, "one idempotency key for every attempt");
+    let key = seen[0].header("idempotency-key");
+    let parsed = uuid::Uuid::parse_str(key).unwrap_or_else(|_| panic!("the default key is a UUID: {key}"));
+    assert_eq!(parsed.get_version_num(), 7, "a UUIDv7");
+    for attempt in &seen {
+        assert_eq!(attempt.body, body.as_bytes());
+        assert_eq!(attempt.header("idempotency-key"), key, "one idempotency key for every attempt");
+        assert_eq!(attempt.header("authorization"), hex_sig(HMAC_SECRET, &attempt.body));
+        assert_eq!(attempt.header("content-type"), "application/json");
     }
-    assert!(!seen[0].1.is_empty());
+    // Exponential: 50ms then 100ms, each ±20%; lower bounds only.
+    assert!(seen[1].at - seen[0].at >= Duration::from_millis(38), "{:?}", seen[1].at - seen[0].at);
+    assert!(seen[2].at - seen[1].at >= Duration::from_millis(78), "the backoff doubles: {:?}", seen[2].at - seen[1].at);
 }
 
 #[tokio::test]
-async fn send_honours_retry_after_on_429() {
-    let dir = tempfile::tempdir().unwrap();
-    let secret = secret_file(dir.path());
-    let (url, fake) = spawn_flaky(vec![(429, Some("1")), (202, None)]).await;
-    let started = Instant::now();
-    let (code, _, err) = send(&["send", &url, "--secret-file", &secret, "--backoff", "10ms"]).await;
-    assert_eq!(code, Some(0), "{err}");
-    assert!(started.elapsed() >= Duration::from_millis(900), "waited as Retry-After asked");
-    assert_eq!(fake.seen.lock().unwrap().len(), 2);
-}
-
-#[tokio::test]
-async fn send_gives_up_after_its_retries_and_says_so() {
-    let dir = tempfile::tempdir().unwrap();
-    let secret = secret_file(dir.path());
-    let (url, fake) = spawn_flaky(vec![(500, None)]).await;
-    let (code, _, err) = send(&["send", &url, "--secret-file", &secret, "--retries", "2", "--backoff", "10ms"]).await;
-    assert_eq!(code, Some(1));
-    assert!(err.contains("gave up after 3 attempts"), "{err}");
-    assert_eq!(fake.seen.lock().unwrap().len(), 3);
-
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
-    let (code, _, err) = send(&[
+async fn send_retries_a_standard_webhooks_delivery_with_one_webhook_id_and_a_fresh_valid_signature() {
+    let dir = secrets_dir();
+    let (url, fake) = spawn_fake(vec![Answer::status(502), Answer::accept()]).await;
+    let secret = dir.path().join("sw");
+    let out = cli(&[
         "send",
-        &format!("http://{closed}/hooks/x"),
+        &url,
+        "--scheme",
+        "standard-webhooks",
         "--secret-file",
-        &secret,
-        "--retries",
-        "1",
+        text(&secret),
+        "--status",
+        "success",
         "--backoff",
         "10ms",
     ])
     .await;
-    assert_eq!(code, Some(1));
-    assert!(err.contains("cannot reach"), "{err}");
+    assert_eq!(out.ok(), "x\n");
+    let key = Key::new(&signature::decode_standard_webhooks_secret(SW_SECRET).unwrap());
+    let seen = fake.seen();
+    assert_eq!(seen.len(), 2);
+    for attempt in &seen {
+        assert_eq!(attempt.header("webhook-id"), seen[0].header("webhook-id"));
+        let (id, timestamp) = (attempt.header("webhook-id"), attempt.header("webhook-timestamp"));
+        assert!(
+            signature::verify_standard_webhooks(
+                &key,
+                id,
+                timestamp,
+                &attempt.body,
+                attempt.header("webhook-signature")
+            ),
+            "attempt signed for its own timestamp: {:?}",
+            attempt.headers
+        );
+    }
 }
 
 #[tokio::test]
-async fn check_prints_each_source_and_how_it_authenticates_but_no_secret() {
-    let app = TestApp::spawn().await;
-    let (code, out, err) = run(handoff(&["check", "--config"]).arg(app.config_path()));
-    assert_eq!(code, Some(0), "{err}");
-    for line in ["POST /hooks/dbt", "POST /hooks/fivetran", "POST /hooks/airbyte", "POST /hooks/sw", "POST /hooks/gh"] {
-        assert!(out.contains(line), "{out}");
+async fn send_honours_retry_after_on_429() {
+    let dir = secrets_dir();
+    let busy = Answer { retry_after: Some("1"), ..Answer::status(429) };
+    let (url, fake) = spawn_fake(vec![busy, Answer::accept()]).await;
+    let secret = dir.path().join("hmac");
+    let started = Instant::now();
+    let out = cli(&["send", &url, "--secret-file", text(&secret), "--backoff", "10ms"]).await;
+    assert_eq!(out.ok(), "x\n");
+    assert!(started.elapsed() >= Duration::from_millis(900), "waited as Retry-After asked, not 10ms");
+    let seen = fake.seen();
+    assert_eq!(seen.len(), 2);
+    assert!(seen[1].at - seen[0].at >= Duration::from_millis(900), "{:?}", seen[1].at - seen[0].at);
+    assert_eq!(seen[0].header("idempotency-key"), seen[1].header("idempotency-key"));
+    assert!(out.stderr.contains("429") && out.stderr.contains("retrying in 1.0s"), "{}", out.stderr);
+}
+
+#[tokio::test]
+async fn send_retries_an_attempt_that_times_out() {
+    let dir = secrets_dir();
+    let slow = Answer { delay: Duration::from_secs(5), ..Answer::accept() };
+    let (url, fake) = spawn_fake(vec![slow, Answer::accept()]).await;
+    let secret = dir.path().join("hmac");
+    let out = cli(&["send", &url, "--secret-file", text(&secret), "--timeout", "200ms", "--backoff", "10ms"]).await;
+    assert_eq!(out.ok(), "x\n");
+    let seen = fake.seen();
+    assert_eq!(seen.len(), 2);
+    assert_eq!(seen[0].header("idempotency-key"), seen[1].header("idempotency-key"), "safe to repeat");
+}
+
+#[tokio::test]
+async fn send_gives_up_after_its_retries_and_says_how_many_attempts_it_made() {
+    let dir = secrets_dir();
+    let (url, fake) = spawn_fake(vec![Answer::status(500)]).await;
+    let secret = dir.path().join("hmac");
+    let out = cli(&["send", &url, "--secret-file", text(&secret), "--retries", "2", "--backoff", "10ms"]).await;
+    let err = out.failed(1);
+    assert!(err.contains("gave up after 3 attempts"), "{err}");
+    assert!(err.contains("500") && err.contains("scripted 500"), "the last answer and its reason: {err}");
+    assert!(out.stdout.is_empty());
+    assert_eq!(fake.seen().len(), 3);
+}
+
+#[tokio::test]
+async fn send_does_not_retry_a_4xx_other_than_429() {
+    let dir = secrets_dir();
+    let (url, fake) = spawn_fake(vec![Answer::status(422), Answer::accept()]).await;
+    let secret = dir.path().join("hmac");
+    let out = cli(&["send", &url, "--secret-file", text(&secret), "--retries", "3", "--backoff", "10ms"]).await;
+    let err = out.failed(1);
+    assert!(err.contains("422") && err.contains("scripted 422"), "{err}");
+    assert_eq!(fake.seen().len(), 1, "a 4xx is final");
+}
+
+#[tokio::test]
+async fn send_to_a_closed_port_retries_then_says_it_cannot_reach_it() {
+    let dir = secrets_dir();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let url = format!("http://{closed}/hooks/orchestrator");
+    let secret = dir.path().join("hmac");
+    let out = cli(&["send", &url, "--secret-file", text(&secret), "--retries", "1", "--backoff", "10ms"]).await;
+    let err = out.failed(1);
+    assert!(err.contains("cannot reach") && err.contains("gave up after 2 attempts"), "{err}");
+    assert_eq!(err.matches("retrying in").count(), 1, "{err}");
+}
+
+#[tokio::test]
+async fn send_with_an_unset_secret_variable_is_a_usage_error() {
+    let (url, fake) = spawn_fake(vec![Answer::accept()]).await;
+    let mut command = handoff(&["send", &url, "--secret-env", "HANDOFF_CLI_TEST_SURELY_UNSET"]);
+    command.env_remove("HANDOFF_CLI_TEST_SURELY_UNSET");
+    let out = run(command).await;
+    assert!(out.failed(2).contains("HANDOFF_CLI_TEST_SURELY_UNSET is not set"), "{}", out.stderr);
+    assert!(fake.seen().is_empty(), "nothing is sent");
+}
+
+#[tokio::test]
+async fn send_rejects_bad_arguments_as_usage_errors_before_sending_anything() {
+    let dir = secrets_dir();
+    let (url, fake) = spawn_fake(vec![Answer::accept()]).await;
+    let hmac = dir.path().join("hmac");
+    let empty = dir.path().join("empty");
+    std::fs::write(&empty, "\n").unwrap();
+    let missing = dir.path().join("missing");
+    let cases: [(&[&str], &str); 7] = [
+        (&["--secret-file", text(&hmac), "--status", "done"], "--status done"),
+        (&["--secret-file", text(&hmac), "--data", "{}", "--subject", "x"], "cannot be used with"),
+        (&["--data", "{}"], "--secret-env"),
+        (&["--secret-file", text(&missing)], "cannot read secret file"),
+        (&["--secret-file", text(&empty)], "the secret is empty"),
+        (&["--secret-file", text(&hmac), "--scheme", "standard-webhooks"], "not a Standard Webhooks secret"),
+        (&["--secret-file", text(&hmac), "--data-file", text(&missing)], "cannot read"),
+    ];
+    for (args, message) in cases {
+        let mut command = handoff(&["send", &url]);
+        command.args(args);
+        let out = run(command).await;
+        let err = out.failed(2);
+        assert!(err.contains(message), "{args:?}: {err}");
     }
-    assert!(out.contains("X-Fivetran-Signature-256: hex HMAC-SHA256 of the raw body"), "{out}");
-    assert!(out.contains("token in ?token= or Authorization: Bearer <token>"), "{out}");
-    for secret in [DBT_SECRET, DBT_OLD_SECRET, FIVETRAN_SECRET, AIRBYTE_TOKEN, HMAC_SECRET, SW_SECRET, GITHUB_SECRET] {
-        assert!(!out.contains(secret) && !err.contains(secret), "check printed {secret}");
+    assert!(fake.seen().is_empty(), "nothing is sent");
+}
+
+// ---------------------------------------------------------------------------------------------
+// check and serve
+
+/// A folder with the shared secret files and the standard sources' config; returns the config path.
+fn standard_config(dir: &Path) -> PathBuf {
+    write_secrets(dir);
+    let path = dir.join("handoff.toml");
+    std::fs::write(&path, standard_sources()).unwrap();
+    path
+}
+
+const ALL_SECRETS: [&str; 7] =
+    [DBT_SECRET, DBT_OLD_SECRET, FIVETRAN_SECRET, AIRBYTE_TOKEN, HMAC_SECRET, SW_SECRET, GITHUB_SECRET];
+
+#[tokio::test]
+async fn check_prints_each_sources_url_path_and_how_it_authenticates_but_no_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = standard_config(dir.path());
+    let out = cli(&["check", "--config", text(&config)]).await;
+    let stdout = out.ok();
+    assert!(stdout.starts_with(&format!("{}: ok\n", config.display())), "{stdout}");
+    let sources = [
+        ("dbt", Kind::DbtCloud, "file dbt, previous: file dbt_old"),
+        ("fivetran", Kind::Fivetran, "file fivetran"),
+        ("airbyte", Kind::Airbyte, "file airbyte"),
+        ("orchestrator", Kind::Hmac, "file hmac"),
+        ("sw", Kind::StandardWebhooks, "file sw"),
+        ("gh", Kind::Github, "file github"),
+    ];
+    for (name, kind, from) in sources {
+        let block = source_block(stdout, name);
+        assert!(block.contains(&format!("kind:   {kind}")), "{name}:\n{block}");
+        assert!(block.contains(&format!("auth:   {}", handoff::sources::describe_auth(kind))), "{name}:\n{block}");
+        assert!(block.contains(from), "{name} says where its secret comes from:\n{block}");
+    }
+    for secret in ALL_SECRETS {
+        assert!(!stdout.contains(secret) && !out.stderr.contains(secret), "check printed {secret}");
+    }
+}
+
+/// The lines `check` prints for one source: its `NAME  POST /hooks/NAME` line and the indented ones after it.
+fn source_block(stdout: &str, name: &str) -> String {
+    let head = format!("  {name}  POST /hooks/{name}");
+    let mut lines = stdout.lines().skip_while(|l| *l != head);
+    assert!(lines.next().is_some(), "no `{head}` line in:\n{stdout}");
+    let rest: Vec<&str> = lines.take_while(|l| l.starts_with("    ")).collect();
+    format!("{head}\n{}", rest.join("\n"))
+}
+
+#[tokio::test]
+async fn check_names_an_environment_secret_but_never_prints_its_value() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("handoff.toml");
+    std::fs::write(
+        &config,
+        "[sources.orchestrator]\nkind = \"hmac\"\nsecret = { env = \"HANDOFF_CLI_TEST_CHECK_SECRET\" }\n",
+    )
+    .unwrap();
+    let mut command = handoff(&["check", "--config", text(&config)]);
+    command.env("HANDOFF_CLI_TEST_CHECK_SECRET", "s3cr3t-from-the-environment");
+    let out = run(command).await;
+    let stdout = out.ok();
+    assert!(stdout.contains("POST /hooks/orchestrator"), "{stdout}");
+    assert!(stdout.contains("env HANDOFF_CLI_TEST_CHECK_SECRET"), "{stdout}");
+    assert!(!stdout.contains("s3cr3t") && !out.stderr.contains("s3cr3t"), "{stdout}");
+}
+
+/// `serve` on this config: it must exit by itself (a bad config never starts a server).
+async fn serve(config: &Path) -> Out {
+    let mut command = tokio::process::Command::from(handoff(&["serve", "--config", text(config)]));
+    command.stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true);
+    let child = command.spawn().unwrap();
+    let output = tokio::time::timeout(Duration::from_secs(20), child.wait_with_output())
+        .await
+        .unwrap_or_else(|_| panic!("serve started on the bad config {}", config.display()))
+        .unwrap();
+    Out {
+        code: output.status.code(),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
     }
 }
 
 #[tokio::test]
-async fn bad_configs_stop_check_and_serve_with_the_file_the_line_and_a_hint() {
+async fn check_and_serve_refuse_a_bad_config_with_the_file_the_line_and_a_hint_and_exit_2() {
     let dir = tempfile::tempdir().unwrap();
     write_secrets(dir.path());
+    std::fs::create_dir(dir.path().join("a_folder")).unwrap();
+    // A free port, so that a server that did start would not collide with anything.
+    let server = "[server]\nlisten = \"127.0.0.1:0\"\n";
+    let dbt = "[sources.dbt]\nkind = \"dbt_cloud\"\n";
     let cases = [
-        ("[sources.dbt]\nkind = \"dbt_cloud\"\nsecret = { file = \"dbt\" }\nsecert = 1\n", 4, "unknown field `secert`"),
-        ("[sources.dbt]\nkind = \"dbt_cloud\"\n", 1, "has no `secret`"),
-        ("[sources.dbt]\nkind = \"dbt_cloud\"\nsecret = { env = \"HANDOFF_TEST_SURELY_UNSET\" }\n", 3, "is not set"),
-        ("[sources.dbt]\nkind = \"dbt_cloud\"\nsecret = { file = \"missing\" }\n", 3, "cannot read secret file"),
+        // (config text, line, column, message, hint)
+        (
+            format!("{server}{dbt}secret = {{ file = \"dbt\" }}\nsecert = 1\n"),
+            6,
+            1,
+            "unknown field `secert`",
+            "did you mean `secret`?",
+        ),
+        (format!("{server}{dbt}"), 3, 1, "source `dbt` has no `secret`", "add secret = { env = \"NAME\" }"),
+        (
+            format!("{server}{dbt}secret = {{ env = \"HANDOFF_CLI_TEST_SURELY_UNSET\" }}\n"),
+            5,
+            10,
+            "environment variable HANDOFF_CLI_TEST_SURELY_UNSET is not set",
+            "export HANDOFF_CLI_TEST_SURELY_UNSET=",
+        ),
+        (
+            format!("{server}{dbt}secret = {{ file = \"missing\" }}\n"),
+            5,
+            10,
+            "cannot read secret file",
+            "check the path",
+        ),
+        (
+            format!("{server}{dbt}secret = {{ file = \"a_folder\" }}\n"),
+            5,
+            10,
+            "cannot read secret file",
+            "check the path",
+        ),
     ];
-    for (text, line, message) in cases {
-        let path = dir.path().join("handoff.toml");
-        std::fs::write(&path, text).unwrap();
-        for command in ["check", "serve"] {
-            let (code, _, err) = run(handoff(&[command, "--config"]).arg(&path));
-            assert_eq!(code, Some(2), "{command} on {text:?}: {err}");
-            let at = format!("{}:{line}:", path.display());
-            assert!(err.contains(&at), "{command}: {err} lacks {at}");
-            assert!(err.contains(message) && err.contains("hint:"), "{command}: {err}");
+    let path = dir.path().join("handoff.toml");
+    for (text_of_config, line, column, message, hint) in cases {
+        std::fs::write(&path, &text_of_config).unwrap();
+        let mut check = handoff(&["check", "--config", text(&path)]);
+        check.env_remove("HANDOFF_CLI_TEST_SURELY_UNSET");
+        let check = run(check).await;
+        for (command, out) in [("check", &check), ("serve", &serve(&path).await)] {
+            let err = out.failed(2);
+            let at = format!("{}:{line}:{column}: {message}", path.display());
+            assert!(err.contains(&at), "{command} on\n{text_of_config}\nsays\n{err}\nnot {at}");
+            assert!(err.contains(&format!("hint: {hint}")), "{command}: {err}");
+            assert!(out.stdout.is_empty(), "{command}: {}", out.stdout);
+            for secret in ALL_SECRETS {
+                assert!(!err.contains(secret), "{command} printed {secret}");
+            }
         }
+        assert!(!dir.path().join("handoff.db").exists(), "serve did not start: no store was created");
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// events, and where the config is found
+
+/// A server that has recorded three `orchestrator` events and then one `dbt` event; their ids, oldest first.
+async fn app_with_events() -> (TestApp, Vec<String>) {
+    let app = TestApp::spawn().await;
+    let mut ids = Vec::new();
+    for subject in ["first", "second", "third"] {
+        let body = format!(r#"{{"subject":{{"id":"{subject}","name":"The {subject}"}},"status":"failure"}}"#);
+        let (status, answer) = app
+            .deliver("orchestrator", body.as_bytes(), &[("authorization", hex_sig(HMAC_SECRET, body.as_bytes()))])
+            .await;
+        assert_eq!(status, 202, "{answer}");
+        ids.push(event_id(&answer));
+    }
+    let body = DBT_BODY.as_bytes();
+    let (status, answer) = app.deliver("dbt", body, &[("authorization", hex_sig(DBT_SECRET, body))]).await;
+    assert_eq!(status, 202, "{answer}");
+    ids.push(event_id(&answer));
+    (app, ids)
+}
+
+const DBT_BODY: &str = r#"{"eventType":"job.run.completed","eventId":"wev_cli","timestamp":"2026-11-24T10:30:00.123456Z","data":{"jobId":"1","jobName":"nightly","runId":"9","runStatus":"Success"}}"#;
+
+fn json_array(stdout: &str) -> Vec<serde_json::Value> {
+    let value: serde_json::Value =
+        serde_json::from_str(stdout).unwrap_or_else(|e| panic!("stdout is one JSON document ({e}):\n{stdout}"));
+    value.as_array().unwrap_or_else(|| panic!("a JSON array: {stdout}")).clone()
+}
+
+fn ids_of(list: &[serde_json::Value]) -> Vec<&str> {
+    list.iter().map(|e| e["id"].as_str().unwrap()).collect()
+}
+
+/// RFC 3339, UTC, with exactly three fractional digits: `2026-11-24T10:30:00.123Z`.
+fn assert_rfc3339_millis(field: &str, value: &serde_json::Value) {
+    let text = value.as_str().unwrap_or_else(|| panic!("{field} is a string: {value}"));
+    assert!(text.parse::<jiff::Timestamp>().is_ok(), "{field} is RFC 3339: {text}");
+    let (_, fraction) = text.rsplit_once('.').unwrap_or_else(|| panic!("{field} has milliseconds: {text}"));
+    let (digits, zone) = fraction.split_at(fraction.len().saturating_sub(1));
+    assert!(digits.len() == 3 && digits.bytes().all(|b| b.is_ascii_digit()) && zone == "Z", "{field}: {text}");
 }
 
 #[tokio::test]
-async fn events_lists_newest_first_as_a_table_or_json_and_finds_its_config_three_ways() {
-    let app = TestApp::spawn().await;
-    for subject in ["first", "second", "third"] {
-        let body = format!(r#"{{"subject":"{subject}"}}"#);
-        let (status, _) = app
-            .deliver("orchestrator", body.as_bytes(), &[("authorization", hex_sig(HMAC_SECRET, body.as_bytes()))])
-            .await;
-        assert_eq!(status, 202);
-    }
-    let body = DBT_BODY.as_bytes();
-    app.deliver("dbt", body, &[("authorization", hex_sig(DBT_SECRET, body))]).await;
-
+async fn events_json_is_one_array_newest_first_with_the_documented_fields_and_millisecond_utc_times() {
+    let (app, ids) = app_with_events().await;
     let config = app.config_path();
-    let (code, out, _) = run(handoff(&["events", "--json", "--source", "orchestrator", "--config"]).arg(&config));
-    assert_eq!(code, Some(0));
-    let list: serde_json::Value = serde_json::from_str(&out).unwrap();
-    let subjects: Vec<&str> = list.as_array().unwrap().iter().map(|e| e["subject"]["id"].as_str().unwrap()).collect();
-    assert_eq!(subjects, ["third", "second", "first"], "newest first, dbt filtered out");
-    for field in ["id", "source", "kind", "provider_event_id", "subject", "status", "occurred_at", "received_at"] {
-        assert!(list[0].get(field).is_some(), "missing {field}");
+    let list = json_array(cli(&["events", "--json", "--config", text(&config)]).await.ok());
+    let newest_first: Vec<&str> = ids.iter().rev().map(String::as_str).collect();
+    assert_eq!(ids_of(&list), newest_first);
+
+    for event in &list {
+        for field in ["id", "source", "kind", "provider_event_id", "subject", "status", "occurred_at", "received_at"] {
+            assert!(event.get(field).is_some(), "missing {field}: {event}");
+        }
+        let subject = event["subject"].as_object().unwrap_or_else(|| panic!("subject is an object: {event}"));
+        assert!(subject.contains_key("id") && subject.contains_key("name"), "{event}");
+        assert_rfc3339_millis("occurred_at", &event["occurred_at"]);
+        assert_rfc3339_millis("received_at", &event["received_at"]);
     }
-    let received = list[0]["received_at"].as_str().unwrap();
-    assert!(received.parse::<jiff::Timestamp>().is_ok());
-    let millis = received.rsplit('.').next().unwrap();
-    assert!(millis.len() == 4 && millis.ends_with('Z'), "RFC 3339 with milliseconds: {received}");
+    let received: Vec<jiff::Timestamp> =
+        list.iter().map(|e| e["received_at"].as_str().unwrap().parse().unwrap()).collect();
+    assert!(received.windows(2).all(|w| w[0] >= w[1]), "newest first: {received:?}");
 
-    let (_, out, _) = run(handoff(&["--config"]).arg(&config).args(["events", "--limit", "1"]));
-    assert_eq!(out.lines().count(), 2, "a header and one event:\n{out}");
-    assert!(out.starts_with("RECEIVED"), "{out}");
-    assert!(out.contains("dbt"), "the newest is the dbt event:\n{out}");
-
-    let (code, out, _) = run(handoff(&["events"]).env("HANDOFF_CONFIG", &config));
-    assert_eq!(code, Some(0));
-    assert_eq!(out.lines().count(), 5);
-
-    let empty = tempfile::tempdir().unwrap();
-    std::fs::write(empty.path().join("handoff.toml"), "").unwrap();
-    let (code, _, err) = run(handoff(&["events", "--config"]).arg(empty.path().join("handoff.toml")));
-    assert_eq!(code, Some(1));
-    assert!(err.contains("does not exist"), "{err}");
+    let dbt = &list[0];
+    assert_eq!(dbt["source"], "dbt");
+    assert_eq!(dbt["kind"], "dbt_cloud");
+    assert_eq!(dbt["provider_event_id"], "wev_cli");
+    assert_eq!(dbt["subject"], serde_json::json!({"id": "1", "name": "nightly"}));
+    assert_eq!(dbt["status"], "success");
+    assert_eq!(dbt["occurred_at"], "2026-11-24T10:30:00.123Z", "the provider's time, in milliseconds");
+    let third = &list[1];
+    assert_eq!(third["source"], "orchestrator");
+    assert_eq!(third["kind"], "hmac");
+    assert_eq!(third["subject"], serde_json::json!({"id": "third", "name": "The third"}));
+    assert_eq!(third["status"], "failure");
 }
 
-const DBT_BODY: &str = r#"{"eventType":"job.run.completed","eventId":"wev_cli","data":{"jobId":"1","jobName":"nightly","runId":"9","runStatus":"Success"}}"#;
+#[tokio::test]
+async fn events_filters_by_source_and_limits_the_list() {
+    let (app, ids) = app_with_events().await;
+    let config = app.config_path();
+    let config = text(&config);
+
+    let list = json_array(cli(&["events", "--json", "--source", "orchestrator", "--config", config]).await.ok());
+    assert_eq!(ids_of(&list), [&ids[2], &ids[1], &ids[0]], "dbt filtered out");
+    assert!(list.iter().all(|e| e["source"] == "orchestrator"));
+
+    let list = json_array(cli(&["events", "--json", "--limit", "1", "--config", config]).await.ok());
+    assert_eq!(ids_of(&list), [&ids[3]], "the newest one");
+
+    let list = json_array(
+        cli(&["events", "--json", "--source", "orchestrator", "--limit", "2", "--config", config]).await.ok(),
+    );
+    assert_eq!(ids_of(&list), [&ids[2], &ids[1]]);
+
+    let list = json_array(cli(&["events", "--json", "--source", "nobody", "--config", config]).await.ok());
+    assert!(list.is_empty(), "an empty listing is still one JSON array");
+}
+
+#[tokio::test]
+async fn events_prints_a_table_with_a_header_row_and_one_row_per_event() {
+    let (app, ids) = app_with_events().await;
+    let config = app.config_path();
+    let out = cli(&["events", "--config", text(&config)]).await;
+    let lines: Vec<&str> = out.ok().lines().collect();
+    assert_eq!(lines.len(), 5, "a header and four events:\n{}", out.stdout);
+    for column in ["RECEIVED", "EVENT ID", "SOURCE", "SUBJECT", "STATUS"] {
+        assert!(lines[0].contains(column), "{}", lines[0]);
+    }
+    for (line, id) in lines[1..].iter().zip(ids.iter().rev()) {
+        assert!(line.contains(id.as_str()), "newest first:\n{}", out.stdout);
+    }
+    assert!(lines[1].contains("dbt") && lines[1].contains("success"), "{}", lines[1]);
+
+    let out = cli(&["events", "--limit", "1", "--config", text(&config)]).await;
+    assert_eq!(out.ok().lines().count(), 2, "a header and one event:\n{}", out.stdout);
+}
+
+#[tokio::test]
+async fn the_config_is_found_by_flag_before_or_after_the_subcommand_by_handoff_config_or_in_the_folder() {
+    let (app, ids) = app_with_events().await;
+    let config = app.config_path();
+    let config = text(&config);
+    let newest = ids.last().unwrap().as_str();
+    let newest_of = |out: Out| json_array(out.ok())[0]["id"].as_str().unwrap().to_string();
+
+    assert_eq!(newest_of(cli(&["events", "--json", "--limit", "1", "--config", config]).await), newest);
+    assert_eq!(newest_of(cli(&["--config", config, "events", "--json", "--limit", "1"]).await), newest);
+
+    let mut command = handoff(&["events", "--json", "--limit", "1"]);
+    command.env("HANDOFF_CONFIG", config);
+    assert_eq!(newest_of(run(command).await), newest, "HANDOFF_CONFIG");
+
+    let mut command = handoff(&["events", "--json", "--limit", "1", "--config", config]);
+    command.env("HANDOFF_CONFIG", "/nonexistent/handoff.toml");
+    assert_eq!(newest_of(run(command).await), newest, "--config wins over HANDOFF_CONFIG");
+
+    let mut command = handoff(&["events", "--json", "--limit", "1"]);
+    command.current_dir(app.dir.path());
+    assert_eq!(newest_of(run(command).await), newest, "./handoff.toml");
+
+    // check too, both ways.
+    assert!(cli(&["--config", config, "check"]).await.ok().contains("POST /hooks/orchestrator"));
+    let mut command = handoff(&["check"]);
+    command.env("HANDOFF_CONFIG", config);
+    assert!(run(command).await.ok().contains("POST /hooks/orchestrator"));
+
+    // No flag, no variable, no ./handoff.toml: a config error that says what to do.
+    let empty = tempfile::tempdir().unwrap();
+    let mut command = handoff(&["events"]);
+    command.current_dir(empty.path());
+    let out = run(command).await;
+    let err = out.failed(2);
+    assert!(err.contains("handoff.toml") && err.contains("hint: pass --config PATH, set HANDOFF_CONFIG"), "{err}");
+}
+
+#[tokio::test]
+async fn events_on_a_store_that_does_not_exist_fails_with_a_clear_message_and_creates_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("handoff.toml");
+    std::fs::write(&config, "[store]\nurl = \"sqlite://never-served.db\"\n").unwrap();
+    let out = cli(&["events", "--config", text(&config)]).await;
+    let err = out.failed(1);
+    assert!(err.contains("never-served.db") && err.contains("does not exist"), "{err}");
+    assert!(err.contains("handoff serve"), "says how the store comes to be: {err}");
+    assert!(!dir.path().join("never-served.db").exists(), "a read command creates no store");
+}
