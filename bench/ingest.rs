@@ -50,7 +50,8 @@ async fn round(max_batch: usize, deliveries: u64, concurrency: u64) -> Round {
         let _ = stopped.await;
     }));
 
-    let client = reqwest::Client::new();
+    // Bounded in time: a stuck request fails the round instead of hanging the benchmark.
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap();
     let key = Arc::new(Key::new(b"bench-secret"));
     let started = Instant::now();
     let mut tasks = Vec::new();
@@ -69,8 +70,8 @@ async fn round(max_batch: usize, deliveries: u64, concurrency: u64) -> Round {
                     .body(body)
                     .send()
                     .await
-                    .unwrap();
-                assert_eq!(response.status(), 202);
+                    .unwrap_or_else(|e| panic!("delivery bench-{n} failed: {e}"));
+                assert_eq!(response.status(), 202, "delivery bench-{n}");
                 latencies.push(sent.elapsed().as_secs_f64() * 1000.0);
                 n += concurrency;
             }
