@@ -6,6 +6,7 @@
 use jiff::Timestamp;
 use serde::Serialize;
 use std::fmt;
+use std::time::Duration;
 
 /// What a delivery says about the work it reports on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -286,4 +287,21 @@ pub struct RunEvent {
 pub fn random_fraction() -> f64 {
     let bits = uuid::Uuid::now_v7().as_u128() as u64 & ((1 << 53) - 1);
     bits as f64 / (1u64 << 53) as f64
+}
+
+/// `2m`, `1h 30m`, `45s`.
+pub fn words(d: Duration) -> String {
+    let secs = d.as_secs();
+    let (h, m, s) = (secs / 3600, secs % 3600 / 60, secs % 60);
+    let mut parts = Vec::new();
+    if h > 0 {
+        parts.push(format!("{h}h"));
+    }
+    if m > 0 {
+        parts.push(format!("{m}m"));
+    }
+    if s > 0 || parts.is_empty() {
+        parts.push(format!("{s}s"));
+    }
+    parts.join(" ")
 }

@@ -8,9 +8,10 @@
 
 use crate::actions::command::{self, CommandOutcome, CommandSpec};
 use crate::actions::dbt_cloud::{self, Triggered};
+use crate::actions::{Action, ActionKind, CommandAction};
 use crate::actions::{StepOutcome, http, template};
-use crate::config::{Action, ActionKind, CommandAction, Job};
 use crate::domain::{ActionState, RunState, random_fraction};
+use crate::scheduler::Job;
 use crate::scheduler::timing;
 use crate::store::{ActionRecord, Claimed, Finish, Store, StoreError};
 use jiff::Timestamp;

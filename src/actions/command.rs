@@ -73,7 +73,7 @@ impl CommandOutcome {
             CommandOutcome::Exited { code, .. } => format!("exited with code {code}"),
             CommandOutcome::Signalled { signal, .. } => format!("killed by signal {signal}"),
             CommandOutcome::TimedOut { after, .. } => {
-                format!("timed out after {}", crate::config::words(*after))
+                format!("timed out after {}", crate::domain::words(*after))
             }
             CommandOutcome::Cancelled { .. } => "cancelled by shutdown".into(),
         }

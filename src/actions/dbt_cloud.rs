@@ -5,8 +5,8 @@
 //! (after a shutdown or crash) finds it and polls that run instead of starting a second one.
 //! A trigger that timed out is not retried blindly: it may have been accepted.
 
+use super::DbtCloudAction;
 use super::StepOutcome;
-use crate::config::DbtCloudAction;
 use crate::outbound;
 use secrecy::ExposeSecret;
 use serde_json::{Value, json};
@@ -171,7 +171,7 @@ pub async fn run(
                 error: Some(format!(
                     "dbt Cloud run {} did not finish within {}: {}",
                     triggered.run_id,
-                    crate::config::words(action.timeout),
+                    crate::domain::words(action.timeout),
                     triggered.run_url
                 )),
                 outputs: outputs(&triggered, "running"),

@@ -4,7 +4,7 @@
 //! to a message, a log or the store: it is called "the secret URL" there.
 
 use super::StepOutcome;
-use crate::config::{HttpAction, SlackAction, Text};
+use super::{HttpAction, SlackAction, Text};
 use crate::outbound::{self, sign};
 use serde_json::{Value, json};
 

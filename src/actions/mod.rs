@@ -4,7 +4,10 @@
 pub mod command;
 pub mod dbt_cloud;
 pub mod http;
+mod spec;
 pub mod template;
+
+pub use spec::{Action, ActionKind, CommandAction, DbtCloudAction, HttpAction, SlackAction, Text};
 
 use serde_json::Value;
 

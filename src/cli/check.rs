@@ -60,7 +60,7 @@ pub fn summary(config: &Config) -> String {
         out += &format!(
             "    retry:   {} attempts, backoff {}\n",
             job.retry.attempts,
-            crate::config::words(job.retry.backoff)
+            crate::domain::words(job.retry.backoff)
         );
     }
     for warning in &config.warnings {

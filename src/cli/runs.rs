@@ -206,7 +206,7 @@ pub async fn jobs(config: &Config, args: &JobsArgs) -> Result<(), Failure> {
             let delivered = if delivered.is_empty() { "nothing yet".to_string() } else { delivered.join(", ") };
             println!("  since last run: {delivered}");
             if !missing.is_empty() && *state != "running" {
-                let all = job.wait_for == crate::config::WaitFor::All && job.after.len() > 1;
+                let all = job.wait_for == crate::scheduler::WaitFor::All && job.after.len() > 1;
                 println!("  waiting for: {}{}", if all { "" } else { "any of " }, missing.join(", "));
             }
         }

@@ -10,10 +10,10 @@ mod jobs;
 mod secret;
 mod size;
 
-pub use actions::{Action, ActionKind, CommandAction, DbtCloudAction, HttpAction, SlackAction, Text};
-pub use jobs::{Job, Retry, Upstream, WaitFor, words};
 pub use secret::{SecretError, SecretRef};
 
+use crate::domain::words;
+use crate::scheduler::Job;
 use crate::signature::{self, Key};
 use ipnet::IpNet;
 use secrecy::ExposeSecret;

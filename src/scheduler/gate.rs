@@ -1,11 +1,11 @@
 //! `wait_for`: whether the upstreams that delivered since the last run start make a job ready.
 
-use crate::config::{Job, WaitFor};
+use crate::scheduler::{Job, WaitFor};
 
 /// The `after` entries still missing, given those that delivered (as their `Display` text).
 /// For `any`, nothing is missing once one delivered; for `all`, each must have delivered.
-pub fn missing<'a>(job: &'a Job, delivered: &[String]) -> Vec<&'a crate::config::Upstream> {
-    let has = |u: &crate::config::Upstream| delivered.iter().any(|d| *d == u.to_string());
+pub fn missing<'a>(job: &'a Job, delivered: &[String]) -> Vec<&'a crate::scheduler::Upstream> {
+    let has = |u: &crate::scheduler::Upstream| delivered.iter().any(|d| *d == u.to_string());
     match job.wait_for {
         WaitFor::Any if job.after.iter().any(has) => Vec::new(),
         WaitFor::Any => job.after.iter().collect(),

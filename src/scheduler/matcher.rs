@@ -3,8 +3,8 @@
 //! Pure: the store calls this inside the transaction that marks the event matched, so every
 //! event is decided exactly once and its decisions are stored with it.
 
-use crate::config::Job;
 use crate::domain::{EventId, Status, Subject};
+use crate::scheduler::Job;
 
 /// What the matcher needs of an event.
 #[derive(Debug, Clone)]
@@ -64,7 +64,8 @@ pub fn decide<'a>(jobs: impl IntoIterator<Item = &'a Job>, event: &Candidate) ->
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{Config, Job};
+    use crate::config::Config;
+    use crate::scheduler::Job;
     use std::path::Path;
 
     fn jobs(text: &str) -> Vec<Job> {

@@ -5,7 +5,10 @@
 //! tested without a database or a clock.
 
 pub mod gate;
+pub mod job;
 pub mod matcher;
 pub mod schedule;
 pub mod service;
 pub mod timing;
+
+pub use job::{Job, Retry, Upstream, WaitFor};

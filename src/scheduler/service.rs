@@ -4,7 +4,7 @@
 //! moment arrives, and at least every second. Correctness never depends on the wake-ups:
 //! every decision is read from and written to the store, so a missed wake-up only delays.
 
-use crate::config::Job;
+use crate::scheduler::Job;
 use crate::store::Store;
 use crate::worker;
 use jiff::Timestamp;

@@ -8,8 +8,9 @@ mod sqlite;
 
 pub use sqlite::SqliteStore;
 
-use crate::config::{Job, StoreLocation};
+use crate::config::StoreLocation;
 use crate::domain::{ActionState, Decision, Event, EventId, NewEvent, Run, RunEvent, RunId, RunState};
+use crate::scheduler::Job;
 use jiff::Timestamp;
 use std::collections::BTreeMap;
 use std::sync::Arc;

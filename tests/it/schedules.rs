@@ -8,7 +8,7 @@ use jiff::Timestamp;
 use std::path::Path;
 use std::sync::Arc;
 
-async fn hourly_store(dir: &Path) -> (Store, Arc<std::collections::BTreeMap<String, handoff::config::Job>>) {
+async fn hourly_store(dir: &Path) -> (Store, Arc<std::collections::BTreeMap<String, handoff::scheduler::Job>>) {
     let text = "[jobs.sync]\nschedule = \"hourly\"\n";
     let config = Config::parse(&dir.join("handoff.toml"), text).unwrap();
     let store = Store::open(&config.store, StoreOptions::default()).await.unwrap();

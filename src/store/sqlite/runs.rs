@@ -6,10 +6,10 @@
 //! unique indexes `runs_one_queued` and `runs_one_running`, not only by this code.
 
 use super::{SqliteStore, millis};
-use crate::config::Job;
 use crate::domain::{
     ActionResult, ActionState, Decision, EventId, ReasonKind, Run, RunEvent, RunId, RunState, Status, Subject,
 };
+use crate::scheduler::Job;
 use crate::scheduler::{gate, matcher, timing};
 use crate::store::{
     ActionRecord, Claimed, Finish, Interrupted, JobOverview, RunFilter, StoreError, TickReport, Waiting,
