@@ -6,6 +6,7 @@
 use crate::config::{Config, StoreLocation};
 use crate::http::{AppState, router};
 use crate::scheduler::service::Scheduler;
+use crate::scheduler::tick;
 use crate::store::{Store, StoreError, StoreOptions};
 use crate::telemetry::Metrics;
 use std::fs::File;
@@ -36,13 +37,30 @@ pub enum AppError {
     AlreadyServing(PathBuf),
     #[error("cannot create the lock file {path}: {source}")]
     Lock { path: PathBuf, source: std::io::Error },
+    #[error("{0}; the server stopped too (restart handoff; the log above says why)")]
+    Stopped(String),
 }
 
 pub struct App {
     state: AppState,
     listener: TcpListener,
+    /// This replica in `runs.owner`.
+    owner: Arc<str>,
     /// Held for the server's life: one server per SQLite file.
     _lock: File,
+}
+
+/// This process, as recorded on the runs it claims: the host name and an id of this start,
+/// so two containers that are both "pid 1" never look alike.
+pub fn owner_id() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "localhost".into());
+    let start = uuid::Uuid::now_v7().simple().to_string();
+    format!("{host}/{}", &start[start.len() - 12..])
 }
 
 /// Takes the SQLite file's lock file, so a second server on the same file refuses to start.
@@ -73,17 +91,18 @@ impl App {
     ) -> Result<App, AppError> {
         let lock = lock_store(&config.store)?;
         let store = Store::open(&config.store, options).await?;
-        let interrupted = store.requeue_interrupted(jiff::Timestamp::now()).await?;
+        let owner: Arc<str> = owner_id().into();
+        let interrupted = tick::take_back_all(&store, owner.clone(), jiff::Timestamp::now()).await?;
         // A server killed mid-run leaves its commands running: end them before the runs resume,
         // so a job never runs twice at once, even across a crash.
-        for (pgid, start) in interrupted.process_groups {
+        for (pgid, start) in interrupted.iter().flat_map(|l| l.process_groups.iter().copied()) {
             let group = crate::actions::command::ProcessGroup { pgid, start };
             if crate::actions::command::end_leftover(group, crate::worker::KILL_GRACE).await {
                 tracing::warn!(pgid, "ended a command left running by the previous server");
             }
         }
-        if !interrupted.runs.is_empty() {
-            tracing::warn!(runs = interrupted.runs.len(), "runs interrupted by the last stop are queued again");
+        if !interrupted.is_empty() {
+            tracing::warn!(runs = interrupted.len(), "runs interrupted by the last stop are queued again");
         }
         let state = AppState {
             config: Arc::new(config),
@@ -91,20 +110,21 @@ impl App {
             metrics: Arc::new(Metrics::default()),
             commit_timeout: COMMIT_TIMEOUT,
             wake: Arc::new(Notify::new()),
+            health: Arc::new(Health::default()),
         };
-        Ok(App { state, listener, _lock: lock })
+        Ok(App { state, listener, owner, _lock: lock })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
         self.listener.local_addr().expect("a bound listener has an address")
     }
 
-    pub fn state(&self) -> &AppState {
-        &self.state
-    }
-
     /// Serves and schedules until `shutdown` resolves; then stops intake, finishes in-flight
     /// requests, gives running actions `shutdown_grace`, and returns.
+    ///
+    /// The HTTP server, the scheduler and the store's writer are supervised together: if the
+    /// scheduler or the writer stops on its own (a panic, a bug), `/readyz` turns red at once,
+    /// the server stops, and this returns [`AppError::Stopped`] with the reason.
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), AppError> {
         let stop = CancellationToken::new();
         let trigger = stop.clone();
@@ -119,18 +139,81 @@ impl App {
             wake: self.state.wake.clone(),
             workers: config.workers,
             shutdown_grace: config.shutdown_grace,
-            owner: format!("{}:{}", std::process::id(), self.local_addr()),
+            owner: self.owner.clone(),
+            lease: config.lease,
             metrics: self.state.metrics.clone(),
         };
-        let scheduling = tokio::spawn(scheduler.run(stop.clone()));
+        let mut scheduling = tokio::spawn(scheduler.run(stop.clone()));
         let store = self.state.store.clone();
+        let health = self.state.health.clone();
         let app = router(self.state).into_make_service_with_connect_info::<SocketAddr>();
         let stopped = stop.clone();
-        let served =
-            axum::serve(self.listener, app).with_graceful_shutdown(async move { stopped.cancelled().await }).await;
+        let serving = tokio::spawn(async move {
+            axum::serve(self.listener, app).with_graceful_shutdown(async move { stopped.cancelled().await }).await
+        });
+
+        // Whichever of the three ends first on its own is the reason the process stops.
+        let mut failure = None;
+        let mut scheduler_done = false;
+        tokio::select! {
+            biased;
+            () = stop.cancelled() => {}
+            ended = &mut scheduling => {
+                scheduler_done = true;
+                let reason = match ended {
+                    Err(err) if err.is_panic() => format!("the scheduler panicked: {}", panic_message(err.into_panic())),
+                    _ => "the scheduler stopped".to_string(),
+                };
+                // Told to stop, the scheduler ends by itself: that is no failure.
+                failure = (!stop.is_cancelled()).then_some(reason);
+            }
+            () = store.stopped() => {
+                failure = (!stop.is_cancelled()).then(|| "the store's writer stopped".to_string());
+            }
+        }
+        if let Some(reason) = &failure {
+            health.fail(reason);
+            tracing::error!(reason = %reason, "a core task stopped; shutting down");
+        }
         stop.cancel();
-        let _ = scheduling.await;
+        if !scheduler_done {
+            let _ = scheduling.await;
+        }
+        let served = match serving.await {
+            Ok(served) => served.map_err(AppError::Serve),
+            Err(err) => Err(AppError::Stopped(format!("the HTTP server panicked: {err}"))),
+        };
         store.close().await;
-        served.map_err(AppError::Serve)
+        match failure {
+            Some(reason) => Err(AppError::Stopped(reason)),
+            None => served,
+        }
+    }
+}
+
+fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "(no message)".into())
+}
+
+/// What `/readyz` reports besides the store: a core task that stopped.
+#[derive(Debug, Default)]
+pub struct Health {
+    stopped: std::sync::Mutex<Option<String>>,
+}
+
+impl Health {
+    pub fn fail(&self, reason: &str) {
+        if let Ok(mut stopped) = self.stopped.lock() {
+            stopped.get_or_insert_with(|| reason.to_string());
+        }
+    }
+
+    /// Why the server is not ready, if a core task stopped.
+    pub fn stopped(&self) -> Option<String> {
+        self.stopped.lock().ok().and_then(|s| s.clone())
     }
 }

@@ -305,3 +305,149 @@ pub fn words(d: Duration) -> String {
     }
     parts.join(" ")
 }
+
+/// How one attempt of a run ended, as the worker reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Succeeded,
+    /// `retry_at` is when to try again, or `None` when the attempts are used up.
+    Failed {
+        error: String,
+        retry_at: Option<Timestamp>,
+    },
+    /// A shutdown, a crash or an expired lease: not a failed attempt.
+    Interrupted,
+}
+
+/// What the store writes for a run when an attempt ends: the run-state rules, once for
+/// every backend. `after_attempt` computes it; the backends only apply it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Transition {
+    /// The run is over.
+    End { state: RunState, error: Option<String> },
+    /// Back to the queue, to start again at `run_after` with `attempt` tries counted so far.
+    Requeue { run_after: Timestamp, attempt: u32, error: String },
+    /// The run is over and the job's queued run `into` does its work; with `release_events`,
+    /// the events this run consumed wait again and that run consumes them.
+    Fold { state: RunState, error: String, into: RunId, release_events: bool },
+}
+
+/// The run-state rules. `attempt` counts the tries including the one that just ended;
+/// `queued` is the job's queued run, if it has one (at most one, by a unique index).
+///
+/// - A failure with a retry left goes back to the queue at `retry_at`, unless a run is queued
+///   already: that one does the same work, so the retry folds into it.
+/// - An interruption is not a failed attempt: the run is queued again at once with its count
+///   restored, or, if a run is queued already, it ends `cancelled` and hands its events over.
+pub fn after_attempt(outcome: &Outcome, attempt: u32, queued: Option<&RunId>, now: Timestamp) -> Transition {
+    match (outcome, queued) {
+        (Outcome::Succeeded, _) => Transition::End { state: RunState::Succeeded, error: None },
+        (Outcome::Failed { error, retry_at: None }, _) => {
+            Transition::End { state: RunState::Failed, error: Some(error.clone()) }
+        }
+        (Outcome::Failed { error, retry_at: Some(_) }, Some(other)) => Transition::Fold {
+            state: RunState::Failed,
+            error: format!("{error} (its retry is folded into the queued run {other})"),
+            into: other.clone(),
+            release_events: false,
+        },
+        (Outcome::Failed { error, retry_at: Some(at) }, None) => {
+            Transition::Requeue { run_after: *at, attempt, error: error.clone() }
+        }
+        (Outcome::Interrupted, Some(other)) => Transition::Fold {
+            state: RunState::Cancelled,
+            error: format!("interrupted; its work is done by the queued run {other}"),
+            into: other.clone(),
+            release_events: true,
+        },
+        (Outcome::Interrupted, None) => Transition::Requeue {
+            run_after: now,
+            attempt: attempt.saturating_sub(1),
+            error: "interrupted by a shutdown, a crash or an expired lease; resumed".into(),
+        },
+    }
+}
+
+impl Transition {
+    /// The run's state once the transition is applied.
+    pub fn state(&self) -> RunState {
+        match self {
+            Transition::End { state, .. } | Transition::Fold { state, .. } => *state,
+            Transition::Requeue { .. } => RunState::Queued,
+        }
+    }
+}
+
+#[cfg(test)]
+mod transition_tests {
+    use super::*;
+
+    fn t(s: i64) -> Timestamp {
+        Timestamp::from_second(s).unwrap()
+    }
+
+    fn failed(retry_at: Option<Timestamp>) -> Outcome {
+        Outcome::Failed { error: "exit 1".into(), retry_at }
+    }
+
+    #[test]
+    fn a_success_ends_the_run_whatever_is_queued() {
+        let other = RunId("q".into());
+        for queued in [None, Some(&other)] {
+            assert_eq!(
+                after_attempt(&Outcome::Succeeded, 1, queued, t(10)),
+                Transition::End { state: RunState::Succeeded, error: None }
+            );
+        }
+    }
+
+    #[test]
+    fn a_failure_with_a_retry_left_is_queued_again_at_its_backoff_keeping_its_count() {
+        let next = after_attempt(&failed(Some(t(40))), 2, None, t(10));
+        assert_eq!(next, Transition::Requeue { run_after: t(40), attempt: 2, error: "exit 1".into() });
+        assert_eq!(next.state(), RunState::Queued);
+    }
+
+    #[test]
+    fn a_failure_with_a_queued_follow_up_folds_its_retry_into_it_and_keeps_its_events() {
+        let other = RunId("q".into());
+        match after_attempt(&failed(Some(t(40))), 1, Some(&other), t(10)) {
+            Transition::Fold { state, error, into, release_events } => {
+                assert_eq!((state, into, release_events), (RunState::Failed, other, false));
+                assert!(error.contains("folded into the queued run q"), "{error}");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_last_failure_ends_the_run_failed() {
+        assert_eq!(
+            after_attempt(&failed(None), 3, None, t(10)),
+            Transition::End { state: RunState::Failed, error: Some("exit 1".into()) }
+        );
+    }
+
+    #[test]
+    fn an_interruption_is_not_an_attempt_and_resumes_at_once() {
+        match after_attempt(&Outcome::Interrupted, 2, None, t(10)) {
+            Transition::Requeue { run_after, attempt, .. } => assert_eq!((run_after, attempt), (t(10), 1)),
+            other => panic!("{other:?}"),
+        }
+        match after_attempt(&Outcome::Interrupted, 0, None, t(10)) {
+            Transition::Requeue { attempt, .. } => assert_eq!(attempt, 0),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn an_interrupted_run_with_a_queued_follow_up_is_cancelled_and_hands_over_its_events() {
+        let other = RunId("q".into());
+        match after_attempt(&Outcome::Interrupted, 1, Some(&other), t(10)) {
+            Transition::Fold { state, into, release_events, .. } => {
+                assert_eq!((state, into, release_events), (RunState::Cancelled, other, true))
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}

@@ -10,12 +10,13 @@ use crate::actions::command::{self, CommandOutcome, CommandSpec};
 use crate::actions::dbt_cloud::{self, Triggered};
 use crate::actions::{Action, ActionKind, CommandAction};
 use crate::actions::{StepOutcome, http, template};
-use crate::domain::{ActionState, RunState, random_fraction};
+use crate::domain::{ActionState, Outcome, RunState, random_fraction};
 use crate::scheduler::Job;
-use crate::scheduler::timing;
-use crate::store::{ActionRecord, Claimed, Finish, Store, StoreError};
+use crate::scheduler::{tick, timing};
+use crate::store::{ActionRecord, Claimed, Store, StoreError};
 use jiff::Timestamp;
 use serde_json::{Value, json};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
@@ -29,11 +30,17 @@ pub struct Worker {
     pub client: reqwest::Client,
     /// Fires when the shutdown grace is over.
     pub cancel: CancellationToken,
+    /// This replica, as recorded on the runs it claims.
+    pub owner: Arc<str>,
+    /// How long a claimed run stays ours without renewal; renewed every third of it.
+    pub lease: Duration,
 }
 
 /// One step as it executes: where it is in the run, and its record.
 struct Step<'a> {
     worker: &'a Worker,
+    /// Fires at the end of the shutdown grace, or when the run's lease is lost.
+    cancel: &'a CancellationToken,
     claimed: &'a Claimed,
     action: &'a Action,
     position: u32,
@@ -72,12 +79,12 @@ impl Step<'_> {
                 let key = format!("{}-{}-{}", self.claimed.run.id, self.claimed.run.attempt, self.position);
                 tokio::select! {
                     outcome = http::run(&w.client, h, context, &key) => outcome,
-                    _ = w.cancel.cancelled() => StepOutcome::cancelled(String::new()),
+                    _ = self.cancel.cancelled() => StepOutcome::cancelled(String::new()),
                 }
             }
             ActionKind::Slack(s) => tokio::select! {
                 outcome = http::slack(&w.client, s, context) => outcome,
-                _ = w.cancel.cancelled() => StepOutcome::cancelled(String::new()),
+                _ = self.cancel.cancelled() => StepOutcome::cancelled(String::new()),
             },
             ActionKind::DbtCloud(d) => {
                 let earlier = self.earlier_dbt_run().await;
@@ -85,7 +92,7 @@ impl Step<'_> {
                     let started = StepOutcome { ok: true, output: t.to_output(), error: None, outputs: Value::Null };
                     self.note(self.record(ActionState::Running, Some(&started), None)).await;
                 };
-                dbt_cloud::run(&w.client, d, context, earlier, record, &w.cancel).await
+                dbt_cloud::run(&w.client, d, context, earlier, record, self.cancel).await
             }
         }
     }
@@ -130,7 +137,7 @@ impl Step<'_> {
                 self.note(self.record(ActionState::Running, None, Some((group.pgid, group.start)))).await;
             }
         };
-        let running = command::run(&spec, self.worker.cancel.clone(), move |group| {
+        let running = command::run(&spec, self.cancel.clone(), move |group| {
             let _ = tell.send(group);
         });
         let (result, ()) = tokio::join!(running, note_start);
@@ -191,31 +198,81 @@ fn context(job: &Job, claimed: &Claimed) -> Value {
 }
 
 impl Worker {
-    /// Runs `claimed` to its end.
-    pub async fn execute(&self, job: Option<&Job>, claimed: Claimed) -> Result<RunState, StoreError> {
+    /// Runs `claimed` to its end, renewing its lease meanwhile. Returns the run's state after
+    /// this attempt, or `None` if the lease was lost (another replica took the run back; this
+    /// one stopped its actions and leaves the run alone).
+    pub async fn execute(&self, job: Option<&Job>, claimed: Claimed) -> Result<Option<RunState>, StoreError> {
+        let cancel = self.cancel.child_token();
+        let lost = CancellationToken::new();
+        let renewing = self.renew(&claimed, &cancel, &lost);
+        let running = self.attempt(job, &claimed, &cancel, &lost);
+        tokio::pin!(running);
+        tokio::select! {
+            result = &mut running => result,
+            () = renewing => running.await,
+        }
+    }
+
+    /// Renews the run's lease every third of it until the run ends. If the run is no longer
+    /// ours (the lease ran out while this replica could not reach the store), its actions are
+    /// stopped: another replica owns it now, and a run never executes twice at once.
+    async fn renew(&self, claimed: &Claimed, cancel: &CancellationToken, lost: &CancellationToken) {
+        let every = (self.lease / 3).max(Duration::from_millis(100));
+        loop {
+            tokio::time::sleep(every).await;
+            let until =
+                Timestamp::now() + jiff::SignedDuration::try_from(self.lease).unwrap_or(jiff::SignedDuration::MAX);
+            match self.store.renew_lease(&claimed.run.id, &self.owner, until).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    tracing::error!(job = %claimed.run.job, run_id = %claimed.run.id, "the run's lease was lost to another replica; stopping its actions");
+                    lost.cancel();
+                    cancel.cancel();
+                    return;
+                }
+                Err(err) => tracing::warn!(run_id = %claimed.run.id, error = %err, "cannot renew the run's lease"),
+            }
+        }
+    }
+
+    async fn end(
+        &self,
+        claimed: &Claimed,
+        outcome: Outcome,
+        last: Option<ActionRecord>,
+    ) -> Result<Option<RunState>, StoreError> {
+        tick::finish(&self.store, claimed.run.id.clone(), outcome, last, self.owner.clone(), Timestamp::now()).await
+    }
+
+    async fn attempt(
+        &self,
+        job: Option<&Job>,
+        claimed: &Claimed,
+        cancel: &CancellationToken,
+        lost: &CancellationToken,
+    ) -> Result<Option<RunState>, StoreError> {
         let run = &claimed.run;
         let Some(job) = job else {
             let error = format!("job `{}` is no longer in the config", run.job);
-            return self.store.finish(&run.id, Finish::Failed { error, retry_at: None }, None, Timestamp::now()).await;
+            return self.end(claimed, Outcome::Failed { error, retry_at: None }, None).await;
         };
         tracing::info!(job = %job.name, run_id = %run.id, attempt = run.attempt, reason = %run.reason, events = claimed.events.len(), "run started");
-        let mut context = context(job, &claimed);
+        let mut context = context(job, claimed);
         let mut failure = None;
         let mut last_action = None;
         for (position, action) in job.actions.iter().enumerate() {
-            let step = Step {
-                worker: self,
-                claimed: &claimed,
-                action,
-                position: position as u32,
-                started_at: Timestamp::now(),
-            };
+            let step =
+                Step { worker: self, cancel, claimed, action, position: position as u32, started_at: Timestamp::now() };
             let outcome = step.execute(&context).await;
             context["steps"][&action.name] = outcome.outputs.clone();
             if outcome.is_cancelled() {
-                tracing::warn!(job = %job.name, run_id = %run.id, action = %action.name, "run interrupted by shutdown; it resumes after restart");
                 let record = step.record(ActionState::Cancelled, Some(&outcome), None);
-                return self.store.finish(&run.id, Finish::Interrupted, Some(record), Timestamp::now()).await;
+                if lost.is_cancelled() {
+                    let _ = self.store.record_action(record).await;
+                    return Ok(None);
+                }
+                tracing::warn!(job = %job.name, run_id = %run.id, action = %action.name, "run interrupted by shutdown; it resumes after restart");
+                return self.end(claimed, Outcome::Interrupted, Some(record)).await;
             }
             let state = if outcome.ok { ActionState::Succeeded } else { ActionState::Failed };
             let record = step.record(state, Some(&outcome), None);
@@ -237,17 +294,20 @@ impl Worker {
         }
 
         let now = Timestamp::now();
-        let finish = match &failure {
-            None => Finish::Succeeded,
+        let outcome = match &failure {
+            None => Outcome::Succeeded,
             Some(error) => {
                 let retry_at = (run.attempt < job.retry.attempts).then(|| {
                     let delay = timing::retry_delay(job.retry.backoff, run.attempt, random_fraction());
                     now + jiff::SignedDuration::try_from(delay).unwrap_or(jiff::SignedDuration::MAX)
                 });
-                Finish::Failed { error: error.clone(), retry_at }
+                Outcome::Failed { error: error.clone(), retry_at }
             }
         };
-        let state = self.store.finish(&run.id, finish, last_action, now).await?;
+        let Some(state) = self.end(claimed, outcome, last_action).await? else {
+            tracing::error!(job = %job.name, run_id = %run.id, "the run was taken over by another replica before it ended here");
+            return Ok(None);
+        };
         let outcome_action = match (state, &failure) {
             (RunState::Queued, Some(error)) => {
                 tracing::warn!(job = %job.name, run_id = %run.id, attempt = run.attempt, error = %error, "run attempt failed; retrying");
@@ -265,7 +325,7 @@ impl Worker {
         };
         if let Some(action) = outcome_action {
             let position = job.actions.len() as u32;
-            let step = Step { worker: self, claimed: &claimed, action, position, started_at: Timestamp::now() };
+            let step = Step { worker: self, cancel, claimed, action, position, started_at: Timestamp::now() };
             let outcome = step.execute(&context).await;
             if !outcome.ok {
                 tracing::error!(job = %job.name, run_id = %run.id, action = %action.name, error = ?outcome.error, "outcome action failed");
@@ -273,6 +333,6 @@ impl Worker {
             let state = if outcome.ok { ActionState::Succeeded } else { ActionState::Failed };
             self.store.record_action(step.record(state, Some(&outcome), None)).await?;
         }
-        Ok(state)
+        Ok(Some(state))
     }
 }

@@ -135,7 +135,8 @@ pub async fn run(config: &Config, args: &RunArgs) -> Result<(), Failure> {
         )));
     }
     let store = Store::open(&config.store, Default::default()).await.map_err(failed)?;
-    let (id, new) = store.request_run(&args.job, jiff::Timestamp::now()).await.map_err(failed)?;
+    let (id, new) =
+        crate::scheduler::tick::request_run(&store, &args.job, jiff::Timestamp::now()).await.map_err(failed)?;
     store.close().await;
     if new {
         println!("{id}");

@@ -36,6 +36,8 @@ pub const DEFAULT_MAX_BODY: usize = 1024 * 1024;
 pub const DEFAULT_TOLERANCE: Duration = Duration::from_secs(5 * 60);
 /// How long running actions may go on after SIGTERM, unless `shutdown_grace` is set.
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+/// How long a claimed run stays a replica's without renewal, unless `lease` is set.
+pub const DEFAULT_LEASE: Duration = Duration::from_secs(30);
 /// How many runs execute at once, unless `workers` is set.
 pub const DEFAULT_WORKERS: usize = 4;
 
@@ -68,6 +70,9 @@ struct FileServer {
     shutdown_grace: Option<Spanned<String>>,
     /// Runs of different jobs executed at the same time (default 4).
     workers: Option<Spanned<usize>>,
+    /// How long a run stays this replica's without renewal; renewed every third of it. After a
+    /// replica dies, another takes its runs over once their lease has ended (default "30s").
+    lease: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -193,6 +198,7 @@ pub struct Config {
     pub jobs: BTreeMap<String, Job>,
     pub shutdown_grace: Duration,
     pub workers: usize,
+    pub lease: Duration,
     /// Legal but probably unintended settings, for `handoff check`.
     pub warnings: Vec<String>,
 }
@@ -357,6 +363,16 @@ impl Config {
             Some(w) => *w.get_ref(),
         };
 
+        let lease = match problems.duration(file.server.lease.as_ref()) {
+            Some(lease) if lease < Duration::from_secs(1) => {
+                let span = file.server.lease.as_ref().map(|l| l.span());
+                problems.add(span, "lease must be at least 1s", Some(r#"lease = "30s""#.into()));
+                DEFAULT_LEASE
+            }
+            Some(lease) => lease,
+            None => DEFAULT_LEASE,
+        };
+
         problems.found.sort_by_key(|p| (p.line, p.column));
         if problems.found.is_empty() {
             Ok(Config {
@@ -369,6 +385,7 @@ impl Config {
                 jobs,
                 shutdown_grace,
                 workers,
+                lease,
                 warnings,
             })
         } else {

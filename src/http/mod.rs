@@ -31,6 +31,8 @@ pub struct AppState {
     pub commit_timeout: Duration,
     /// Wakes the scheduler when an event is recorded.
     pub wake: Arc<tokio::sync::Notify>,
+    /// Set when the scheduler or the store's writer stopped: `/readyz` is red then.
+    pub health: Arc<crate::app::Health>,
 }
 
 pub fn router(state: AppState) -> Router {

@@ -12,6 +12,10 @@ pub async fn healthz() -> impl IntoResponse {
 }
 
 pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
+    if let Some(reason) = state.health.stopped() {
+        tracing::warn!(reason = %reason, "readiness check failed");
+        return (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "status": "stopped", "reason": reason })));
+    }
     match state.store.ping().await {
         Ok(()) => (StatusCode::OK, Json(json!({ "status": "ready" }))),
         Err(err) => {

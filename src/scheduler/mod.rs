@@ -9,6 +9,7 @@ pub mod job;
 pub mod matcher;
 pub mod schedule;
 pub mod service;
+pub mod tick;
 pub mod timing;
 
 pub use job::{Job, Retry, Upstream, WaitFor};

@@ -1,11 +1,15 @@
-//! The scheduler loop: tick (match, queue due runs, fire schedules), then hand due runs to workers.
+//! The scheduler loop: tick (match, queue due runs, fire schedules, take back expired leases,
+//! claim), then hand the claimed runs to workers.
 //!
 //! It wakes when an event is recorded or a run ends (a `Notify`), when the earliest due
 //! moment arrives, and at least every second. Correctness never depends on the wake-ups:
 //! every decision is read from and written to the store, so a missed wake-up only delays.
+//! A failing tick is retried; the loop itself only ends when told to stop (a panic inside it
+//! ends the task, which `App` notices and turns into a stopped process).
 
-use crate::scheduler::Job;
-use crate::store::Store;
+use super::Job;
+use super::tick::{self, Tick};
+use crate::store::{Leftover, Store};
 use crate::worker;
 use jiff::Timestamp;
 use std::collections::BTreeMap;
@@ -24,8 +28,10 @@ pub struct Scheduler {
     pub wake: Arc<Notify>,
     pub workers: usize,
     pub shutdown_grace: Duration,
-    /// Names this process in `runs.owner`.
-    pub owner: String,
+    /// This replica in `runs.owner`: host and a per-start id.
+    pub owner: Arc<str>,
+    /// How long a claimed run is this replica's without renewal.
+    pub lease: Duration,
     pub metrics: Arc<crate::telemetry::Metrics>,
 }
 
@@ -36,18 +42,33 @@ impl Scheduler {
         let slots = Arc::new(Semaphore::new(self.workers));
         let tracker = TaskTracker::new();
         let cancel_actions = CancellationToken::new();
-        let client = reqwest::Client::builder()
+        let client = match reqwest::Client::builder()
             .user_agent(concat!("handoff/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(Duration::from_secs(10))
             .build()
-            .expect("the HTTP client builds with static settings");
-        let worker = worker::Worker { store: self.store.clone(), client, cancel: cancel_actions.clone() };
+        {
+            Ok(client) => client,
+            Err(err) => {
+                tracing::error!(error = %err, "cannot build the HTTP client for actions; the scheduler stops");
+                return;
+            }
+        };
+        let worker = worker::Worker {
+            store: self.store.clone(),
+            client,
+            cancel: cancel_actions.clone(),
+            owner: self.owner.clone(),
+            lease: self.lease,
+        };
+        let mut failures = 0u32;
         while !stop.is_cancelled() {
             let now = Timestamp::now();
             let mut sleep = IDLE_TICK;
-            let free = slots.available_permits();
-            match self.store.tick(now, self.jobs.clone(), free, &self.owner).await {
+            let claims = slots.available_permits();
+            let tick = Tick { now, jobs: self.jobs.clone(), claims, owner: self.owner.clone(), lease: self.lease };
+            match tick::tick(&self.store, tick).await {
                 Ok(report) => {
+                    failures = 0;
                     self.metrics.matched(report.matched);
                     if report.more_to_match {
                         sleep = Duration::ZERO;
@@ -55,18 +76,25 @@ impl Scheduler {
                         let until = Duration::try_from(at.duration_since(now)).unwrap_or(Duration::ZERO);
                         sleep = sleep.min(until);
                     }
+                    for leftover in report.taken_over {
+                        end_leftovers_of_this_host(leftover, &self.owner);
+                    }
                     for claimed in report.claimed {
                         let Ok(slot) = slots.clone().try_acquire_owned() else {
-                            unreachable!("claims never exceed the free slots")
+                            // Claims never exceed the free slots; if they ever did, the run is
+                            // still ours and runs once a slot frees.
+                            tracing::error!(run_id = %claimed.run.id, "more runs claimed than free workers");
+                            continue;
                         };
                         let (worker, jobs, wake) = (worker.clone(), self.jobs.clone(), self.wake.clone());
                         let metrics = self.metrics.clone();
                         tracker.spawn(async move {
                             let name = claimed.run.job.clone();
                             match worker.execute(jobs.get(&name), claimed).await {
-                                Ok(state) => metrics.run_ended(&name, state.as_str()),
+                                Ok(Some(state)) => metrics.run_ended(&name, state.as_str()),
+                                Ok(None) => {}
                                 Err(err) => {
-                                    tracing::error!(error = %err, "recording a run failed; it resumes after restart")
+                                    tracing::error!(error = %err, "recording a run failed; it resumes after its lease ends")
                                 }
                             }
                             drop(slot);
@@ -74,7 +102,14 @@ impl Scheduler {
                         });
                     }
                 }
-                Err(err) => tracing::error!(error = %err, "scheduler tick failed; retrying in 1s"),
+                Err(err) => {
+                    failures += 1;
+                    // A lock conflict between replicas clears at once; a store outage does not.
+                    if failures > 1 {
+                        tracing::error!(error = %err, failures, "scheduler tick failed; retrying in 1s");
+                    }
+                    sleep = if failures == 1 { Duration::from_millis(20) } else { IDLE_TICK };
+                }
             }
             tokio::select! {
                 _ = self.wake.notified() => {}
@@ -91,5 +126,28 @@ impl Scheduler {
                 tracker.wait().await;
             }
         }
+    }
+}
+
+/// The host part of an owner id (`host/start-id`).
+pub fn owner_host(owner: &str) -> &str {
+    owner.rsplit_once('/').map_or(owner, |(host, _)| host)
+}
+
+/// A run taken back from a dead replica of this same host may have left commands running:
+/// end their process groups (recognised by pgid and start time, so nothing else is hit).
+fn end_leftovers_of_this_host(leftover: Leftover, me: &str) {
+    let from = leftover.run.owner.clone().unwrap_or_default();
+    tracing::warn!(run_id = %leftover.run.id, job = %leftover.run.job, owner = %from, "took over a run whose lease ended");
+    if owner_host(&from) != owner_host(me) {
+        return;
+    }
+    for (pgid, start) in leftover.process_groups {
+        tokio::spawn(async move {
+            let group = crate::actions::command::ProcessGroup { pgid, start };
+            if crate::actions::command::end_leftover(group, worker::KILL_GRACE).await {
+                tracing::warn!(pgid, "ended a command left running by a replica that is gone");
+            }
+        });
     }
 }

@@ -9,11 +9,12 @@ mod sqlite;
 pub use sqlite::SqliteStore;
 
 use crate::config::StoreLocation;
-use crate::domain::{ActionState, Decision, Event, EventId, NewEvent, Run, RunEvent, RunId, RunState};
-use crate::scheduler::Job;
+use crate::domain::{
+    ActionState, Decision, Event, EventId, NewEvent, ReasonKind, Run, RunEvent, RunId, RunState, Status, Subject,
+    Transition,
+};
 use jiff::Timestamp;
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::Duration;
 
 /// Store failures. Callers answer 503 (the sender retries) and never show the detail.
@@ -75,19 +76,6 @@ pub struct RunFilter {
     pub limit: u32,
 }
 
-/// What one scheduler tick did, and when the next one is needed.
-#[derive(Debug, Clone, Default)]
-pub struct TickReport {
-    pub matched: u64,
-    pub queued: u64,
-    /// More unmatched events are waiting than one tick takes.
-    pub more_to_match: bool,
-    /// The earliest moment something becomes due (a debounce ends, a schedule ticks, a retry waits).
-    pub next_wake: Option<Timestamp>,
-    /// Runs claimed by this tick, now `running`.
-    pub claimed: Vec<Claimed>,
-}
-
 /// One action's start or end, as the worker reports it.
 #[derive(Debug, Clone)]
 pub struct ActionRecord {
@@ -105,12 +93,6 @@ pub struct ActionRecord {
     pub process_group: Option<(u32, u64)>,
 }
 
-impl TickReport {
-    pub fn wake(&mut self, at: Timestamp) {
-        self.next_wake = Some(self.next_wake.map_or(at, |w| w.min(at)));
-    }
-}
-
 /// A run just claimed by a worker, with the events it consumed.
 #[derive(Debug, Clone)]
 pub struct Claimed {
@@ -118,30 +100,121 @@ pub struct Claimed {
     pub events: Vec<RunEvent>,
 }
 
-/// How a run attempt ended.
+/// What the matcher needs of an event that has not been matched yet.
 #[derive(Debug, Clone)]
-pub enum Finish {
-    Succeeded,
-    /// `retry_at` is when to try again, or `None` when attempts are used up.
-    Failed {
-        error: String,
-        retry_at: Option<Timestamp>,
-    },
-    /// Shutdown or crash: back to the queue, not counted as an attempt.
-    Interrupted,
+pub struct Unmatched {
+    pub id: EventId,
+    pub source: String,
+    pub subject: Subject,
+    pub status: Status,
+    pub test: bool,
+    pub repeat_of: Option<EventId>,
+    pub received_at: Timestamp,
 }
 
-/// Runs a dead server left `running`, now queued again, and the process groups
-/// (pgid, leader start time) their commands ran in.
-#[derive(Debug, Clone, Default)]
-pub struct Interrupted {
-    pub runs: Vec<RunId>,
+/// One stored decision about an event: `job` is `None` when no job is concerned.
+#[derive(Debug, Clone)]
+pub struct DecisionRow {
+    pub event_id: EventId,
+    pub job: Option<String>,
+    pub fed: bool,
+    pub reason: String,
+}
+
+/// An event that feeds a job, waiting for the job's next run.
+#[derive(Debug, Clone)]
+pub struct InputRow {
+    pub job: String,
+    pub event_id: EventId,
+    pub upstream: String,
+    pub received_at: Timestamp,
+}
+
+/// A run's state as the run-state rules need it.
+#[derive(Debug, Clone)]
+pub struct RunFacts {
+    pub id: RunId,
+    pub job: String,
+    pub state: RunState,
+    pub attempt: u32,
+    pub owner: Option<String>,
+}
+
+/// A run left `running` by a replica that is gone (or, on SQLite, by the previous start), with
+/// the process groups (pgid, leader start time) its commands ran in.
+#[derive(Debug, Clone)]
+pub struct Leftover {
+    pub run: RunFacts,
     pub process_groups: Vec<(u32, u64)>,
 }
+
+pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
+type Answer<'a, T> = BoxFuture<'a, Result<T, StoreError>>;
+
+/// The rows the decision step reads and writes, all inside one transaction: the narrow API
+/// each backend implements in its own SQL. The policy (match, gate, debounce, schedule ticks,
+/// orphans, claims, run-state rules) is written once above it, in `scheduler::tick`.
+///
+/// Every method costs the same however many events are waiting: waiting events are kept
+/// summed per job and upstream as they arrive ([`DecideTx::record_matches`]) and the summary
+/// is cleared when a run consumes them ([`DecideTx::claim`]).
+pub trait DecideTx: Send {
+    /// Up to `limit` events not matched yet, oldest first.
+    fn unmatched(&mut self, limit: u32) -> Answer<'_, Vec<Unmatched>>;
+    /// Stores `decisions` and `inputs` (adding the inputs to the waiting summaries) and takes
+    /// `matched` off the unmatched queue: each event is matched exactly once.
+    fn record_matches<'a>(
+        &'a mut self,
+        matched: &'a [EventId],
+        decisions: &'a [DecisionRow],
+        inputs: &'a [InputRow],
+        now: Timestamp,
+    ) -> Answer<'a, ()>;
+    /// Every job's waiting summary, one row per job and upstream.
+    fn waiting(&mut self) -> Answer<'_, Vec<Waiting>>;
+    /// Every queued run, as (job, run): a job has at most one.
+    fn queued_runs(&mut self) -> Answer<'_, Vec<(String, RunId)>>;
+    /// Queues a run, unless the job has a queued run already (then `None`).
+    fn insert_run<'a>(
+        &'a mut self,
+        job: &'a str,
+        reason: ReasonKind,
+        scheduled_for: Option<Timestamp>,
+        now: Timestamp,
+    ) -> Answer<'a, Option<RunId>>;
+    /// When each job was first seen in the config (recording `now` for new ones).
+    fn first_seen<'a>(&'a mut self, jobs: &'a [String], now: Timestamp) -> Answer<'a, BTreeMap<String, Timestamp>>;
+    /// Marks a job's schedule tick as fired; `false` if it fired before (on any replica).
+    fn fire_tick<'a>(&'a mut self, job: &'a str, tick_at: Timestamp) -> Answer<'a, bool>;
+    /// Records which run a fired tick started (or joined).
+    fn link_tick<'a>(&'a mut self, job: &'a str, tick_at: Timestamp, run: &'a RunId) -> Answer<'a, ()>;
+    /// The earliest time a queued run waits for (its retry backoff), after `now`.
+    fn next_retry(&mut self, now: Timestamp) -> Answer<'_, Option<Timestamp>>;
+    /// Runs left `running` whose lease ended before `now`, not owned by `me`; all running runs
+    /// when `now` is `None`.
+    fn leftovers<'a>(&'a mut self, now: Option<Timestamp>, me: &'a str) -> Answer<'a, Vec<Leftover>>;
+    /// One run's state.
+    fn run_facts<'a>(&'a mut self, run: &'a RunId) -> Answer<'a, Option<RunFacts>>;
+    /// The job's queued run, if any.
+    fn queued_run<'a>(&'a mut self, job: &'a str) -> Answer<'a, Option<RunId>>;
+    /// Applies a run-state transition (see `domain::after_attempt`).
+    fn apply<'a>(&'a mut self, run: &'a RunId, transition: &'a Transition, now: Timestamp) -> Answer<'a, ()>;
+    /// Marks the run's actions still `running` as `cancelled`.
+    fn cancel_running_actions<'a>(&'a mut self, run: &'a RunId, now: Timestamp) -> Answer<'a, ()>;
+    /// Claims the oldest due queued run whose job has no running run: marks it running for
+    /// `owner` until `lease_until`, counts the attempt, and gives it every waiting event of its job.
+    fn claim<'a>(&'a mut self, now: Timestamp, owner: &'a str, lease_until: Timestamp) -> Answer<'a, Option<Claimed>>;
+    /// Records an action's start or end.
+    fn record_action<'a>(&'a mut self, action: &'a ActionRecord) -> Answer<'a, ()>;
+}
+
+/// Work done inside one decision transaction; it commits when this returns `Ok`.
+pub type TxWork<T> = Box<dyn for<'t> FnOnce(&'t mut dyn DecideTx) -> BoxFuture<'t, Result<T, StoreError>> + Send>;
 
 /// Matching events that wait for a job's next run, per upstream.
 #[derive(Debug, Clone)]
 pub struct Waiting {
+    pub job: String,
     pub upstream: String,
     pub events: u64,
     pub first: Timestamp,
@@ -207,17 +280,11 @@ impl Store {
         }
     }
 
-    /// Matches new events, queues the runs that became due, fires schedule ticks, and claims
-    /// up to `claims` due runs (marks them running for `owner`), all in one transaction.
-    pub async fn tick(
-        &self,
-        now: Timestamp,
-        jobs: Arc<BTreeMap<String, Job>>,
-        claims: usize,
-        owner: &str,
-    ) -> Result<TickReport, StoreError> {
+    /// Runs `work` in one decision transaction (on SQLite, on the writer, in order with
+    /// deliveries; on PostgreSQL, under a lock that makes replicas decide one at a time).
+    pub async fn transaction<T: Send + 'static>(&self, work: TxWork<T>) -> Result<T, StoreError> {
         match self {
-            Store::Sqlite(s) => s.tick(now, jobs, claims, owner.to_string()).await,
+            Store::Sqlite(s) => s.transaction(work).await,
         }
     }
 
@@ -228,29 +295,10 @@ impl Store {
         }
     }
 
-    /// Records how a run attempt ended (and its last action); returns the run's state after it.
-    pub async fn finish(
-        &self,
-        run: &RunId,
-        finish: Finish,
-        last_action: Option<ActionRecord>,
-        now: Timestamp,
-    ) -> Result<RunState, StoreError> {
+    /// Extends the lease of a run `owner` is running; `false` if the run is no longer its own.
+    pub async fn renew_lease(&self, run: &RunId, owner: &str, until: Timestamp) -> Result<bool, StoreError> {
         match self {
-            Store::Sqlite(s) => s.finish(run.clone(), finish, last_action, now).await,
-        }
-    }
-
-    pub async fn requeue_interrupted(&self, now: Timestamp) -> Result<Interrupted, StoreError> {
-        match self {
-            Store::Sqlite(s) => s.requeue_interrupted(now).await,
-        }
-    }
-
-    /// Queues a manual run; returns it and whether it is new (else the job's queued run serves).
-    pub async fn request_run(&self, job: &str, now: Timestamp) -> Result<(RunId, bool), StoreError> {
-        match self {
-            Store::Sqlite(s) => s.request_run(job.to_string(), now).await,
+            Store::Sqlite(s) => s.renew_lease(run.clone(), owner.to_string(), until).await,
         }
     }
 
@@ -281,6 +329,13 @@ impl Store {
     pub async fn job_overview(&self, job: &str) -> Result<JobOverview, StoreError> {
         match self {
             Store::Sqlite(s) => s.job_overview(job).await,
+        }
+    }
+
+    /// Resolves if the store's background writer stops on its own (never for a read-only store).
+    pub async fn stopped(&self) {
+        match self {
+            Store::Sqlite(s) => s.stopped().await,
         }
     }
 

@@ -3,6 +3,7 @@
 
 use handoff::config::Config;
 use handoff::domain::{ReasonKind, RunState};
+use handoff::scheduler::tick::Tick;
 use handoff::store::{RunFilter, Store, StoreOptions};
 use jiff::Timestamp;
 use std::path::Path;
@@ -15,6 +16,16 @@ async fn hourly_store(dir: &Path) -> (Store, Arc<std::collections::BTreeMap<Stri
     (store, Arc::new(config.jobs))
 }
 
+async fn tick(
+    store: &Store,
+    jobs: &Arc<std::collections::BTreeMap<String, handoff::scheduler::Job>>,
+    now: Timestamp,
+    claims: usize,
+) -> Result<handoff::scheduler::tick::TickReport, handoff::store::StoreError> {
+    let t = Tick { now, jobs: jobs.clone(), claims, owner: "test".into(), lease: std::time::Duration::from_secs(30) };
+    handoff::scheduler::tick::tick(store, t).await
+}
+
 fn at(text: &str) -> Timestamp {
     text.parse().unwrap()
 }
@@ -25,13 +36,13 @@ async fn an_hourly_tick_fires_once_and_a_long_downtime_fires_once_not_once_per_m
     let (store, jobs) = hourly_store(dir.path()).await;
 
     // First seen at 10:20: the 10:00 tick was before handoff knew the job, so it is not "missed".
-    let report = store.tick(at("2026-11-24T10:20:00Z"), jobs.clone(), 0, "test").await.unwrap();
+    let report = tick(&store, &jobs, at("2026-11-24T10:20:00Z"), 0).await.unwrap();
     assert_eq!(report.queued, 0);
     assert_eq!(report.next_wake, Some(at("2026-11-24T11:00:00Z")));
 
-    let report = store.tick(at("2026-11-24T11:00:00.005Z"), jobs.clone(), 0, "test").await.unwrap();
+    let report = tick(&store, &jobs, at("2026-11-24T11:00:00.005Z"), 0).await.unwrap();
     assert_eq!(report.queued, 1, "the 11:00 tick fires");
-    let again = store.tick(at("2026-11-24T11:00:01Z"), jobs.clone(), 0, "test").await.unwrap();
+    let again = tick(&store, &jobs, at("2026-11-24T11:00:01Z"), 0).await.unwrap();
     assert_eq!(again.queued, 0, "each tick fires once");
 
     let runs = store.runs(&RunFilter::default()).await.unwrap();
@@ -40,13 +51,19 @@ async fn an_hourly_tick_fires_once_and_a_long_downtime_fires_once_not_once_per_m
     assert_eq!(runs[0].scheduled_for, Some(at("2026-11-24T11:00:00Z")));
 
     // The run executes and finishes; then the server is down from 11:30 to 16:40.
-    let claimed = store.tick(at("2026-11-24T11:00:02Z"), jobs.clone(), 1, "test").await.unwrap().claimed;
+    let claimed = tick(&store, &jobs, at("2026-11-24T11:00:02Z"), 1).await.unwrap().claimed;
     assert_eq!(claimed.len(), 1, "the due run is claimed");
-    store
-        .finish(&claimed[0].run.id, handoff::store::Finish::Succeeded, None, at("2026-11-24T11:00:03Z"))
-        .await
-        .unwrap();
-    let report = store.tick(at("2026-11-24T16:40:00Z"), jobs.clone(), 0, "test").await.unwrap();
+    handoff::scheduler::tick::finish(
+        &store,
+        claimed[0].run.id.clone(),
+        handoff::domain::Outcome::Succeeded,
+        None,
+        "test".into(),
+        at("2026-11-24T11:00:03Z"),
+    )
+    .await
+    .unwrap();
+    let report = tick(&store, &jobs, at("2026-11-24T16:40:00Z"), 0).await.unwrap();
     assert_eq!(report.queued, 1, "five missed ticks, one run");
     let runs = store.runs(&RunFilter::default()).await.unwrap();
     assert_eq!(runs.len(), 2);
@@ -58,10 +75,11 @@ async fn an_hourly_tick_fires_once_and_a_long_downtime_fires_once_not_once_per_m
 async fn a_schedule_tick_while_a_run_is_queued_joins_that_run() {
     let dir = tempfile::tempdir().unwrap();
     let (store, jobs) = hourly_store(dir.path()).await;
-    store.tick(at("2026-11-24T10:20:00Z"), jobs.clone(), 0, "test").await.unwrap();
-    let (manual, new) = store.request_run("sync", at("2026-11-24T10:59:00Z")).await.unwrap();
+    tick(&store, &jobs, at("2026-11-24T10:20:00Z"), 0).await.unwrap();
+    let (manual, new) =
+        handoff::scheduler::tick::request_run(&store, "sync", at("2026-11-24T10:59:00Z")).await.unwrap();
     assert!(new);
-    let report = store.tick(at("2026-11-24T11:00:00Z"), jobs.clone(), 0, "test").await.unwrap();
+    let report = tick(&store, &jobs, at("2026-11-24T11:00:00Z"), 0).await.unwrap();
     assert_eq!(report.queued, 0);
     let runs = store.runs(&RunFilter::default()).await.unwrap();
     assert_eq!(runs.len(), 1, "one queued run per job at most");

@@ -6,13 +6,16 @@
 //! hears back only after that commit. Reads use a separate small pool (WAL lets them run
 //! beside the writer).
 
+mod decide;
 mod runs;
 
 use super::{EventFilter, Recorded, StoreError, StoreOptions};
 use crate::domain::{Event, EventId, NewEvent, SecretSlot, Status, Subject};
+use futures_util::FutureExt;
 use jiff::Timestamp;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Connection, Row, SqlitePool};
+use std::panic::AssertUnwindSafe;
 use std::path::Path;
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
@@ -80,22 +83,23 @@ impl SqliteStore {
     }
 
     /// Runs `f` on the write connection, in order with deliveries; `f` opens its own transaction.
-    async fn exec<T, F>(&self, f: F) -> Result<T, StoreError>
+    async fn exec<T, E, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
-        F: for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, Result<T, sqlx::Error>> + Send + 'static,
+        E: Into<StoreError> + Send + 'static,
+        F: for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, Result<T, E>> + Send + 'static,
     {
         let writes =
             self.writes.as_ref().ok_or_else(|| StoreError::Unavailable(format!("{} is open read-only", self.path)))?;
         let (reply, answer) = oneshot::channel();
         let op: Op = Box::new(move |conn| {
             Box::pin(async move {
-                let _ = reply.send(f(conn).await);
+                let _ = reply.send(f(conn).await.map_err(Into::into));
             })
         });
         let stopped = || StoreError::Unavailable(format!("the writer of {} has stopped", self.path));
         writes.send(Message::Op(op)).await.map_err(|_| stopped())?;
-        Ok(answer.await.map_err(|_| stopped())??)
+        answer.await.map_err(|_| stopped())?
     }
 
     pub async fn events(&self, filter: &EventFilter) -> Result<Vec<Event>, StoreError> {
@@ -131,6 +135,13 @@ impl SqliteStore {
         Ok(())
     }
 
+    pub async fn stopped(&self) {
+        match &self.writes {
+            Some(writes) => writes.closed().await,
+            None => std::future::pending().await,
+        }
+    }
+
     pub async fn close(&self) {
         if let Some(writes) = &self.writes {
             let (done, closed) = oneshot::channel();
@@ -160,7 +171,18 @@ async fn write_loop(mut conn: SqliteConnection, mut queue: mpsc::Receiver<Messag
                 // a run's bookkeeping does not wait behind a burst of deliveries.
                 Message::Op(op) => {
                     durability(&mut conn, Sync::Normal).await;
-                    op(&mut conn).await;
+                    // A panic inside an operation fails that operation (its caller hears that the
+                    // store failed) and never the writer: deliveries keep being committed.
+                    if let Err(panic) = AssertUnwindSafe(op(&mut conn)).catch_unwind().await {
+                        let message = panic
+                            .downcast_ref::<&str>()
+                            .map(|s| s.to_string())
+                            .or_else(|| panic.downcast_ref::<String>().cloned());
+                        tracing::error!(
+                            panic = message.as_deref().unwrap_or("(no message)"),
+                            "a store operation panicked; it was rolled back"
+                        );
+                    }
                     durability(&mut conn, Sync::Full).await;
                 }
                 Message::Close(done) => {
@@ -276,10 +298,15 @@ async fn commit(conn: &mut SqliteConnection, events: &[NewEvent]) -> Result<Vec<
         .bind(&event.body)
         .execute(&mut *tx)
         .await?;
+        sqlx::query("INSERT INTO unmatched (event_id) VALUES (?1)").bind(&id.0).execute(&mut *tx).await?;
         outcomes.push(Recorded::New(id));
     }
     tx.commit().await?;
     Ok(outcomes)
+}
+
+fn opt_millis(row: &sqlx::sqlite::SqliteRow, column: &str) -> Result<Option<Timestamp>, StoreError> {
+    row.try_get::<Option<i64>, _>(column)?.map(millis).transpose()
 }
 
 fn millis(ms: i64) -> Result<Timestamp, StoreError> {

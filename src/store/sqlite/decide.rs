@@ -1,0 +1,441 @@
+//! [`DecideTx`] on SQLite: the rows of the decision step, inside one `BEGIN IMMEDIATE`
+//! transaction on the writer's connection. No policy here: `scheduler::tick` decides.
+//!
+//! Single flight and "one queued run per job" are also enforced by the unique indexes
+//! `runs_one_running` and `runs_one_queued`, and a schedule tick by its primary key.
+
+use super::millis;
+use super::runs::run_from_row;
+use crate::domain::{EventId, ReasonKind, RunEvent, RunId, RunState, Status, Subject, Transition};
+use crate::store::{
+    ActionRecord, BoxFuture, Claimed, DecideTx, DecisionRow, InputRow, Leftover, RunFacts, StoreError, Unmatched,
+    Waiting,
+};
+use jiff::Timestamp;
+use sqlx::sqlite::{Sqlite, SqliteConnection, SqliteRow};
+use sqlx::{QueryBuilder, Row, Transaction};
+use std::collections::BTreeMap;
+
+/// Rows per multi-row statement (at most 5 parameters each: far below SQLite's limit).
+const ROWS_PER_STATEMENT: usize = 500;
+
+type Answer<'a, T> = BoxFuture<'a, Result<T, StoreError>>;
+
+pub struct SqliteDecide<'c> {
+    pub tx: Transaction<'c, Sqlite>,
+}
+
+impl SqliteDecide<'_> {
+    fn conn(&mut self) -> &mut SqliteConnection {
+        &mut self.tx
+    }
+}
+
+fn unmatched_from_row(row: &SqliteRow) -> Result<Unmatched, StoreError> {
+    let status: String = row.try_get("status")?;
+    Ok(Unmatched {
+        id: EventId(row.try_get("id")?),
+        source: row.try_get("source")?,
+        subject: Subject::new(row.try_get("subject_id")?, row.try_get("subject_name")?),
+        status: Status::parse(&status).unwrap_or(Status::Other),
+        test: row.try_get("test")?,
+        repeat_of: row.try_get::<Option<String>, _>("repeat_of")?.map(EventId),
+        received_at: millis(row.try_get("received_at")?)?,
+    })
+}
+
+fn facts_from_row(row: &SqliteRow) -> Result<RunFacts, StoreError> {
+    let state: String = row.try_get("state")?;
+    Ok(RunFacts {
+        id: RunId(row.try_get("id")?),
+        job: row.try_get("job")?,
+        state: RunState::parse(&state).unwrap_or(RunState::Failed),
+        attempt: row.try_get::<i64, _>("attempt")?.max(0) as u32,
+        owner: row.try_get("owner")?,
+    })
+}
+
+impl DecideTx for SqliteDecide<'_> {
+    fn unmatched(&mut self, limit: u32) -> Answer<'_, Vec<Unmatched>> {
+        Box::pin(async move {
+            let rows = sqlx::query(
+                "SELECT e.id, e.source, e.subject_id, e.subject_name, e.status, e.test, e.repeat_of, e.received_at \
+                 FROM unmatched u JOIN events e ON e.id = u.event_id ORDER BY u.seq LIMIT ?1",
+            )
+            .bind(i64::from(limit))
+            .fetch_all(self.conn())
+            .await?;
+            rows.iter().map(unmatched_from_row).collect()
+        })
+    }
+
+    fn record_matches<'a>(
+        &'a mut self,
+        matched: &'a [EventId],
+        decisions: &'a [DecisionRow],
+        inputs: &'a [InputRow],
+        now: Timestamp,
+    ) -> Answer<'a, ()> {
+        Box::pin(async move {
+            let now_ms = now.as_millisecond();
+            // Multi-row statements: a burst of thousands of events is a handful of statements.
+            for chunk in decisions.chunks(ROWS_PER_STATEMENT) {
+                let mut insert =
+                    QueryBuilder::<Sqlite>::new("INSERT INTO decisions (event_id, job, fed, reason, decided_at) ");
+                insert.push_values(chunk, |mut row, d| {
+                    row.push_bind(&d.event_id.0)
+                        .push_bind(&d.job)
+                        .push_bind(d.fed)
+                        .push_bind(&d.reason)
+                        .push_bind(now_ms);
+                });
+                insert.build().execute(self.conn()).await?;
+            }
+            for chunk in inputs.chunks(ROWS_PER_STATEMENT) {
+                let mut insert = QueryBuilder::<Sqlite>::new(
+                    "INSERT OR IGNORE INTO job_inputs (job, event_id, upstream, received_at) ",
+                );
+                insert.push_values(chunk, |mut row, i| {
+                    row.push_bind(&i.job)
+                        .push_bind(&i.event_id.0)
+                        .push_bind(&i.upstream)
+                        .push_bind(i.received_at.as_millisecond());
+                });
+                insert.build().execute(self.conn()).await?;
+            }
+            for (job, upstream, events, first, last) in summarise(inputs) {
+                sqlx::query(
+                    "INSERT INTO job_waiting (job, upstream, events, first_at, last_at) VALUES (?1, ?2, ?3, ?4, ?5) \
+                     ON CONFLICT (job, upstream) DO UPDATE SET events = events + excluded.events, \
+                     first_at = MIN(first_at, excluded.first_at), last_at = MAX(last_at, excluded.last_at)",
+                )
+                .bind(job)
+                .bind(upstream)
+                .bind(events)
+                .bind(first)
+                .bind(last)
+                .execute(self.conn())
+                .await?;
+            }
+            for chunk in matched.chunks(ROWS_PER_STATEMENT) {
+                let mut delete = QueryBuilder::<Sqlite>::new("DELETE FROM unmatched WHERE event_id IN (");
+                let mut list = delete.separated(", ");
+                for id in chunk {
+                    list.push_bind(&id.0);
+                }
+                delete.push(")");
+                delete.build().execute(self.conn()).await?;
+            }
+            Ok(())
+        })
+    }
+
+    fn waiting(&mut self) -> Answer<'_, Vec<Waiting>> {
+        Box::pin(async move {
+            let rows =
+                sqlx::query("SELECT job, upstream, events, first_at, last_at FROM job_waiting ORDER BY job, upstream")
+                    .fetch_all(self.conn())
+                    .await?;
+            rows.iter().map(waiting_from_row).collect()
+        })
+    }
+
+    fn queued_runs(&mut self) -> Answer<'_, Vec<(String, RunId)>> {
+        Box::pin(async move {
+            let rows: Vec<(String, String)> =
+                sqlx::query_as("SELECT job, id FROM runs WHERE state = 'queued'").fetch_all(self.conn()).await?;
+            Ok(rows.into_iter().map(|(job, id)| (job, RunId(id))).collect())
+        })
+    }
+
+    fn insert_run<'a>(
+        &'a mut self,
+        job: &'a str,
+        reason: ReasonKind,
+        scheduled_for: Option<Timestamp>,
+        now: Timestamp,
+    ) -> Answer<'a, Option<RunId>> {
+        Box::pin(async move {
+            let id = RunId::generate();
+            // `runs_one_queued` turns a second queued run of the job into "nothing inserted".
+            let inserted = sqlx::query(
+                "INSERT INTO runs (id, job, state, reason, scheduled_for, queued_at, run_after) \
+                 VALUES (?1, ?2, 'queued', ?3, ?4, ?5, ?5) ON CONFLICT DO NOTHING",
+            )
+            .bind(&id.0)
+            .bind(job)
+            .bind(reason.as_str())
+            .bind(scheduled_for.map(|t| t.as_millisecond()))
+            .bind(now.as_millisecond())
+            .execute(self.conn())
+            .await?
+            .rows_affected();
+            Ok((inserted == 1).then_some(id))
+        })
+    }
+
+    fn first_seen<'a>(&'a mut self, jobs: &'a [String], now: Timestamp) -> Answer<'a, BTreeMap<String, Timestamp>> {
+        Box::pin(async move {
+            for chunk in jobs.chunks(ROWS_PER_STATEMENT) {
+                let mut insert = QueryBuilder::<Sqlite>::new("INSERT OR IGNORE INTO jobs_seen (job, first_seen_at) ");
+                insert.push_values(chunk, |mut row, job| {
+                    row.push_bind(job).push_bind(now.as_millisecond());
+                });
+                insert.build().execute(self.conn()).await?;
+            }
+            let rows: Vec<(String, i64)> =
+                sqlx::query_as("SELECT job, first_seen_at FROM jobs_seen").fetch_all(self.conn()).await?;
+            rows.into_iter().map(|(job, at)| Ok((job, millis(at)?))).collect()
+        })
+    }
+
+    fn fire_tick<'a>(&'a mut self, job: &'a str, tick_at: Timestamp) -> Answer<'a, bool> {
+        Box::pin(async move {
+            let fired = sqlx::query("INSERT OR IGNORE INTO schedule_ticks (job, tick_at) VALUES (?1, ?2)")
+                .bind(job)
+                .bind(tick_at.as_millisecond())
+                .execute(self.conn())
+                .await?
+                .rows_affected();
+            Ok(fired == 1)
+        })
+    }
+
+    fn link_tick<'a>(&'a mut self, job: &'a str, tick_at: Timestamp, run: &'a RunId) -> Answer<'a, ()> {
+        Box::pin(async move {
+            sqlx::query("UPDATE schedule_ticks SET run_id = ?3 WHERE job = ?1 AND tick_at = ?2")
+                .bind(job)
+                .bind(tick_at.as_millisecond())
+                .bind(&run.0)
+                .execute(self.conn())
+                .await?;
+            Ok(())
+        })
+    }
+
+    fn next_retry(&mut self, now: Timestamp) -> Answer<'_, Option<Timestamp>> {
+        Box::pin(async move {
+            let at: Option<i64> =
+                sqlx::query_scalar("SELECT MIN(run_after) FROM runs WHERE state = 'queued' AND run_after > ?1")
+                    .bind(now.as_millisecond())
+                    .fetch_one(self.conn())
+                    .await?;
+            at.map(millis).transpose()
+        })
+    }
+
+    fn leftovers<'a>(&'a mut self, now: Option<Timestamp>, me: &'a str) -> Answer<'a, Vec<Leftover>> {
+        Box::pin(async move {
+            let rows = match now {
+                Some(now) => {
+                    sqlx::query(
+                        "SELECT id, job, state, attempt, owner FROM runs WHERE state = 'running' \
+                         AND lease_until < ?1 AND (owner IS NULL OR owner <> ?2) ORDER BY id",
+                    )
+                    .bind(now.as_millisecond())
+                    .bind(me)
+                    .fetch_all(self.conn())
+                    .await?
+                }
+                None => {
+                    sqlx::query("SELECT id, job, state, attempt, owner FROM runs WHERE state = 'running' ORDER BY id")
+                        .fetch_all(self.conn())
+                        .await?
+                }
+            };
+            let mut out = Vec::with_capacity(rows.len());
+            for row in &rows {
+                let run = facts_from_row(row)?;
+                let groups: Vec<(i64, i64)> = sqlx::query_as(
+                    "SELECT pgid, pgid_start FROM run_actions WHERE run_id = ?1 AND state = 'running' \
+                     AND pgid IS NOT NULL AND pgid_start IS NOT NULL",
+                )
+                .bind(&run.id.0)
+                .fetch_all(self.conn())
+                .await?;
+                let process_groups = groups.into_iter().map(|(pgid, start)| (pgid as u32, start as u64)).collect();
+                out.push(Leftover { run, process_groups });
+            }
+            Ok(out)
+        })
+    }
+
+    fn run_facts<'a>(&'a mut self, run: &'a RunId) -> Answer<'a, Option<RunFacts>> {
+        Box::pin(async move {
+            let row = sqlx::query("SELECT id, job, state, attempt, owner FROM runs WHERE id = ?1")
+                .bind(&run.0)
+                .fetch_optional(self.conn())
+                .await?;
+            row.as_ref().map(facts_from_row).transpose()
+        })
+    }
+
+    fn queued_run<'a>(&'a mut self, job: &'a str) -> Answer<'a, Option<RunId>> {
+        Box::pin(async move {
+            let id: Option<String> = sqlx::query_scalar("SELECT id FROM runs WHERE job = ?1 AND state = 'queued'")
+                .bind(job)
+                .fetch_optional(self.conn())
+                .await?;
+            Ok(id.map(RunId))
+        })
+    }
+
+    fn apply<'a>(&'a mut self, run: &'a RunId, transition: &'a Transition, now: Timestamp) -> Answer<'a, ()> {
+        Box::pin(async move {
+            let now_ms = now.as_millisecond();
+            match transition {
+                Transition::End { state, error } => {
+                    end(self.conn(), run, *state, error.as_deref(), now_ms).await?;
+                }
+                Transition::Fold { state, error, release_events, .. } => {
+                    if *release_events {
+                        // The events wait again, for the queued run to consume.
+                        sqlx::query(
+                            "INSERT INTO job_waiting (job, upstream, events, first_at, last_at) \
+                             SELECT job, upstream, COUNT(*), MIN(received_at), MAX(received_at) FROM job_inputs \
+                             WHERE run_id = ?1 GROUP BY job, upstream \
+                             ON CONFLICT (job, upstream) DO UPDATE SET events = events + excluded.events, \
+                             first_at = MIN(first_at, excluded.first_at), last_at = MAX(last_at, excluded.last_at)",
+                        )
+                        .bind(&run.0)
+                        .execute(self.conn())
+                        .await?;
+                        sqlx::query("UPDATE job_inputs SET run_id = NULL WHERE run_id = ?1")
+                            .bind(&run.0)
+                            .execute(self.conn())
+                            .await?;
+                    }
+                    end(self.conn(), run, *state, Some(error), now_ms).await?;
+                }
+                Transition::Requeue { run_after, attempt, error } => {
+                    sqlx::query(
+                        "UPDATE runs SET state = 'queued', run_after = ?2, attempt = ?3, error = ?4, owner = NULL, \
+                         lease_until = NULL WHERE id = ?1",
+                    )
+                    .bind(&run.0)
+                    .bind(run_after.as_millisecond())
+                    .bind(i64::from(*attempt))
+                    .bind(error)
+                    .execute(self.conn())
+                    .await?;
+                }
+            }
+            Ok(())
+        })
+    }
+
+    fn cancel_running_actions<'a>(&'a mut self, run: &'a RunId, now: Timestamp) -> Answer<'a, ()> {
+        Box::pin(async move {
+            sqlx::query(
+                "UPDATE run_actions SET state = 'cancelled', finished_at = ?2 WHERE run_id = ?1 AND state = 'running'",
+            )
+            .bind(&run.0)
+            .bind(now.as_millisecond())
+            .execute(self.conn())
+            .await?;
+            Ok(())
+        })
+    }
+
+    fn claim<'a>(&'a mut self, now: Timestamp, owner: &'a str, lease_until: Timestamp) -> Answer<'a, Option<Claimed>> {
+        Box::pin(async move {
+            let now_ms = now.as_millisecond();
+            let id: Option<String> = sqlx::query_scalar(
+                "SELECT q.id FROM runs q WHERE q.state = 'queued' AND q.run_after <= ?1 \
+                 AND NOT EXISTS (SELECT 1 FROM runs r WHERE r.job = q.job AND r.state = 'running') \
+                 ORDER BY q.run_after, q.id LIMIT 1",
+            )
+            .bind(now_ms)
+            .fetch_optional(self.conn())
+            .await?;
+            let Some(id) = id else {
+                return Ok(None);
+            };
+            let row = sqlx::query(
+                "UPDATE runs SET state = 'running', attempt = attempt + 1, started_at = ?2, owner = ?3, \
+                 lease_until = ?4, finished_at = NULL WHERE id = ?1 RETURNING *",
+            )
+            .bind(&id)
+            .bind(now_ms)
+            .bind(owner)
+            .bind(lease_until.as_millisecond())
+            .fetch_one(self.conn())
+            .await?;
+            let run = run_from_row(&row)?;
+            // The run consumes every waiting event of its job: the gate of `wait_for = "all"`
+            // counts from here, and later events feed the follow-up run.
+            sqlx::query("DELETE FROM job_waiting WHERE job = ?1").bind(&run.job).execute(self.conn()).await?;
+            sqlx::query("UPDATE job_inputs SET run_id = ?1 WHERE job = ?2 AND run_id IS NULL")
+                .bind(&id)
+                .bind(&run.job)
+                .execute(self.conn())
+                .await?;
+            let rows = sqlx::query(
+                "SELECT e.id, e.source, e.subject_id, e.subject_name, e.status FROM job_inputs i \
+                 JOIN events e ON e.id = i.event_id WHERE i.run_id = ?1 ORDER BY i.received_at, e.id",
+            )
+            .bind(&id)
+            .fetch_all(self.conn())
+            .await?;
+            let events = rows.iter().map(run_event_from_row).collect::<Result<_, _>>()?;
+            Ok(Some(Claimed { run, events }))
+        })
+    }
+
+    fn record_action<'a>(&'a mut self, action: &'a ActionRecord) -> Answer<'a, ()> {
+        Box::pin(async move { Ok(super::runs::record_action(self.conn(), action).await?) })
+    }
+}
+
+/// Inputs summed per (job, upstream): (job, upstream, count, first ms, last ms), in key order
+/// (the same lock order in every transaction).
+pub(super) fn summarise(inputs: &[InputRow]) -> Vec<(&str, &str, i64, i64, i64)> {
+    let mut sums: BTreeMap<(&str, &str), (i64, i64, i64)> = BTreeMap::new();
+    for i in inputs {
+        let at = i.received_at.as_millisecond();
+        let entry = sums.entry((&i.job, &i.upstream)).or_insert((0, at, at));
+        entry.0 += 1;
+        entry.1 = entry.1.min(at);
+        entry.2 = entry.2.max(at);
+    }
+    sums.into_iter().map(|((job, upstream), (n, first, last))| (job, upstream, n, first, last)).collect()
+}
+
+pub(super) fn waiting_from_row(row: &SqliteRow) -> Result<Waiting, StoreError> {
+    Ok(Waiting {
+        job: row.try_get("job")?,
+        upstream: row.try_get("upstream")?,
+        events: row.try_get::<i64, _>("events")?.max(0) as u64,
+        first: millis(row.try_get("first_at")?)?,
+        last: millis(row.try_get("last_at")?)?,
+    })
+}
+
+fn run_event_from_row(row: &SqliteRow) -> Result<RunEvent, StoreError> {
+    let status: String = row.try_get("status")?;
+    Ok(RunEvent {
+        id: EventId(row.try_get("id")?),
+        source: row.try_get("source")?,
+        subject: Subject::new(row.try_get("subject_id")?, row.try_get("subject_name")?),
+        status: Status::parse(&status).unwrap_or(Status::Other),
+    })
+}
+
+async fn end(
+    conn: &mut SqliteConnection,
+    run: &RunId,
+    state: RunState,
+    error: Option<&str>,
+    now_ms: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE runs SET state = ?2, finished_at = ?3, error = ?4, owner = NULL, lease_until = NULL WHERE id = ?1",
+    )
+    .bind(&run.0)
+    .bind(state.as_str())
+    .bind(now_ms)
+    .bind(error)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
