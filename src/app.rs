@@ -47,7 +47,7 @@ pub struct App {
     /// This replica in `runs.owner`.
     owner: Arc<str>,
     /// Held for the server's life: one server per SQLite file.
-    _lock: File,
+    _lock: Option<File>,
 }
 
 /// This process, as recorded on the runs it claims: the host name and an id of this start,
@@ -64,12 +64,13 @@ pub fn owner_id() -> String {
 }
 
 /// Takes the SQLite file's lock file, so a second server on the same file refuses to start.
-fn lock_store(location: &StoreLocation) -> Result<File, AppError> {
-    let StoreLocation::Sqlite(path) = location;
+/// PostgreSQL takes no lock: several replicas share one database.
+fn lock_store(location: &StoreLocation) -> Result<Option<File>, AppError> {
+    let StoreLocation::Sqlite(path) = location else { return Ok(None) };
     let lock_path = PathBuf::from(format!("{}.lock", path.display()));
     let file = File::create(&lock_path).map_err(|source| AppError::Lock { path: lock_path.clone(), source })?;
     match file.try_lock() {
-        Ok(()) => Ok(file),
+        Ok(()) => Ok(Some(file)),
         Err(std::fs::TryLockError::WouldBlock) => Err(AppError::AlreadyServing(path.clone())),
         Err(std::fs::TryLockError::Error(source)) => Err(AppError::Lock { path: lock_path, source }),
     }

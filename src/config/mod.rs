@@ -16,7 +16,7 @@ use crate::domain::words;
 use crate::scheduler::Job;
 use crate::signature::{self, Key};
 use ipnet::IpNet;
-use secrecy::ExposeSecret;
+use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::fmt;
@@ -36,6 +36,8 @@ pub const DEFAULT_MAX_BODY: usize = 1024 * 1024;
 pub const DEFAULT_TOLERANCE: Duration = Duration::from_secs(5 * 60);
 /// How long running actions may go on after SIGTERM, unless `shutdown_grace` is set.
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+/// PostgreSQL connections per process, unless `[store] pool` is set.
+pub const DEFAULT_POOL: u32 = 16;
 /// How long a claimed run stays a replica's without renewal, unless `lease` is set.
 pub const DEFAULT_LEASE: Duration = Duration::from_secs(30);
 /// How many runs execute at once, unless `workers` is set.
@@ -78,8 +80,13 @@ struct FileServer {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FileStore {
-    /// `sqlite://path/to/file.db` (relative to the config file's folder).
+    /// `sqlite://path/to/file.db` (relative to the config file's folder) or
+    /// `postgres://USER@HOST:PORT/DB?sslmode=require`.
     url: Option<Spanned<String>>,
+    /// PostgreSQL: the password, as a secret reference (else the one in the URL, if any).
+    password: Option<Spanned<SecretRef>>,
+    /// PostgreSQL: most connections this process opens (default 16).
+    pool: Option<Spanned<u32>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -184,6 +191,96 @@ impl Source {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StoreLocation {
     Sqlite(PathBuf),
+    Postgres(PostgresLocation),
+}
+
+/// A PostgreSQL store. The password lives apart from the URL and is never printed.
+#[derive(Clone)]
+pub struct PostgresLocation {
+    /// The URL as written, without its password.
+    pub url: String,
+    pub password: Option<SecretString>,
+    /// Most connections this process opens.
+    pub pool: u32,
+}
+
+impl PartialEq for PostgresLocation {
+    fn eq(&self, other: &Self) -> bool {
+        self.url == other.url && self.pool == other.pool
+    }
+}
+
+impl Eq for PostgresLocation {}
+
+impl fmt::Debug for PostgresLocation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PostgresLocation").field("url", &self.shown()).field("pool", &self.pool).finish()
+    }
+}
+
+impl PostgresLocation {
+    /// The URL for messages: `postgres://USER:***@HOST/DB` when a password is set.
+    pub fn shown(&self) -> String {
+        match (&self.password, self.url.split_once("://")) {
+            (Some(_), Some((scheme, rest))) => match rest.split_once('@') {
+                Some((user, host)) => format!("{scheme}://{user}:***@{host}"),
+                None => self.url.clone(),
+            },
+            _ => self.url.clone(),
+        }
+    }
+}
+
+impl StoreLocation {
+    /// Where the store is, safe to print (never a password).
+    pub fn shown(&self) -> String {
+        match self {
+            StoreLocation::Sqlite(path) => format!("sqlite://{}", path.display()),
+            StoreLocation::Postgres(pg) => pg.shown(),
+        }
+    }
+
+    /// Reads `url` (and, for PostgreSQL, `password` and `pool`) as `[store]` or
+    /// `handoff store copy` take them; relative SQLite paths are taken from `base`.
+    pub fn parse(url: &str, base: &Path) -> Result<StoreLocation, String> {
+        store_location(url, base)
+    }
+}
+
+/// Splits `postgres://user:password@host/db` into the URL without the password and the password.
+fn split_password(url: &str) -> (String, Option<String>) {
+    let Some((scheme, rest)) = url.split_once("://") else { return (url.to_string(), None) };
+    let (authority, path) = match rest.find('/') {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    let Some((userinfo, host)) = authority.rsplit_once('@') else { return (url.to_string(), None) };
+    match userinfo.split_once(':') {
+        Some((user, password)) => {
+            let password = percent_decode(password);
+            (format!("{scheme}://{user}@{host}{path}"), Some(password))
+        }
+        None => (url.to_string(), None),
+    }
+}
+
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && i + 2 < bytes.len()
+            && let Some(byte) = text.get(i + 1..i + 3).and_then(|hex| u8::from_str_radix(hex, 16).ok())
+        {
+            out.push(byte);
+            i += 3;
+            continue;
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// A checked config file.
@@ -316,21 +413,8 @@ impl Config {
         };
         let trusted_proxies = parse_networks(&mut problems, &file.server.trusted_proxies);
 
-        let (store_url, store) = match &file.store.url {
-            None => {
-                (DEFAULT_STORE_URL.to_string(), store_location(DEFAULT_STORE_URL, &base).expect("default store parses"))
-            }
-            Some(url) => match store_location(url.get_ref(), &base) {
-                Ok(location) => (url.get_ref().clone(), location),
-                Err(hint) => {
-                    problems.add(Some(url.span()), format!("unsupported store url `{}`", url.get_ref()), Some(hint));
-                    (
-                        DEFAULT_STORE_URL.to_string(),
-                        store_location(DEFAULT_STORE_URL, &base).expect("default store parses"),
-                    )
-                }
-            },
-        };
+        let store = build_store(&mut problems, &base, &file.store);
+        let store_url = store.shown();
 
         let mut sources = BTreeMap::new();
         for (name, table) in &file.sources {
@@ -442,7 +526,69 @@ fn edit_distance(a: &str, b: &str) -> usize {
     row[b.len()]
 }
 
+/// `[store]`: the location, with a PostgreSQL password resolved from its reference.
+fn build_store(problems: &mut Problems<'_>, base: &Path, file: &FileStore) -> StoreLocation {
+    let default = || store_location(DEFAULT_STORE_URL, base).expect("the default store parses");
+    let location = match &file.url {
+        None => default(),
+        Some(url) => match store_location(url.get_ref(), base) {
+            Ok(location) => location,
+            Err(hint) => {
+                // The URL may hold a password: name the scheme only.
+                let scheme = url.get_ref().split_once("://").map_or("", |(s, _)| s);
+                problems.add(Some(url.span()), format!("unsupported store url (scheme `{scheme}`)"), Some(hint));
+                default()
+            }
+        },
+    };
+    match location {
+        StoreLocation::Postgres(mut pg) => {
+            if let Some(reference) = &file.password {
+                match reference.get_ref().resolve(base) {
+                    Ok(password) => pg.password = Some(password),
+                    Err(SecretError { message, hint }) => problems.add(Some(reference.span()), message, Some(hint)),
+                }
+            }
+            if let Some(pool) = &file.pool {
+                if *pool.get_ref() == 0 {
+                    problems.add(Some(pool.span()), "pool must be at least 1", Some("pool = 16".into()));
+                } else {
+                    pg.pool = *pool.get_ref();
+                }
+            }
+            StoreLocation::Postgres(pg)
+        }
+        sqlite => {
+            for (key, span) in
+                [("password", file.password.as_ref().map(|p| p.span())), ("pool", file.pool.as_ref().map(|p| p.span()))]
+            {
+                if span.is_some() {
+                    problems.add(
+                        span,
+                        format!("`{key}` applies to a PostgreSQL store only"),
+                        Some(format!(r#"remove {key}, or use url = "postgres://USER@HOST:5432/DB""#)),
+                    );
+                }
+            }
+            sqlite
+        }
+    }
+}
+
 fn store_location(url: &str, base: &Path) -> Result<StoreLocation, String> {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        let (url, password) = split_password(url);
+        let rest = url.split_once("://").map_or("", |(_, r)| r);
+        let host = rest.rsplit_once('@').map_or(rest, |(_, h)| h);
+        if host.is_empty() || host.starts_with('/') || host.starts_with('?') {
+            return Err(r#"name the server: url = "postgres://handoff@db.internal:5432/handoff""#.into());
+        }
+        return Ok(StoreLocation::Postgres(PostgresLocation {
+            url,
+            password: password.map(SecretString::from),
+            pool: DEFAULT_POOL,
+        }));
+    }
     if let Some(rest) = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) {
         if rest.is_empty() {
             return Err(r#"name a file: url = "sqlite://handoff.db""#.into());
@@ -450,7 +596,7 @@ fn store_location(url: &str, base: &Path) -> Result<StoreLocation, String> {
         let path = PathBuf::from(rest);
         return Ok(StoreLocation::Sqlite(if path.is_absolute() { path } else { base.join(path) }));
     }
-    Err(r#"the store is a SQLite file: url = "sqlite://handoff.db" (PostgreSQL is planned, not yet available)"#.into())
+    Err(r#"use url = "sqlite://handoff.db" or url = "postgres://USER@HOST:5432/DB""#.into())
 }
 
 fn parse_networks(problems: &mut Problems<'_>, items: &[Spanned<String>]) -> Vec<IpNet> {
@@ -628,6 +774,41 @@ mod tests {
         assert_eq!(err.problems.len(), 2, "{err}");
         assert_eq!(err.problems[0].line, 2);
         assert_eq!(err.problems[1].line, 4);
+    }
+
+    #[test]
+    fn a_postgres_url_keeps_its_password_apart_and_never_shows_it() {
+        let config =
+            parse("[store]\nurl = \"postgres://handoff:s3cr%40t@db.internal:5432/handoff?sslmode=require\"\n").unwrap();
+        let StoreLocation::Postgres(pg) = &config.store else { panic!("{:?}", config.store) };
+        assert_eq!(pg.url, "postgres://handoff@db.internal:5432/handoff?sslmode=require");
+        assert_eq!(pg.password.as_ref().map(|p| p.expose_secret().to_string()), Some("s3cr@t".into()));
+        assert_eq!(pg.pool, DEFAULT_POOL);
+        assert_eq!(config.store_url, "postgres://handoff:***@db.internal:5432/handoff?sslmode=require");
+        let debug = format!("{config:?}");
+        assert!(!debug.contains("s3cr"), "{debug}");
+    }
+
+    #[test]
+    fn a_postgres_password_comes_from_a_reference_and_the_pool_is_set() {
+        let text = "[store]\nurl = \"postgres://handoff@db:5432/h\"\npassword = { env = \"PATH\" }\npool = 4\n";
+        let config = parse(text).unwrap();
+        let StoreLocation::Postgres(pg) = &config.store else { panic!() };
+        assert_eq!(pg.password.as_ref().map(|p| p.expose_secret().to_string()), std::env::var("PATH").ok());
+        assert_eq!(pg.pool, 4);
+        assert_eq!(config.store_url, "postgres://handoff:***@db:5432/h");
+    }
+
+    #[test]
+    fn postgres_settings_on_a_sqlite_store_and_a_missing_password_are_reported_with_their_lines() {
+        let err = parse("[store]\nurl = \"sqlite://h.db\"\npool = 4\n").unwrap_err();
+        assert_eq!(err.problems[0].line, 3);
+        assert!(err.problems[0].message.contains("PostgreSQL store only"), "{err}");
+        let text = "[store]\nurl = \"postgres://h@db/h\"\npassword = { env = \"HANDOFF_TEST_UNSET_PASSWORD\" }\n";
+        let err = parse(text).unwrap_err();
+        assert_eq!(err.problems[0].line, 3, "{err}");
+        let err = parse("[store]\nurl = \"mysql://root:hunter2@db/x\"\n").unwrap_err();
+        assert!(!err.to_string().contains("hunter2"), "{err}");
     }
 
     #[test]

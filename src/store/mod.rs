@@ -241,6 +241,7 @@ impl Store {
     pub async fn open(location: &StoreLocation, options: StoreOptions) -> Result<Store, StoreError> {
         match location {
             StoreLocation::Sqlite(path) => Ok(Store::Sqlite(SqliteStore::open(path, options).await?)),
+            StoreLocation::Postgres(_) => Err(StoreError::Unavailable("PostgreSQL is not wired in yet".into())),
         }
     }
 
@@ -249,6 +250,7 @@ impl Store {
     pub async fn open_existing(location: &StoreLocation) -> Result<Store, StoreError> {
         match location {
             StoreLocation::Sqlite(path) => Ok(Store::Sqlite(SqliteStore::open_read_only(path).await?)),
+            StoreLocation::Postgres(_) => Err(StoreError::Unavailable("PostgreSQL is not wired in yet".into())),
         }
     }
 
