@@ -154,24 +154,7 @@ impl App {
         });
 
         // Whichever of the three ends first on its own is the reason the process stops.
-        let mut failure = None;
-        let mut scheduler_done = false;
-        tokio::select! {
-            biased;
-            () = stop.cancelled() => {}
-            ended = &mut scheduling => {
-                scheduler_done = true;
-                let reason = match ended {
-                    Err(err) if err.is_panic() => format!("the scheduler panicked: {}", panic_message(err.into_panic())),
-                    _ => "the scheduler stopped".to_string(),
-                };
-                // Told to stop, the scheduler ends by itself: that is no failure.
-                failure = (!stop.is_cancelled()).then_some(reason);
-            }
-            () = store.stopped() => {
-                failure = (!stop.is_cancelled()).then(|| "the store's writer stopped".to_string());
-            }
-        }
+        let (failure, scheduler_done) = supervise(&stop, &mut scheduling, store.stopped()).await;
         if let Some(reason) = &failure {
             health.fail(reason);
             tracing::error!(reason = %reason, "a core task stopped; shutting down");
@@ -189,6 +172,28 @@ impl App {
             Some(reason) => Err(AppError::Stopped(reason)),
             None => served,
         }
+    }
+}
+
+/// Waits until `stop` fires or a core task ends on its own. Returns why the server must stop
+/// (if a task ended) and whether the scheduler task has ended.
+async fn supervise(
+    stop: &CancellationToken,
+    scheduling: &mut tokio::task::JoinHandle<()>,
+    store_stopped: impl Future<Output = ()>,
+) -> (Option<String>, bool) {
+    tokio::select! {
+        biased;
+        () = stop.cancelled() => (None, false),
+        ended = scheduling => {
+            let reason = match ended {
+                Err(err) if err.is_panic() => format!("the scheduler panicked: {}", panic_message(err.into_panic())),
+                _ => "the scheduler stopped".to_string(),
+            };
+            // Told to stop, the scheduler ends by itself: that is no failure.
+            ((!stop.is_cancelled()).then_some(reason), true)
+        }
+        () = store_stopped => ((!stop.is_cancelled()).then(|| "the store's writer stopped".to_string()), false),
     }
 }
 
@@ -216,5 +221,62 @@ impl Health {
     /// Why the server is not ready, if a core task stopped.
     pub fn stopped(&self) -> Option<String> {
         self.stopped.lock().ok().and_then(|s| s.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tower::ServiceExt;
+
+    #[tokio::test]
+    async fn a_scheduler_that_panics_stops_the_server_with_the_reason() {
+        let stop = CancellationToken::new();
+        let mut scheduling = tokio::spawn(async { panic!("boom in the policy") });
+        let (failure, done) = supervise(&stop, &mut scheduling, std::future::pending()).await;
+        assert_eq!(failure.as_deref(), Some("the scheduler panicked: boom in the policy"));
+        assert!(done);
+    }
+
+    #[tokio::test]
+    async fn a_store_writer_that_stops_stops_the_server() {
+        let stop = CancellationToken::new();
+        let mut scheduling = tokio::spawn(std::future::pending::<()>());
+        let (failure, done) = supervise(&stop, &mut scheduling, async {}).await;
+        assert_eq!(failure.as_deref(), Some("the store's writer stopped"));
+        assert!(!done);
+    }
+
+    #[tokio::test]
+    async fn a_requested_stop_is_no_failure_even_when_the_scheduler_ends_with_it() {
+        let stop = CancellationToken::new();
+        stop.cancel();
+        let mut scheduling = tokio::spawn(async {});
+        tokio::task::yield_now().await;
+        let (failure, _) = supervise(&stop, &mut scheduling, async {}).await;
+        assert_eq!(failure, None);
+    }
+
+    #[tokio::test]
+    async fn readyz_is_red_with_the_reason_once_a_core_task_stopped() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("handoff.toml");
+        std::fs::write(&path, "").unwrap();
+        let config = Config::load(&path).unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let app = App::build_with_listener(config, listener, StoreOptions::default()).await.unwrap();
+        let ready = |state: AppState| async move {
+            let request = axum::http::Request::get("/readyz").body(axum::body::Body::empty()).unwrap();
+            let response = router(state).oneshot(request).await.unwrap();
+            let status = response.status();
+            let body = axum::body::to_bytes(response.into_body(), 4096).await.unwrap();
+            (status, String::from_utf8_lossy(&body).into_owned())
+        };
+        assert_eq!(ready(app.state.clone()).await.0, 200);
+        app.state.health.fail("the scheduler panicked: boom");
+        let (status, body) = ready(app.state.clone()).await;
+        assert_eq!(status, 503);
+        assert!(body.contains("the scheduler panicked: boom"), "{body}");
+        app.state.store.close().await;
     }
 }

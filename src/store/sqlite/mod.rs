@@ -332,3 +332,39 @@ fn event_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Event, StoreError> {
         body: row.try_get("body")?,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{Normalised, Status};
+
+    fn delivery(key: &str) -> NewEvent {
+        let mut normalised = Normalised::new(Status::Success);
+        normalised.dedupe_key = Some(key.into());
+        NewEvent {
+            source: "s".into(),
+            kind: "hmac".into(),
+            normalised,
+            received_at: Timestamp::now(),
+            secret: None,
+            peer: None,
+            body: b"{}".to_vec(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_panic_inside_a_store_operation_fails_that_operation_and_deliveries_go_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("h.db"), Default::default()).await.unwrap();
+        assert!(matches!(store.record(delivery("a")).await, Ok(Recorded::New(_))));
+        let failed = store
+            .exec(|_conn| -> BoxFuture<'_, Result<(), sqlx::Error>> {
+                Box::pin(async { panic!("a bug in a decision") })
+            })
+            .await;
+        assert!(failed.is_err());
+        assert!(matches!(store.record(delivery("b")).await, Ok(Recorded::New(_))));
+        assert!(store.ping().await.is_ok());
+        store.close().await;
+    }
+}
