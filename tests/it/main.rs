@@ -2,6 +2,7 @@
 
 mod actions;
 mod cli;
+mod conformance;
 mod crash;
 mod examples;
 mod helpers;
