@@ -302,8 +302,8 @@ async fn a_live_replicas_own_run_is_never_taken_over(store: &Store) {
 
 async fn a_schedule_tick_fires_once_and_a_downtime_fires_once(store: &Store) {
     let jobs = jobs("[jobs.sync]\nschedule = \"hourly\"\n");
-    let hour = |h: i64, s: i64| Timestamp::from_second(1_800_000_000 - 1_800_000_000 % 3600 + h * 3600 + s).unwrap();
-    // First seen at :20: the tick before is not "missed".
+    let hour = |h: i64, s: i64| Timestamp::from_second(1_800_000_000 + h * 3600 + s).unwrap();
+    // 1_800_000_000 is on the hour. First seen at :20: the tick before is not "missed".
     let report = tick_at(store, &jobs, hour(0, 1200), 0).await;
     assert_eq!(report.queued, 0);
     assert_eq!(report.next_wake, Some(hour(1, 0)));
