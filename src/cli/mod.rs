@@ -7,6 +7,7 @@ mod events;
 mod runs;
 mod send;
 mod serve;
+mod store;
 
 use crate::config::{Config, ConfigError};
 use crate::telemetry::LogFormat;
@@ -50,6 +51,8 @@ enum Command {
     Run(runs::RunArgs),
     /// What was decided for an event, and the run it fed.
     Explain(runs::ExplainArgs),
+    /// Manage the store: `handoff store copy --from URL --to URL`.
+    Store(store::StoreArgs),
 }
 
 /// A failed command: what to print and the exit code.
@@ -102,6 +105,7 @@ impl Cli {
             Command::Runs(args) => runs::runs(&self.load_config()?, args).await,
             Command::Run(args) => runs::run(&self.load_config()?, args).await,
             Command::Explain(args) => runs::explain(&self.load_config()?, args).await,
+            Command::Store(args) => store::run(args, || Config::load(&self.config_path())).await,
         }
     }
 }

@@ -12,3 +12,4 @@ mod logs;
 mod providers;
 mod rejections;
 mod schedules;
+mod store_copy;
