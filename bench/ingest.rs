@@ -1,23 +1,37 @@
-//! Ingest: signed deliveries per second, and the latency of their 202, with group commit
-//! against one commit (one fsync) per delivery, measured in the same run.
+//! Ingest: signed deliveries per second and the latency of their 202, on each store, with and
+//! without a job listening, and with a job holding 100,000 waiting events, all in one run.
 //!
-//! `cargo bench --bench ingest`. Each round starts the server in-process on 127.0.0.1:0 with a
-//! fresh SQLite file (WAL, synchronous = FULL) and drives it over loopback HTTP with C
-//! concurrent clients sending N signed `hmac` deliveries, each with its own Idempotency-Key.
-//! The two modes alternate, R rounds each; medians are reported.
+//! `cargo bench --bench ingest`. Each cell starts the real server in-process on 127.0.0.1:0 on a
+//! fresh store (a SQLite file in WAL mode with `synchronous = FULL`, or a PostgreSQL database
+//! created for it on 127.0.0.1:5432) and drives it over loopback HTTP with C concurrent clients,
+//! each delivery signed (`hmac` source) with its own Idempotency-Key. Setups:
 //!
-//! Knobs (environment): HANDOFF_BENCH_DELIVERIES (per round, default 5000),
-//! HANDOFF_BENCH_CONCURRENCY (default 64), HANDOFF_BENCH_ROUNDS (default 5).
+//! - `no job`: the source only;
+//! - `job 5s/1m`: one job listens, `debounce = "5s"`, `max_wait = "1m"`;
+//! - `100k waiting`: one job with a long debounce already holds 100,000 matched, waiting events.
+//!
+//! Rounds interleave the cells (round 1 of every cell, then round 2, ...); medians are reported
+//! with ratios against the `no job` figure of the same store and concurrency.
+//!
+//! Knobs (environment): HANDOFF_BENCH_STORES (default "sqlite postgres"), HANDOFF_BENCH_CONNS
+//! (default "32 4"), HANDOFF_BENCH_ROUNDS (default 3), HANDOFF_BENCH_DELIVERIES (per round at 32
+//! connections, default 10000; a quarter of it at fewer than 8), HANDOFF_BENCH_WAITING (default
+//! 100000), HANDOFF_BENCH_PG (default postgres://postgres@127.0.0.1:5432/postgres).
 
 use handoff::app::App;
 use handoff::config::Config;
+use handoff::domain::{NewEvent, Normalised, Status, Subject};
+use handoff::scheduler::tick::{self, Tick};
 use handoff::signature::{Key, sign_hex};
-use handoff::store::StoreOptions;
+use handoff::store::{Store, StoreOptions};
+use sqlx::Connection;
+use std::collections::BTreeMap;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-fn knob(name: &str, default: u64) -> u64 {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+fn knob(name: &str, default: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| default.to_string())
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -29,21 +43,123 @@ fn median(mut values: Vec<f64>) -> f64 {
     values[values.len() / 2]
 }
 
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
+enum Setup {
+    NoJob,
+    Job5s,
+    Waiting,
+}
+
+impl Setup {
+    fn name(self) -> &'static str {
+        match self {
+            Setup::NoJob => "no job",
+            Setup::Job5s => "job 5s/1m",
+            Setup::Waiting => "100k waiting",
+        }
+    }
+
+    fn jobs(self) -> &'static str {
+        match self {
+            Setup::NoJob => "",
+            Setup::Job5s => {
+                "[jobs.transform]\nafter = [\"loader\"]\ndebounce = \"5s\"\nmax_wait = \"1m\"\n\
+                 [[jobs.transform.actions]]\nkind = \"command\"\nprogram = \"true\"\n"
+            }
+            Setup::Waiting => {
+                "[jobs.transform]\nafter = [\"loader\"]\ndebounce = \"1h\"\nmax_wait = \"2h\"\n\
+                 [[jobs.transform.actions]]\nkind = \"command\"\nprogram = \"true\"\n"
+            }
+        }
+    }
+}
+
 struct Round {
     per_second: f64,
     p50_ms: f64,
     p99_ms: f64,
 }
 
-async fn round(max_batch: usize, deliveries: u64, concurrency: u64) -> Round {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("secret"), "bench-secret").unwrap();
-    let path = dir.path().join("handoff.toml");
-    std::fs::write(&path, "[sources.loader]\nkind = \"hmac\"\nsecret = { file = \"secret\" }\n").unwrap();
+/// A fresh store for one cell: its `[store]` lines and what keeps it alive.
+async fn fresh_store(kind: &str, dir: &Path, pg_admin: &str) -> String {
+    match kind {
+        "sqlite" => format!("[store]\nurl = \"sqlite://{}\"\n", dir.join("handoff.db").display()),
+        _ => {
+            let name = format!("handoff_bench_{}", uuid::Uuid::now_v7().simple());
+            let mut admin = sqlx::PgConnection::connect(pg_admin).await.expect("PostgreSQL on HANDOFF_BENCH_PG");
+            sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&mut admin).await.unwrap();
+            let base = pg_admin.rsplit_once('/').map_or(pg_admin, |(b, _)| b);
+            format!("[store]\nurl = \"{base}/{name}\"\n")
+        }
+    }
+}
+
+async fn drop_pg(store_lines: &str, pg_admin: &str) {
+    if let Some(name) = store_lines.rsplit('/').next().map(|n| n.trim().trim_end_matches('"').to_string())
+        && name.starts_with("handoff_bench_")
+        && let Ok(mut admin) = sqlx::PgConnection::connect(pg_admin).await
+    {
+        let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")))
+            .execute(&mut admin)
+            .await;
+    }
+}
+
+/// Records `count` events and lets the job match them all (its debounce keeps them waiting).
+async fn prefill(config: &Config, count: u64) {
+    let store = Store::open(&config.store, StoreOptions::default()).await.unwrap();
+    let now = jiff::Timestamp::now();
+    let mut tasks = Vec::new();
+    for worker in 0..64u64 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut n = worker;
+            while n < count {
+                let mut normalised = Normalised::new(Status::Success);
+                normalised.dedupe_key = Some(format!("prefill-{n}"));
+                normalised.subject = Subject::new(Some(format!("table_{}", n % 50)), None);
+                let event = NewEvent {
+                    source: "loader".into(),
+                    kind: "hmac".into(),
+                    normalised,
+                    received_at: now,
+                    secret: None,
+                    peer: None,
+                    body: vec![b' '; 1000],
+                };
+                store.record(event).await.unwrap();
+                n += 64;
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let jobs: Arc<BTreeMap<_, _>> = Arc::new(config.jobs.clone());
+    loop {
+        let t = Tick {
+            now: jiff::Timestamp::now(),
+            jobs: jobs.clone(),
+            claims: 0,
+            owner: "bench/prefill".into(),
+            lease: Duration::from_secs(30),
+        };
+        if !tick::tick(&store, t).await.unwrap().more_to_match {
+            break;
+        }
+    }
+    store.close().await;
+}
+
+async fn round(config_text: &str, dir: &Path, deliveries: u64, concurrency: u64, waiting: u64) -> Round {
+    let path = dir.join("handoff.toml");
+    std::fs::write(&path, config_text).unwrap();
     let config = Config::load(&path).unwrap();
+    if waiting > 0 {
+        prefill(&config, waiting).await;
+    }
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let options = StoreOptions { max_batch, ..StoreOptions::default() };
-    let app = App::build_with_listener(config, listener, options).await.unwrap();
+    let app = App::build_with_listener(config, listener, StoreOptions::default()).await.unwrap();
     let base = format!("http://{}/hooks/loader", app.local_addr());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(app.run_until_stopped(async {
@@ -53,21 +169,22 @@ async fn round(max_batch: usize, deliveries: u64, concurrency: u64) -> Round {
     // Bounded in time: a stuck request fails the round instead of hanging the benchmark.
     let client = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap();
     let key = Arc::new(Key::new(b"bench-secret"));
+    let body = Arc::new(format!(r#"{{"subject":"table_7","pad":"{}"}}"#, "x".repeat(990)));
     let started = Instant::now();
     let mut tasks = Vec::new();
     for worker in 0..concurrency {
-        let (client, key, base) = (client.clone(), key.clone(), base.clone());
+        let (client, key, base, body) = (client.clone(), key.clone(), base.clone(), body.clone());
         tasks.push(tokio::spawn(async move {
             let mut latencies = Vec::new();
+            let signature = sign_hex(&key, body.as_bytes());
             let mut n = worker;
             while n < deliveries {
-                let body = format!(r#"{{"subject":"table_{}"}}"#, n % 50);
                 let sent = Instant::now();
                 let response = client
                     .post(&base)
-                    .header("authorization", sign_hex(&key, body.as_bytes()))
+                    .header("authorization", &signature)
                     .header("idempotency-key", format!("bench-{n}"))
-                    .body(body)
+                    .body(body.as_bytes().to_vec())
                     .send()
                     .await
                     .unwrap_or_else(|e| panic!("delivery bench-{n} failed: {e}"));
@@ -94,33 +211,69 @@ async fn round(max_batch: usize, deliveries: u64, concurrency: u64) -> Round {
 }
 
 fn main() {
-    let deliveries = knob("HANDOFF_BENCH_DELIVERIES", 5000);
-    let concurrency = knob("HANDOFF_BENCH_CONCURRENCY", 64);
-    let rounds = knob("HANDOFF_BENCH_ROUNDS", 5);
+    let stores: Vec<String> =
+        knob("HANDOFF_BENCH_STORES", "sqlite postgres").split_whitespace().map(String::from).collect();
+    let conns: Vec<u64> =
+        knob("HANDOFF_BENCH_CONNS", "32 4").split_whitespace().filter_map(|c| c.parse().ok()).collect();
+    let rounds: u64 = knob("HANDOFF_BENCH_ROUNDS", "3").parse().unwrap_or(3);
+    let deliveries: u64 = knob("HANDOFF_BENCH_DELIVERIES", "10000").parse().unwrap_or(10000);
+    let waiting: u64 = knob("HANDOFF_BENCH_WAITING", "100000").parse().unwrap_or(100_000);
+    let pg_admin = knob("HANDOFF_BENCH_PG", "postgres://postgres@127.0.0.1:5432/postgres");
+    let setups = [Setup::NoJob, Setup::Job5s, Setup::Waiting];
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     runtime.block_on(async {
-        let (mut group, mut single) = (Vec::new(), Vec::new());
-        for r in 0..rounds {
-            let g = round(StoreOptions::default().max_batch, deliveries, concurrency).await;
-            let s = round(1, deliveries, concurrency).await;
-            println!(
-                "round {}: group commit {:.0}/s (p50 {:.2} ms, p99 {:.2} ms) | one commit per delivery {:.0}/s (p50 {:.2} ms, p99 {:.2} ms)",
-                r + 1, g.per_second, g.p50_ms, g.p99_ms, s.per_second, s.p50_ms, s.p99_ms
-            );
-            group.push(g);
-            single.push(s);
-            tokio::time::sleep(Duration::from_millis(200)).await;
+        let mut results: BTreeMap<(String, Setup, u64), Vec<Round>> = BTreeMap::new();
+        for r in 1..=rounds {
+            for store in &stores {
+                for setup in setups {
+                    for &c in &conns {
+                        let dir = tempfile::tempdir().unwrap();
+                        std::fs::write(dir.path().join("secret"), "bench-secret").unwrap();
+                        let store_lines = fresh_store(store, dir.path(), &pg_admin).await;
+                        let text = format!(
+                            "{store_lines}[sources.loader]\nkind = \"hmac\"\nsecret = {{ file = \"secret\" }}\n{}",
+                            setup.jobs()
+                        );
+                        let n = if c < 8 { deliveries / 4 } else { deliveries };
+                        let prefill = if setup == Setup::Waiting { waiting } else { 0 };
+                        let result = round(&text, dir.path(), n, c, prefill).await;
+                        println!(
+                            "round {r}: {store:<8} {:<13} {c:>2} connections: {:>6.0}/s  p50 {:>6.2} ms  p99 {:>6.2} ms",
+                            setup.name(),
+                            result.per_second,
+                            result.p50_ms,
+                            result.p99_ms
+                        );
+                        results.entry((store.clone(), setup, c)).or_default().push(result);
+                        drop_pg(&store_lines, &pg_admin).await;
+                    }
+                }
+            }
         }
-        let summary = |name: &str, rounds: &[Round]| {
-            let rate = median(rounds.iter().map(|r| r.per_second).collect());
-            let p50 = median(rounds.iter().map(|r| r.p50_ms).collect());
-            let p99 = median(rounds.iter().map(|r| r.p99_ms).collect());
-            println!("{name}: median {rate:.0} deliveries/s, 202 latency p50 {p50:.2} ms, p99 {p99:.2} ms");
-            rate
-        };
-        println!("{deliveries} deliveries per round, {concurrency} concurrent clients, {rounds} rounds each");
-        let g = summary("group commit          ", &group);
-        let s = summary("one commit per delivery", &single);
-        println!("ratio: group commit ingests {:.1}x the deliveries per second", g / s);
+        println!();
+        println!("| store | setup | connections | deliveries/s (median of {rounds}) | vs no job | p50 ms | p99 ms |");
+        println!("|---|---|---|---|---|---|---|");
+        let rate = |key: &(String, Setup, u64)| median(results[key].iter().map(|r| r.per_second).collect());
+        for (key, rounds) in &results {
+            let (store, setup, c) = key;
+            let base = rate(&(store.clone(), Setup::NoJob, *c));
+            println!(
+                "| {store} | {} | {c} | {:.0} | {:.0} % | {:.2} | {:.2} |",
+                setup.name(),
+                rate(key),
+                100.0 * rate(key) / base,
+                median(rounds.iter().map(|r| r.p50_ms).collect()),
+                median(rounds.iter().map(|r| r.p99_ms).collect()),
+            );
+        }
+        if stores.len() == 2 {
+            for setup in setups {
+                for &c in &conns {
+                    let pg = rate(&(stores[1].clone(), setup, c));
+                    let lite = rate(&(stores[0].clone(), setup, c));
+                    println!("{} / {} ({}, {c} connections): {:.0} %", stores[1], stores[0], setup.name(), 100.0 * pg / lite);
+                }
+            }
+        }
     });
 }

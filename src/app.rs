@@ -93,7 +93,13 @@ impl App {
         let lock = lock_store(&config.store)?;
         let store = Store::open(&config.store, options).await?;
         let owner: Arc<str> = owner_id().into();
-        let interrupted = tick::take_back_all(&store, owner.clone(), jiff::Timestamp::now()).await?;
+        // SQLite: this process holds the file alone, so every run left `running` was the previous
+        // process's. PostgreSQL: other replicas may be running theirs; runs whose lease ends are
+        // taken back by the scheduler's ticks, never at start.
+        let interrupted = match &config.store {
+            StoreLocation::Sqlite(_) => tick::take_back_all(&store, owner.clone(), jiff::Timestamp::now()).await?,
+            StoreLocation::Postgres(_) => Vec::new(),
+        };
         // A server killed mid-run leaves its commands running: end them before the runs resume,
         // so a job never runs twice at once, even across a crash.
         for (pgid, start) in interrupted.iter().flat_map(|l| l.process_groups.iter().copied()) {
@@ -114,6 +120,11 @@ impl App {
             health: Arc::new(Health::default()),
         };
         Ok(App { state, listener, owner, _lock: lock })
+    }
+
+    /// This replica as recorded on the runs it claims (`host/start-id`).
+    pub fn owner(&self) -> &str {
+        &self.owner
     }
 
     pub fn local_addr(&self) -> SocketAddr {

@@ -218,20 +218,31 @@ impl Worker {
     /// stopped: another replica owns it now, and a run never executes twice at once.
     async fn renew(&self, claimed: &Claimed, cancel: &CancellationToken, lost: &CancellationToken) {
         let every = (self.lease / 3).max(Duration::from_millis(100));
+        let mut renewed = std::time::Instant::now();
         loop {
             tokio::time::sleep(every).await;
             let until =
                 Timestamp::now() + jiff::SignedDuration::try_from(self.lease).unwrap_or(jiff::SignedDuration::MAX);
-            match self.store.renew_lease(&claimed.run.id, &self.owner, until).await {
-                Ok(true) => {}
-                Ok(false) => {
-                    tracing::error!(job = %claimed.run.job, run_id = %claimed.run.id, "the run's lease was lost to another replica; stopping its actions");
-                    lost.cancel();
-                    cancel.cancel();
-                    return;
+            let why = match self.store.renew_lease(&claimed.run.id, &self.owner, until).await {
+                Ok(true) => {
+                    renewed = std::time::Instant::now();
+                    continue;
                 }
-                Err(err) => tracing::warn!(run_id = %claimed.run.id, error = %err, "cannot renew the run's lease"),
-            }
+                Ok(false) => "the run's lease was lost to another replica",
+                // Unrenewed past its lease, the run may be taken over any moment: stop first.
+                Err(err) if renewed.elapsed() >= self.lease => {
+                    tracing::warn!(run_id = %claimed.run.id, error = %err, "cannot renew the run's lease");
+                    "the run's lease ran out while the store could not be reached"
+                }
+                Err(err) => {
+                    tracing::warn!(run_id = %claimed.run.id, error = %err, "cannot renew the run's lease; retrying");
+                    continue;
+                }
+            };
+            tracing::error!(job = %claimed.run.job, run_id = %claimed.run.id, reason = why, "stopping the run's actions");
+            lost.cancel();
+            cancel.cancel();
+            return;
         }
     }
 

@@ -76,8 +76,10 @@ impl Scheduler {
                         let until = Duration::try_from(at.duration_since(now)).unwrap_or(Duration::ZERO);
                         sleep = sleep.min(until);
                     }
+                    // Before any claimed run starts (it may be one of these): a run must never
+                    // execute twice at once.
                     for leftover in report.taken_over {
-                        end_leftovers_of_this_host(leftover, &self.owner);
+                        end_leftovers_of_this_host(leftover, &self.owner).await;
                     }
                     for claimed in report.claimed {
                         let Ok(slot) = slots.clone().try_acquire_owned() else {
@@ -135,19 +137,18 @@ pub fn owner_host(owner: &str) -> &str {
 }
 
 /// A run taken back from a dead replica of this same host may have left commands running:
-/// end their process groups (recognised by pgid and start time, so nothing else is hit).
-fn end_leftovers_of_this_host(leftover: Leftover, me: &str) {
+/// end their process groups (recognised by pgid and start time, so nothing else is hit). A
+/// replica on another host cannot be reached; there the container's end ends its commands.
+async fn end_leftovers_of_this_host(leftover: Leftover, me: &str) {
     let from = leftover.run.owner.clone().unwrap_or_default();
     tracing::warn!(run_id = %leftover.run.id, job = %leftover.run.job, owner = %from, "took over a run whose lease ended");
     if owner_host(&from) != owner_host(me) {
         return;
     }
     for (pgid, start) in leftover.process_groups {
-        tokio::spawn(async move {
-            let group = crate::actions::command::ProcessGroup { pgid, start };
-            if crate::actions::command::end_leftover(group, worker::KILL_GRACE).await {
-                tracing::warn!(pgid, "ended a command left running by a replica that is gone");
-            }
-        });
+        let group = crate::actions::command::ProcessGroup { pgid, start };
+        if crate::actions::command::end_leftover(group, worker::KILL_GRACE).await {
+            tracing::warn!(pgid, "ended a command left running by a replica that is gone");
+        }
     }
 }

@@ -171,8 +171,13 @@ pub struct ServerProcess {
 impl ServerProcess {
     /// Writes `config_text` (with `listen` on a free port prepended) and starts the server.
     pub async fn start(dir: &Path, config_text: &str) -> ServerProcess {
+        ServerProcess::start_with(dir, "", config_text).await
+    }
+
+    /// Like `start`, with more `[server]` settings (`server_lines`, e.g. `lease = "2s"\n`).
+    pub async fn start_with(dir: &Path, server_lines: &str, config_text: &str) -> ServerProcess {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let config = format!("[server]\nlisten = \"127.0.0.1:{port}\"\n{config_text}");
+        let config = format!("[server]\nlisten = \"127.0.0.1:{port}\"\n{server_lines}{config_text}");
         std::fs::write(dir.join("handoff.toml"), config).unwrap();
         ServerProcess::restart(dir, port).await
     }
