@@ -156,7 +156,7 @@ pub struct NewEvent {
 }
 
 /// A recorded event, as read back from the store.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct Event {
     pub id: EventId,
     pub source: String,
@@ -171,7 +171,6 @@ pub struct Event {
     pub secret: Option<SecretSlot>,
     pub occurred_at: Timestamp,
     pub received_at: Timestamp,
-    #[serde(skip)]
     pub body: Vec<u8>,
 }
 
@@ -232,7 +231,7 @@ word_enum!(
 );
 
 /// One action's result within one attempt of a run.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct ActionResult {
     pub attempt: u32,
     pub name: String,
@@ -245,7 +244,7 @@ pub struct ActionResult {
 }
 
 /// One run of a job, as stored.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct Run {
     pub id: RunId,
     pub job: String,
@@ -265,7 +264,7 @@ pub struct Run {
 }
 
 /// What the matcher decided about an event for one job (or for none).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct Decision {
     pub event_id: EventId,
     pub job: Option<String>,
@@ -275,7 +274,7 @@ pub struct Decision {
 }
 
 /// An event as a run sees it: enough to tell a command what it is about.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct RunEvent {
     pub id: EventId,
     pub source: String,

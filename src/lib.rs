@@ -2,14 +2,16 @@
 //! which jobs they feed and runs them. Vocabulary: source, event, job, run, action.
 //!
 //! - [`config`]: `handoff.toml`, secret references, validation with line numbers and hints
-//! - [`domain`]: events, statuses, subjects; pure data
+//! - [`domain`]: events, runs, statuses and the run-state rules; pure
 //! - [`signature`]: HMAC signing/verification and header decoding; pure
 //! - [`sources`]: per-kind authentication and normalisation of deliveries
-//! - [`store`]: events, decisions and runs (SQLite: group commit, single flight by unique indexes)
+//! - [`store`]: events, decisions and runs behind one API and a row API for deciding; SQLite and
+//!   PostgreSQL, each with its own SQL; `store copy`
 //! - [`http`]: the router: `POST /hooks/{source}`, `/healthz`, `/readyz`, `/metrics`
-//! - [`scheduler`]: matching, debounce, gates, schedules, retries (pure) and the loop that applies them
+//! - [`scheduler`]: the policy: jobs, matching, debounce, gates, schedules (pure), the decision step
+//!   (`tick`) over the store's row API, and the loop that runs it
 //! - [`worker`]: executes a claimed run's actions and records the outcome
-//! - [`actions`]: the steps of a run (`command`)
+//! - [`actions`]: the steps of a run: `command`, `http`, `slack`, `dbt_cloud`, and their settings
 //! - [`outbound`]: outbound HTTP with retries (429/5xx/network), shared by `send` and actions
 //! - [`app`]: wires the above into a server
 //! - [`cli`]: the subcommands of the `handoff` binary

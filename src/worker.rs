@@ -19,6 +19,7 @@ use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 /// Between SIGTERM and SIGKILL when a command times out or the server stops.
 pub const KILL_GRACE: Duration = Duration::from_secs(10);
@@ -204,8 +205,12 @@ impl Worker {
     pub async fn execute(&self, job: Option<&Job>, claimed: Claimed) -> Result<Option<RunState>, StoreError> {
         let cancel = self.cancel.child_token();
         let lost = CancellationToken::new();
-        let renewing = self.renew(&claimed, &cancel, &lost);
-        let running = self.attempt(job, &claimed, &cancel, &lost);
+        // Everything the run and its actions log (retries of http and dbt Cloud calls included)
+        // carries `job` and `run_id`, so one run's story can be followed in the logs.
+        let span =
+            tracing::info_span!("run", job = %claimed.run.job, run_id = %claimed.run.id, attempt = claimed.run.attempt);
+        let renewing = self.renew(&claimed, &cancel, &lost).instrument(span.clone());
+        let running = self.attempt(job, &claimed, &cancel, &lost).instrument(span);
         tokio::pin!(running);
         tokio::select! {
             result = &mut running => result,

@@ -130,7 +130,9 @@ pub async fn run(
     let mut interval = action.poll_interval;
     loop {
         let build = || client.get(&url).timeout(Duration::from_secs(30)).header("authorization", &auth);
-        let log = |p: &str, wait: Duration| tracing::warn!(problem = p, ?wait, "dbt Cloud poll retrying");
+        let log = |p: &str, wait: Duration| {
+            tracing::warn!(problem = p, ?wait, dbt_run_id = triggered.run_id, "dbt Cloud poll retrying")
+        };
         match outbound::send(&url, action.retry, build, log).await {
             Ok(answer) => {
                 let data: Value = serde_json::from_str(&answer.body).unwrap_or_default();
@@ -161,7 +163,7 @@ pub async fn run(
             }
             // A poll that keeps failing is not the dbt run failing: keep waiting until the timeout.
             Err(e) => {
-                tracing::warn!(error = %e, run_id = triggered.run_id, "cannot read the dbt Cloud run; still waiting")
+                tracing::warn!(error = %e, dbt_run_id = triggered.run_id, "cannot read the dbt Cloud run; still waiting")
             }
         }
         if started.elapsed() >= action.timeout {

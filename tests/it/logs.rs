@@ -50,3 +50,45 @@ async fn rejections_are_logged_without_secrets_tokens_or_bodies_and_sigterm_stop
         assert!(!db.windows(secret.len()).any(|w| w == secret.as_bytes()), "the database contains {secret}");
     }
 }
+
+#[tokio::test]
+async fn an_actions_retries_are_logged_inside_its_runs_span_with_job_and_run_id() {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    // A hook that answers 503 twice, then 200.
+    let calls = std::sync::Arc::new(AtomicU32::new(0));
+    let counter = calls.clone();
+    let router = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move || {
+            let counter = counter.clone();
+            async move {
+                if counter.fetch_add(1, Ordering::SeqCst) < 2 {
+                    axum::http::StatusCode::SERVICE_UNAVAILABLE
+                } else {
+                    axum::http::StatusCode::OK
+                }
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hook = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+
+    let dir = tempfile::tempdir().unwrap();
+    write_secrets(dir.path());
+    let config = format!(
+        "[jobs.notify]\nschedule = \"daily\"\n[[jobs.notify.actions]]\nkind = \"http\"\nurl = \"{hook}\"\nretries = 3\n"
+    );
+    let server = ServerProcess::start(dir.path(), &config).await;
+    let out = server.cli(&["run", "notify"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let run_id = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    wait_until(dir.path(), "the run", |runs| runs.iter().any(|r| r.state == handoff::domain::RunState::Succeeded))
+        .await;
+    let (_, log) = server.terminate();
+    let retries: Vec<&str> = log.lines().filter(|l| l.contains("http action retrying")).collect();
+    assert_eq!(retries.len(), 2, "{log}");
+    for line in retries {
+        assert!(line.contains(&format!("run_id={run_id}")) && line.contains("job=notify"), "{line}");
+    }
+}
