@@ -51,7 +51,7 @@ pub fn sign(
 pub struct RetryPolicy {
     /// Retries after the first attempt.
     pub retries: u32,
-    /// First backoff; doubles per retry, ±20% jitter.
+    /// First backoff; doubles per retry, ±20% jitter, at most [`MAX_BACKOFF`] (see [`backoff`]).
     pub backoff: Duration,
 }
 
@@ -75,10 +75,20 @@ pub struct Answer {
     pub body: String,
 }
 
-/// `base · 2^attempt`, ±20%, at most a minute.
-pub fn backoff(base: Duration, attempt: u32) -> Duration {
-    let exp = base.saturating_mul(2u32.saturating_pow(attempt)).min(MAX_BACKOFF);
-    exp.mul_f64(0.8 + 0.4 * crate::domain::random_fraction())
+/// Delay before retry number `failed_attempts` (1 = after the first failure), the one backoff
+/// formula of handoff (these requests, and job retries with a cap of an hour):
+/// `base · 2^(failed_attempts − 1)`, then ±20% by `jitter` in [0, 1) (0 → −20%, 0.5 = exact,
+/// → 1 → +20%; values outside are clamped, NaN counts as 0.5), then at most `cap` (applied after
+/// the jitter). `0` is treated as `1`. Pure, and never overflows or panics.
+pub fn backoff(base: Duration, failed_attempts: u32, jitter: f64, cap: Duration) -> Duration {
+    let doublings = failed_attempts.saturating_sub(1).min(31);
+    // From 2 · cap on, the result is the cap whatever the jitter (0.8 · 2 · cap > cap), so the
+    // exponential stops there.
+    let exact = base.saturating_mul(1u32 << doublings).min(cap.saturating_mul(2));
+    let jitter = if jitter.is_nan() { 0.5 } else { jitter.clamp(0.0, 1.0) };
+    // What `mul_f64` computes, but saturating where it would panic (a cap near Duration::MAX).
+    let jittered = Duration::try_from_secs_f64(exact.as_secs_f64() * (0.8 + 0.4 * jitter));
+    jittered.unwrap_or(Duration::MAX).min(cap)
 }
 
 /// Sends the request `build` makes (anew for each attempt, so signatures can be fresh)
@@ -148,7 +158,8 @@ async fn send_with(
         if attempt >= policy.retries {
             return Err(OutboundError::GaveUp { attempts: attempt + 1, last: problem });
         }
-        let wait = retry_after.unwrap_or_else(|| backoff(policy.backoff, attempt));
+        let jitter = crate::domain::random_fraction();
+        let wait = retry_after.unwrap_or_else(|| backoff(policy.backoff, attempt + 1, jitter, MAX_BACKOFF));
         on_retry(&problem, wait);
         tokio::time::sleep(wait).await;
         attempt += 1;
@@ -179,4 +190,56 @@ pub fn error_chain(err: &dyn std::error::Error) -> String {
         source = e.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn secs(s: u64) -> Duration {
+        Duration::from_secs(s)
+    }
+
+    #[test]
+    fn backoff_doubles_from_the_base_and_stops_at_the_cap() {
+        let cases = [(1, secs(1)), (2, secs(2)), (3, secs(4)), (6, secs(32)), (7, MAX_BACKOFF), (40, MAX_BACKOFF)];
+        for (failed_attempts, want) in cases {
+            assert_eq!(backoff(secs(1), failed_attempts, 0.5, MAX_BACKOFF), want, "after {failed_attempts} failures");
+        }
+        assert_eq!(backoff(secs(1), 0, 0.5, MAX_BACKOFF), secs(1), "0 counts as the first failure");
+    }
+
+    #[test]
+    fn the_cap_applies_after_the_jitter_so_no_wait_exceeds_it() {
+        assert_eq!(backoff(secs(10), 1, 0.0, MAX_BACKOFF), secs(8));
+        assert_eq!(backoff(secs(10), 1, 1.0, MAX_BACKOFF), secs(12));
+        // 40 s · 1.2 = 48 s; 40 s · 2 · 0.8 = 64 s → 60 s.
+        assert_eq!(backoff(secs(40), 1, 1.0, MAX_BACKOFF), secs(48));
+        assert_eq!(backoff(secs(40), 2, 0.0, MAX_BACKOFF), MAX_BACKOFF);
+        assert_eq!(backoff(secs(55), 1, 0.999_999, MAX_BACKOFF), MAX_BACKOFF, "66 s before the cap");
+    }
+
+    #[test]
+    fn odd_inputs_give_a_backoff_rather_than_a_panic() {
+        assert_eq!(backoff(Duration::MAX, u32::MAX, 1.0, Duration::MAX), Duration::MAX);
+        assert_eq!(backoff(Duration::MAX, 1, 1.0, secs(5)), secs(5));
+        assert_eq!(backoff(Duration::ZERO, u32::MAX, 0.99, MAX_BACKOFF), Duration::ZERO);
+        assert_eq!(backoff(secs(30), 1, f64::NAN, MAX_BACKOFF), secs(30));
+        assert_eq!(backoff(secs(30), 1, -3.0, MAX_BACKOFF), secs(24));
+        assert_eq!(backoff(secs(30), 1, f64::INFINITY, MAX_BACKOFF), secs(36));
+        assert_eq!(backoff(secs(30), 3, 0.5, Duration::ZERO), Duration::ZERO);
+    }
+
+    proptest! {
+        /// Guards making `scheduler::timing::retry_delay` a call to `backoff` with its one-hour cap.
+        #[test]
+        fn with_an_hour_cap_backoff_is_the_schedulers_retry_delay(
+            base in prop_oneof![(0u64..100_000).prop_map(Duration::from_secs), any::<u64>().prop_map(Duration::from_nanos)],
+            failed_attempts in any::<u32>(), jitter in prop_oneof![0.0f64..1.0, any::<f64>()],
+        ) {
+            use crate::scheduler::timing::{MAX_RETRY_DELAY, retry_delay};
+            prop_assert_eq!(backoff(base, failed_attempts, jitter, MAX_RETRY_DELAY), retry_delay(base, failed_attempts, jitter));
+        }
+    }
 }
