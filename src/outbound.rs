@@ -84,8 +84,8 @@ pub struct Answer {
     pub dropped: u64,
 }
 
-/// The last `limit` bytes of a stream, and how many came before them. Holds at most `limit`
-/// bytes whatever it is fed.
+/// The last `limit` bytes of a stream, and how many came before them: an answer's body here,
+/// a command's output in `actions::command`. Holds at most `limit` bytes whatever it is fed.
 #[derive(Debug)]
 pub struct Tail {
     limit: usize,

@@ -4,9 +4,9 @@
 //! started (dbt spawns children): SIGTERM to the group, a grace period, then SIGKILL. The
 //! last 64 KiB of stdout and stderr are kept; memory never grows with the output.
 
+use crate::outbound::Tail;
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
-use std::collections::VecDeque;
 use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
 use std::process::{ExitStatus, Stdio};
@@ -94,32 +94,10 @@ pub enum CommandError {
     Spawn { program: String, source: std::io::Error },
 }
 
-/// The last `OUTPUT_TAIL` bytes, and how many came before them.
-#[derive(Default)]
-struct Tail {
-    bytes: VecDeque<u8>,
-    dropped: usize,
-}
-
-impl Tail {
-    fn push(&mut self, chunk: &[u8]) {
-        self.bytes.extend(chunk);
-        if self.bytes.len() > OUTPUT_TAIL {
-            let extra = self.bytes.len() - OUTPUT_TAIL;
-            self.bytes.drain(..extra);
-            self.dropped += extra;
-        }
-    }
-
-    fn render(&self) -> String {
-        let bytes: Vec<u8> = self.bytes.iter().copied().collect();
-        if self.dropped == 0 {
-            return String::from_utf8_lossy(&bytes).into_owned();
-        }
-        // Start on a character boundary: skip UTF-8 continuation bytes left by the cut.
-        let start = bytes.iter().take(4).take_while(|b| (**b & 0xC0) == 0x80).count();
-        format!("…[truncated {} bytes]\n{}", self.dropped + start, String::from_utf8_lossy(&bytes[start..]))
-    }
+/// The output's tail as text, after a marker that says how much came before it.
+fn render(tail: &Mutex<Tail>) -> String {
+    let (dropped, text) = tail.lock().unwrap_or_else(|p| p.into_inner()).text();
+    if dropped == 0 { text } else { format!("…[truncated {dropped} bytes]\n{text}") }
 }
 
 async fn pump(mut pipe: impl AsyncRead + Unpin, tail: Arc<Mutex<Tail>>) {
@@ -181,7 +159,7 @@ pub async fn run(
     {
         started(ProcessGroup { pgid: id, start });
     }
-    let tail = Arc::new(Mutex::new(Tail::default()));
+    let tail = Arc::new(Mutex::new(Tail::new(OUTPUT_TAIL)));
     let mut readers = tokio::task::JoinSet::new();
     if let Some(out) = child.stdout.take() {
         readers.spawn(pump(out, tail.clone()));
@@ -221,7 +199,7 @@ pub async fn run(
             // The direct child may have exited on SIGTERM while others in its group ignore it.
             signal(Signal::SIGKILL);
             drain(&mut readers).await;
-            let output = tail.lock().unwrap_or_else(|p| p.into_inner()).render();
+            let output = render(&tail);
             let _ = status;
             return Ok(match end {
                 End::TimedOut => CommandOutcome::TimedOut { after: started.elapsed(), output },
@@ -230,7 +208,7 @@ pub async fn run(
         }
     };
     drain(&mut readers).await;
-    let output = tail.lock().unwrap_or_else(|p| p.into_inner()).render();
+    let output = render(&tail);
     let status = status.map_err(|source| CommandError::Spawn { program, source })?;
     Ok(match (status.code(), status.signal()) {
         (Some(code), _) => CommandOutcome::Exited { code, output },
