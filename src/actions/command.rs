@@ -2,7 +2,9 @@
 //!
 //! The child leads its own process group, so a timeout or a shutdown ends everything it
 //! started (dbt spawns children): SIGTERM to the group, a grace period, then SIGKILL. The
-//! last 64 KiB of stdout and stderr are kept; memory never grows with the output.
+//! last 64 KiB of stdout and stderr are kept; memory never grows with the output. Scans of
+//! `/proc` and file-system checks block, so they run on tokio's blocking pool; only the new
+//! leader's own `/proc/<pid>/stat`, which must be read at once, is read inline.
 
 use crate::outbound::Tail;
 use nix::sys::signal::{Signal, killpg};
@@ -131,7 +133,7 @@ pub async fn run(
     started: impl FnOnce(ProcessGroup) + Send,
 ) -> Result<CommandOutcome, CommandError> {
     if let Some(dir) = &spec.working_dir
-        && !dir.is_dir()
+        && !tokio::fs::metadata(dir).await.is_ok_and(|m| m.is_dir())
     {
         return Err(CommandError::NoWorkingDir(dir.clone()));
     }
@@ -154,6 +156,8 @@ pub async fn run(
         _ => CommandError::Spawn { program: program.clone(), source },
     })?;
     let group = child.id().map(|id| Pid::from_raw(id as i32));
+    // Read inline, not on the blocking pool: it is one small procfs file (no disk I/O), and
+    // recording the group is urgent, as a crash before that leaves it running unrecorded.
     if let Some(id) = child.id()
         && let Some(start) = start_time(id)
     {
@@ -231,7 +235,8 @@ fn start_time(pid: u32) -> Option<u64> {
 
 /// Whether `group` still has live members. If its leader lives, its start time must match
 /// exactly (else the id was reused by another process); if the leader is gone, members must
-/// have started after it did (children always start after their leader).
+/// have started after it did (children always start after their leader). Blocking: it reads
+/// all of `/proc`.
 fn group_alive(group: ProcessGroup) -> bool {
     if let Some((_, _, start)) = stat(group.pgid)
         && start != group.start
@@ -244,19 +249,25 @@ fn group_alive(group: ProcessGroup) -> bool {
     })
 }
 
+/// [`group_alive`] on the blocking pool: it scans every process in `/proc`. A scan that
+/// could not finish answers "not alive", so a group is never signalled on a guess.
+async fn group_alive_now(group: ProcessGroup) -> bool {
+    tokio::task::spawn_blocking(move || group_alive(group)).await.unwrap_or(false)
+}
+
 /// Ends a process group left running by a server that died (SIGTERM, up to `grace`, SIGKILL).
 /// Returns whether there was anything to end.
 pub async fn end_leftover(group: ProcessGroup, grace: Duration) -> bool {
-    if !group_alive(group) {
+    if !group_alive_now(group).await {
         return false;
     }
     let pid = Pid::from_raw(group.pgid as i32);
     let _ = killpg(pid, Signal::SIGTERM);
     let started = Instant::now();
-    while group_alive(group) && started.elapsed() < grace {
+    while group_alive_now(group).await && started.elapsed() < grace {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    if group_alive(group) {
+    if group_alive_now(group).await {
         let _ = killpg(pid, Signal::SIGKILL);
     }
     true
