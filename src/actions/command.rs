@@ -21,6 +21,8 @@ use tokio_util::sync::CancellationToken;
 pub const OUTPUT_TAIL: usize = 64 * 1024;
 /// How long output is still read after the program exited (a grandchild may hold the pipe).
 const DRAIN: Duration = Duration::from_millis(200);
+/// How long a leftover group is watched after SIGKILL, for its members to be gone.
+const KILL_WAIT: Duration = Duration::from_secs(2);
 
 #[derive(Debug, Clone)]
 pub struct CommandSpec {
@@ -269,6 +271,13 @@ pub async fn end_leftover(group: ProcessGroup, grace: Duration) -> bool {
     }
     if group_alive_now(group).await {
         let _ = killpg(pid, Signal::SIGKILL);
+        // SIGKILL lands when each member next runs: wait for that, so that "ended" means gone
+        // and a resumed run never overlaps the old one. A member stuck in the kernel (state D)
+        // may outlast this; with SIGKILL pending it dies as soon as it leaves the kernel.
+        let killed = Instant::now();
+        while group_alive_now(group).await && killed.elapsed() < KILL_WAIT {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
     true
 }
