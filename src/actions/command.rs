@@ -282,6 +282,22 @@ pub async fn end_leftover(group: ProcessGroup, grace: Duration) -> bool {
     true
 }
 
+/// Ends several leftover groups at once, so start-up waits one grace period, not one per
+/// group. Returns the groups there was something to end, in the order given.
+pub async fn end_leftovers(groups: Vec<ProcessGroup>, grace: Duration) -> Vec<ProcessGroup> {
+    let mut ending = tokio::task::JoinSet::new();
+    for (index, group) in groups.iter().copied().enumerate() {
+        ending.spawn(async move { (index, end_leftover(group, grace).await) });
+    }
+    let mut ended = vec![false; groups.len()];
+    while let Some(done) = ending.join_next().await {
+        if let Ok((index, true)) = done {
+            ended[index] = true;
+        }
+    }
+    groups.into_iter().zip(ended).filter_map(|(group, ended)| ended.then_some(group)).collect()
+}
+
 /// Reads what is left in the pipes, but not forever: a grandchild may keep them open.
 async fn drain(readers: &mut tokio::task::JoinSet<()>) {
     let _ = tokio::time::timeout(DRAIN, async { while readers.join_next().await.is_some() {} }).await;
@@ -413,5 +429,40 @@ mod tests {
         assert!(!group_alive(group));
         cancel.cancel();
         let _ = task.await;
+    }
+
+    /// Starts `script` as the leader of a new process group, as a crashed server would have
+    /// left it, once the script has printed its first line (so its traps are set).
+    async fn leftover(script: &str) -> (tokio::process::Child, ProcessGroup) {
+        use tokio::io::AsyncBufReadExt;
+        let mut child = tokio::process::Command::new("sh")
+            .args(["-c", script])
+            .stdout(Stdio::piped())
+            .process_group(0)
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let mut ready = String::new();
+        let stdout = child.stdout.take().unwrap();
+        tokio::io::BufReader::new(stdout).read_line(&mut ready).await.unwrap();
+        assert_eq!(ready, "ready\n");
+        let pgid = child.id().unwrap();
+        let start = tokio::task::spawn_blocking(move || start_time(pgid)).await.unwrap().unwrap();
+        (child, ProcessGroup { pgid, start })
+    }
+
+    #[tokio::test]
+    async fn several_leftover_groups_are_ended_together_even_one_that_ignores_sigterm() {
+        let (mut polite, polite_group) = leftover("sleep 300 & sleep 300 & echo ready; wait").await;
+        let (mut stubborn, stubborn_group) = leftover("trap '' TERM; sleep 300 & echo ready; wait").await;
+        // The same id with a younger start time is another process: left alone.
+        let reused_id = ProcessGroup { start: polite_group.start + 1_000_000, ..polite_group };
+        let groups = vec![stubborn_group, reused_id, polite_group];
+        let ended = end_leftovers(groups, Duration::from_millis(300)).await;
+        assert_eq!(ended, vec![stubborn_group, polite_group]);
+        assert!(!group_alive(stubborn_group), "the group that ignored SIGTERM was killed after the grace");
+        assert!(!group_alive(polite_group));
+        assert_eq!(stubborn.wait().await.unwrap().signal(), Some(Signal::SIGKILL as i32));
+        assert_eq!(polite.wait().await.unwrap().signal(), Some(Signal::SIGTERM as i32));
     }
 }
