@@ -282,10 +282,25 @@ pub struct RunEvent {
     pub status: Status,
 }
 
-/// A random number in [0, 1), for jitter (from the random bits of a UUIDv7).
+/// A random number in [0, 1), for jitter. From a real generator: a UUIDv7's low bits are a
+/// per-millisecond counter, so draws taken together (a burst of retries) would barely differ.
 pub fn random_fraction() -> f64 {
-    let bits = uuid::Uuid::now_v7().as_u128() as u64 & ((1 << 53) - 1);
-    bits as f64 / (1u64 << 53) as f64
+    fastrand::f64()
+}
+
+#[cfg(test)]
+mod random_fraction_tests {
+    use super::random_fraction;
+
+    #[test]
+    fn draws_taken_back_to_back_spread_over_the_whole_range() {
+        let draws: Vec<f64> = (0..1000).map(|_| random_fraction()).collect();
+        assert!(draws.iter().all(|d| (0.0..1.0).contains(d)), "a draw fell outside [0, 1)");
+        let min = draws.iter().copied().fold(f64::INFINITY, f64::min);
+        let max = draws.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        assert!(min < 0.05 && max > 0.95, "1,000 draws spanned only {min}..{max}");
+        assert!(draws.windows(2).all(|w| w[0] != w[1]), "two consecutive draws were equal");
+    }
 }
 
 /// `2m`, `1h 30m`, `45s`.

@@ -2,7 +2,8 @@
 //! with exponential backoff and jitter; any other answer is final.
 //!
 //! `handoff send` and the `http`, `slack` and `dbt_cloud` actions all go through here, so they
-//! retry the same way.
+//! retry the same way. An answer's body is read as it streams and only its last
+//! [`ANSWER_TAIL`] bytes are kept: a remote server cannot make handoff hold more.
 
 use crate::signature::{self, Key};
 use std::time::Duration;
@@ -51,7 +52,7 @@ pub fn sign(
 pub struct RetryPolicy {
     /// Retries after the first attempt.
     pub retries: u32,
-    /// First backoff; doubles per retry, ±20% jitter.
+    /// First backoff; doubles per retry, ±20% jitter, at most [`MAX_BACKOFF`] (see [`backoff`]).
     pub backoff: Duration,
 }
 
@@ -68,17 +69,84 @@ pub enum OutboundError {
     GaveUp { attempts: u32, last: String },
 }
 
+/// How much of an answer's body is kept, from its end. The `http` action keeps the last 4 KiB;
+/// dbt Cloud's run objects, parsed whole, are a few KiB. Anything before is read and dropped.
+pub const ANSWER_TAIL: usize = 64 * 1024;
+
 /// A successful (2xx) answer.
 #[derive(Debug, Clone)]
 pub struct Answer {
     pub status: u16,
+    /// The body's last [`ANSWER_TAIL`] bytes at most, read as UTF-8 (lossily), from a
+    /// character boundary.
     pub body: String,
+    /// How many bytes of the body came before `body` and were dropped.
+    pub dropped: u64,
 }
 
-/// `base · 2^attempt`, ±20%, at most a minute.
-pub fn backoff(base: Duration, attempt: u32) -> Duration {
-    let exp = base.saturating_mul(2u32.saturating_pow(attempt)).min(MAX_BACKOFF);
-    exp.mul_f64(0.8 + 0.4 * crate::domain::random_fraction())
+/// The last `limit` bytes of a stream, and how many came before them: an answer's body here,
+/// a command's output in `actions::command`. Holds at most `limit` bytes whatever it is fed.
+#[derive(Debug)]
+pub struct Tail {
+    limit: usize,
+    bytes: std::collections::VecDeque<u8>,
+    dropped: u64,
+}
+
+impl Tail {
+    pub fn new(limit: usize) -> Self {
+        Tail { limit, bytes: std::collections::VecDeque::new(), dropped: 0 }
+    }
+
+    pub fn push(&mut self, chunk: &[u8]) {
+        // Only the part of the chunk that can survive is copied in.
+        let chunk = if chunk.len() > self.limit {
+            self.dropped += (chunk.len() - self.limit) as u64;
+            &chunk[chunk.len() - self.limit..]
+        } else {
+            chunk
+        };
+        let extra = (self.bytes.len() + chunk.len()).saturating_sub(self.limit);
+        self.bytes.drain(..extra);
+        self.dropped += extra as u64;
+        self.bytes.extend(chunk);
+    }
+
+    /// Bytes dropped so far, and the kept ones as text. After a cut, the text starts on a
+    /// character boundary: the UTF-8 continuation bytes the cut left are dropped too.
+    pub fn text(&self) -> (u64, String) {
+        let (front, back) = self.bytes.as_slices();
+        let bytes = [front, back].concat();
+        let skip =
+            if self.dropped == 0 { 0 } else { bytes.iter().take(3).take_while(|b| (**b & 0xC0) == 0x80).count() };
+        (self.dropped + skip as u64, String::from_utf8_lossy(&bytes[skip..]).into_owned())
+    }
+}
+
+/// Reads a body as it streams, keeping its tail. A connection lost mid-body ends the read with
+/// what had arrived.
+async fn read_tail(response: &mut reqwest::Response) -> (u64, String) {
+    let mut tail = Tail::new(ANSWER_TAIL);
+    while let Ok(Some(chunk)) = response.chunk().await {
+        tail.push(&chunk);
+    }
+    tail.text()
+}
+
+/// Delay before retry number `failed_attempts` (1 = after the first failure), the one backoff
+/// formula of handoff (these requests, and job retries with a cap of an hour):
+/// `base · 2^(failed_attempts − 1)`, then ±20% by `jitter` in [0, 1) (0 → −20%, 0.5 = exact,
+/// → 1 → +20%; values outside are clamped, NaN counts as 0.5), then at most `cap` (applied after
+/// the jitter). `0` is treated as `1`. Pure, and never overflows or panics.
+pub fn backoff(base: Duration, failed_attempts: u32, jitter: f64, cap: Duration) -> Duration {
+    let doublings = failed_attempts.saturating_sub(1).min(31);
+    // From 2 · cap on, the result is the cap whatever the jitter (0.8 · 2 · cap > cap), so the
+    // exponential stops there.
+    let exact = base.saturating_mul(1u32 << doublings).min(cap.saturating_mul(2));
+    let jitter = if jitter.is_nan() { 0.5 } else { jitter.clamp(0.0, 1.0) };
+    // What `mul_f64` computes, but saturating where it would panic (a cap near Duration::MAX).
+    let jittered = Duration::try_from_secs_f64(exact.as_secs_f64() * (0.8 + 0.4 * jitter));
+    jittered.unwrap_or(Duration::MAX).min(cap)
 }
 
 /// Sends the request `build` makes (anew for each attempt, so signatures can be fresh)
@@ -115,12 +183,12 @@ async fn send_with(
     let mut attempt = 0;
     loop {
         let (retry_after, problem) = match build().send().await {
-            Ok(response) => {
+            Ok(mut response) => {
                 let status = response.status();
                 let retry_after = retry_after(&response);
-                let body = response.text().await.unwrap_or_default();
+                let (dropped, body) = read_tail(&mut response).await;
                 if status.is_success() {
-                    return Ok(Answer { status: status.as_u16(), body });
+                    return Ok(Answer { status: status.as_u16(), body, dropped });
                 }
                 let problem = format!("{url} answered {status}: {}", short(&body));
                 if status.as_u16() != 429 && !status.is_server_error() {
@@ -148,7 +216,8 @@ async fn send_with(
         if attempt >= policy.retries {
             return Err(OutboundError::GaveUp { attempts: attempt + 1, last: problem });
         }
-        let wait = retry_after.unwrap_or_else(|| backoff(policy.backoff, attempt));
+        let jitter = crate::domain::random_fraction();
+        let wait = retry_after.unwrap_or_else(|| backoff(policy.backoff, attempt + 1, jitter, MAX_BACKOFF));
         on_retry(&problem, wait);
         tokio::time::sleep(wait).await;
         attempt += 1;
@@ -179,4 +248,146 @@ pub fn error_chain(err: &dyn std::error::Error) -> String {
         source = e.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn secs(s: u64) -> Duration {
+        Duration::from_secs(s)
+    }
+
+    #[test]
+    fn backoff_doubles_from_the_base_and_stops_at_the_cap() {
+        let cases = [(1, secs(1)), (2, secs(2)), (3, secs(4)), (6, secs(32)), (7, MAX_BACKOFF), (40, MAX_BACKOFF)];
+        for (failed_attempts, want) in cases {
+            assert_eq!(backoff(secs(1), failed_attempts, 0.5, MAX_BACKOFF), want, "after {failed_attempts} failures");
+        }
+        assert_eq!(backoff(secs(1), 0, 0.5, MAX_BACKOFF), secs(1), "0 counts as the first failure");
+    }
+
+    #[test]
+    fn the_cap_applies_after_the_jitter_so_no_wait_exceeds_it() {
+        assert_eq!(backoff(secs(10), 1, 0.0, MAX_BACKOFF), secs(8));
+        assert_eq!(backoff(secs(10), 1, 1.0, MAX_BACKOFF), secs(12));
+        // 40 s · 1.2 = 48 s; 40 s · 2 · 0.8 = 64 s → 60 s.
+        assert_eq!(backoff(secs(40), 1, 1.0, MAX_BACKOFF), secs(48));
+        assert_eq!(backoff(secs(40), 2, 0.0, MAX_BACKOFF), MAX_BACKOFF);
+        assert_eq!(backoff(secs(55), 1, 0.999_999, MAX_BACKOFF), MAX_BACKOFF, "66 s before the cap");
+    }
+
+    #[test]
+    fn odd_inputs_give_a_backoff_rather_than_a_panic() {
+        assert_eq!(backoff(Duration::MAX, u32::MAX, 1.0, Duration::MAX), Duration::MAX);
+        assert_eq!(backoff(Duration::MAX, 1, 1.0, secs(5)), secs(5));
+        assert_eq!(backoff(Duration::ZERO, u32::MAX, 0.99, MAX_BACKOFF), Duration::ZERO);
+        assert_eq!(backoff(secs(30), 1, f64::NAN, MAX_BACKOFF), secs(30));
+        assert_eq!(backoff(secs(30), 1, -3.0, MAX_BACKOFF), secs(24));
+        assert_eq!(backoff(secs(30), 1, f64::INFINITY, MAX_BACKOFF), secs(36));
+        assert_eq!(backoff(secs(30), 3, 0.5, Duration::ZERO), Duration::ZERO);
+    }
+
+    #[test]
+    fn a_tail_keeps_the_last_bytes_of_any_mix_of_chunk_sizes_and_never_holds_more() {
+        let stream: Vec<u8> = (0..10_000u32).flat_map(|i| i.to_le_bytes()).collect();
+        for sizes in [&[1usize][..], &[7, 300], &[16], &[17, 1, 4000], &[40_000]] {
+            let mut tail = Tail::new(16);
+            let mut fed = 0;
+            for size in sizes.iter().cycle() {
+                let end = (fed + size).min(stream.len());
+                tail.push(&stream[fed..end]);
+                fed = end;
+                assert!(tail.bytes.len() <= 16, "sizes {sizes:?}: held {}", tail.bytes.len());
+                if fed == stream.len() {
+                    break;
+                }
+            }
+            assert_eq!(tail.bytes.iter().copied().collect::<Vec<_>>(), &stream[stream.len() - 16..], "sizes {sizes:?}");
+            assert_eq!(tail.dropped, stream.len() as u64 - 16);
+        }
+    }
+
+    #[test]
+    fn a_tail_cut_inside_a_character_starts_at_the_next_one() {
+        let mut tail = Tail::new(4);
+        tail.push("ab€cd".as_bytes()); // € is 3 bytes: the cut leaves its last 2
+        assert_eq!(tail.text(), (5, "cd".to_string()));
+        let mut short = Tail::new(64);
+        short.push("ab€cd".as_bytes());
+        assert_eq!(short.text(), (0, "ab€cd".to_string()));
+    }
+
+    /// Serves `size` bytes: `.` filler, then numbered lines `0000000\n`, `0000001\n`, ... for
+    /// the last `numbered` of them, streamed in 64 KiB pieces through a bounded channel, so the
+    /// server never holds the whole body either.
+    async fn serve_a_big_answer(status: u16, size: usize, numbered: usize) -> String {
+        use axum::body::{Body, Bytes};
+        let app = axum::Router::new().route(
+            "/",
+            axum::routing::get(move || async move {
+                let (mut sender, body) = http_body_util::channel::Channel::<Bytes>::new(2);
+                tokio::spawn(async move {
+                    let filler = Bytes::from(vec![b'.'; 64 * 1024]);
+                    let mut left = size - numbered;
+                    while left > 0 {
+                        let piece = filler.slice(..left.min(filler.len()));
+                        left -= piece.len();
+                        if sender.send_data(piece).await.is_err() {
+                            return;
+                        }
+                    }
+                    let lines: String = (0..numbered / 8).map(|i| format!("{i:07}\n")).collect();
+                    let _ = sender.send_data(Bytes::from(lines)).await;
+                });
+                (axum::http::StatusCode::from_u16(status).unwrap(), Body::new(body))
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        url
+    }
+
+    #[tokio::test]
+    async fn a_50_mib_answer_is_read_as_it_streams_and_only_its_tail_is_kept() {
+        const SIZE: usize = 50 * 1024 * 1024;
+        // Not a multiple of the 64 KiB pieces, so the cut falls inside a chunk.
+        const NUMBERED: usize = 100_000;
+        let url = serve_a_big_answer(200, SIZE, NUMBERED).await;
+        let client = reqwest::Client::new();
+        let policy = RetryPolicy { retries: 0, backoff: Duration::ZERO };
+        let answer = send(&url, policy, || client.get(&url), |_, _| {}).await.unwrap();
+        let first = (NUMBERED - ANSWER_TAIL) / 8;
+        let want: String = (first..NUMBERED / 8).map(|i| format!("{i:07}\n")).collect();
+        assert_eq!(answer.body.len(), ANSWER_TAIL);
+        assert!(answer.body == want, "the kept tail starts {:?}", &answer.body[..40]);
+        assert_eq!(answer.dropped, (SIZE - ANSWER_TAIL) as u64);
+    }
+
+    #[tokio::test]
+    async fn a_refusal_with_a_huge_body_is_worded_from_the_kept_tail() {
+        let url = serve_a_big_answer(400, 8 * 1024 * 1024, 100_000).await;
+        let client = reqwest::Client::new();
+        let policy = RetryPolicy { retries: 0, backoff: Duration::ZERO };
+        let err = send(&url, policy, || client.get(&url), |_, _| {}).await.unwrap_err();
+        let OutboundError::Refused { status, body, .. } = err else { panic!("{err}") };
+        assert_eq!(status, 400);
+        // The tail starts at line (100,000 − 64 Ki) / 8 = 4,308; `short` keeps 300 characters.
+        assert_eq!(body.len(), 300);
+        assert!(body.starts_with("0004308\n0004309\n"), "{body}");
+    }
+
+    proptest! {
+        /// Guards making `scheduler::timing::retry_delay` a call to `backoff` with its one-hour cap.
+        #[test]
+        fn with_an_hour_cap_backoff_is_the_schedulers_retry_delay(
+            base in prop_oneof![(0u64..100_000).prop_map(Duration::from_secs), any::<u64>().prop_map(Duration::from_nanos)],
+            failed_attempts in any::<u32>(), jitter in prop_oneof![0.0f64..1.0, any::<f64>()],
+        ) {
+            use crate::scheduler::timing::{MAX_RETRY_DELAY, retry_delay};
+            prop_assert_eq!(backoff(base, failed_attempts, jitter, MAX_RETRY_DELAY), retry_delay(base, failed_attempts, jitter));
+        }
+    }
 }

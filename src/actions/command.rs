@@ -2,11 +2,13 @@
 //!
 //! The child leads its own process group, so a timeout or a shutdown ends everything it
 //! started (dbt spawns children): SIGTERM to the group, a grace period, then SIGKILL. The
-//! last 64 KiB of stdout and stderr are kept; memory never grows with the output.
+//! last 64 KiB of stdout and stderr are kept; memory never grows with the output. Scans of
+//! `/proc` and file-system checks block, so they run on tokio's blocking pool; only the new
+//! leader's own `/proc/<pid>/stat`, which must be read at once, is read inline.
 
+use crate::outbound::Tail;
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
-use std::collections::VecDeque;
 use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
 use std::process::{ExitStatus, Stdio};
@@ -19,6 +21,8 @@ use tokio_util::sync::CancellationToken;
 pub const OUTPUT_TAIL: usize = 64 * 1024;
 /// How long output is still read after the program exited (a grandchild may hold the pipe).
 const DRAIN: Duration = Duration::from_millis(200);
+/// How long a leftover group is watched after SIGKILL, for its members to be gone.
+const KILL_WAIT: Duration = Duration::from_secs(2);
 
 #[derive(Debug, Clone)]
 pub struct CommandSpec {
@@ -94,32 +98,10 @@ pub enum CommandError {
     Spawn { program: String, source: std::io::Error },
 }
 
-/// The last `OUTPUT_TAIL` bytes, and how many came before them.
-#[derive(Default)]
-struct Tail {
-    bytes: VecDeque<u8>,
-    dropped: usize,
-}
-
-impl Tail {
-    fn push(&mut self, chunk: &[u8]) {
-        self.bytes.extend(chunk);
-        if self.bytes.len() > OUTPUT_TAIL {
-            let extra = self.bytes.len() - OUTPUT_TAIL;
-            self.bytes.drain(..extra);
-            self.dropped += extra;
-        }
-    }
-
-    fn render(&self) -> String {
-        let bytes: Vec<u8> = self.bytes.iter().copied().collect();
-        if self.dropped == 0 {
-            return String::from_utf8_lossy(&bytes).into_owned();
-        }
-        // Start on a character boundary: skip UTF-8 continuation bytes left by the cut.
-        let start = bytes.iter().take(4).take_while(|b| (**b & 0xC0) == 0x80).count();
-        format!("…[truncated {} bytes]\n{}", self.dropped + start, String::from_utf8_lossy(&bytes[start..]))
-    }
+/// The output's tail as text, after a marker that says how much came before it.
+fn render(tail: &Mutex<Tail>) -> String {
+    let (dropped, text) = tail.lock().unwrap_or_else(|p| p.into_inner()).text();
+    if dropped == 0 { text } else { format!("…[truncated {dropped} bytes]\n{text}") }
 }
 
 async fn pump(mut pipe: impl AsyncRead + Unpin, tail: Arc<Mutex<Tail>>) {
@@ -153,7 +135,7 @@ pub async fn run(
     started: impl FnOnce(ProcessGroup) + Send,
 ) -> Result<CommandOutcome, CommandError> {
     if let Some(dir) = &spec.working_dir
-        && !dir.is_dir()
+        && !tokio::fs::metadata(dir).await.is_ok_and(|m| m.is_dir())
     {
         return Err(CommandError::NoWorkingDir(dir.clone()));
     }
@@ -176,12 +158,14 @@ pub async fn run(
         _ => CommandError::Spawn { program: program.clone(), source },
     })?;
     let group = child.id().map(|id| Pid::from_raw(id as i32));
+    // Read inline, not on the blocking pool: it is one small procfs file (no disk I/O), and
+    // recording the group is urgent, as a crash before that leaves it running unrecorded.
     if let Some(id) = child.id()
         && let Some(start) = start_time(id)
     {
         started(ProcessGroup { pgid: id, start });
     }
-    let tail = Arc::new(Mutex::new(Tail::default()));
+    let tail = Arc::new(Mutex::new(Tail::new(OUTPUT_TAIL)));
     let mut readers = tokio::task::JoinSet::new();
     if let Some(out) = child.stdout.take() {
         readers.spawn(pump(out, tail.clone()));
@@ -221,7 +205,7 @@ pub async fn run(
             // The direct child may have exited on SIGTERM while others in its group ignore it.
             signal(Signal::SIGKILL);
             drain(&mut readers).await;
-            let output = tail.lock().unwrap_or_else(|p| p.into_inner()).render();
+            let output = render(&tail);
             let _ = status;
             return Ok(match end {
                 End::TimedOut => CommandOutcome::TimedOut { after: started.elapsed(), output },
@@ -230,7 +214,7 @@ pub async fn run(
         }
     };
     drain(&mut readers).await;
-    let output = tail.lock().unwrap_or_else(|p| p.into_inner()).render();
+    let output = render(&tail);
     let status = status.map_err(|source| CommandError::Spawn { program, source })?;
     Ok(match (status.code(), status.signal()) {
         (Some(code), _) => CommandOutcome::Exited { code, output },
@@ -253,7 +237,8 @@ fn start_time(pid: u32) -> Option<u64> {
 
 /// Whether `group` still has live members. If its leader lives, its start time must match
 /// exactly (else the id was reused by another process); if the leader is gone, members must
-/// have started after it did (children always start after their leader).
+/// have started after it did (children always start after their leader). Blocking: it reads
+/// all of `/proc`.
 fn group_alive(group: ProcessGroup) -> bool {
     if let Some((_, _, start)) = stat(group.pgid)
         && start != group.start
@@ -266,22 +251,51 @@ fn group_alive(group: ProcessGroup) -> bool {
     })
 }
 
+/// [`group_alive`] on the blocking pool: it scans every process in `/proc`. A scan that
+/// could not finish answers "not alive", so a group is never signalled on a guess.
+async fn group_alive_now(group: ProcessGroup) -> bool {
+    tokio::task::spawn_blocking(move || group_alive(group)).await.unwrap_or(false)
+}
+
 /// Ends a process group left running by a server that died (SIGTERM, up to `grace`, SIGKILL).
 /// Returns whether there was anything to end.
 pub async fn end_leftover(group: ProcessGroup, grace: Duration) -> bool {
-    if !group_alive(group) {
+    if !group_alive_now(group).await {
         return false;
     }
     let pid = Pid::from_raw(group.pgid as i32);
     let _ = killpg(pid, Signal::SIGTERM);
     let started = Instant::now();
-    while group_alive(group) && started.elapsed() < grace {
+    while group_alive_now(group).await && started.elapsed() < grace {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    if group_alive(group) {
+    if group_alive_now(group).await {
         let _ = killpg(pid, Signal::SIGKILL);
+        // SIGKILL lands when each member next runs: wait for that, so that "ended" means gone
+        // and a resumed run never overlaps the old one. A member stuck in the kernel (state D)
+        // may outlast this; with SIGKILL pending it dies as soon as it leaves the kernel.
+        let killed = Instant::now();
+        while group_alive_now(group).await && killed.elapsed() < KILL_WAIT {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
     true
+}
+
+/// Ends several leftover groups at once, so start-up waits one grace period, not one per
+/// group. Returns the groups there was something to end, in the order given.
+pub async fn end_leftovers(groups: Vec<ProcessGroup>, grace: Duration) -> Vec<ProcessGroup> {
+    let mut ending = tokio::task::JoinSet::new();
+    for (index, group) in groups.iter().copied().enumerate() {
+        ending.spawn(async move { (index, end_leftover(group, grace).await) });
+    }
+    let mut ended = vec![false; groups.len()];
+    while let Some(done) = ending.join_next().await {
+        if let Ok((index, true)) = done {
+            ended[index] = true;
+        }
+    }
+    groups.into_iter().zip(ended).filter_map(|(group, ended)| ended.then_some(group)).collect()
 }
 
 /// Reads what is left in the pipes, but not forever: a grandchild may keep them open.
@@ -415,5 +429,40 @@ mod tests {
         assert!(!group_alive(group));
         cancel.cancel();
         let _ = task.await;
+    }
+
+    /// Starts `script` as the leader of a new process group, as a crashed server would have
+    /// left it, once the script has printed its first line (so its traps are set).
+    async fn leftover(script: &str) -> (tokio::process::Child, ProcessGroup) {
+        use tokio::io::AsyncBufReadExt;
+        let mut child = tokio::process::Command::new("sh")
+            .args(["-c", script])
+            .stdout(Stdio::piped())
+            .process_group(0)
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let mut ready = String::new();
+        let stdout = child.stdout.take().unwrap();
+        tokio::io::BufReader::new(stdout).read_line(&mut ready).await.unwrap();
+        assert_eq!(ready, "ready\n");
+        let pgid = child.id().unwrap();
+        let start = tokio::task::spawn_blocking(move || start_time(pgid)).await.unwrap().unwrap();
+        (child, ProcessGroup { pgid, start })
+    }
+
+    #[tokio::test]
+    async fn several_leftover_groups_are_ended_together_even_one_that_ignores_sigterm() {
+        let (mut polite, polite_group) = leftover("sleep 300 & sleep 300 & echo ready; wait").await;
+        let (mut stubborn, stubborn_group) = leftover("trap '' TERM; sleep 300 & echo ready; wait").await;
+        // The same id with a younger start time is another process: left alone.
+        let reused_id = ProcessGroup { start: polite_group.start + 1_000_000, ..polite_group };
+        let groups = vec![stubborn_group, reused_id, polite_group];
+        let ended = end_leftovers(groups, Duration::from_millis(300)).await;
+        assert_eq!(ended, vec![stubborn_group, polite_group]);
+        assert!(!group_alive(stubborn_group), "the group that ignored SIGTERM was killed after the grace");
+        assert!(!group_alive(polite_group));
+        assert_eq!(stubborn.wait().await.unwrap().signal(), Some(Signal::SIGKILL as i32));
+        assert_eq!(polite.wait().await.unwrap().signal(), Some(Signal::SIGTERM as i32));
     }
 }

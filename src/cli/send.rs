@@ -7,10 +7,12 @@
 //! other 4xx is final.
 
 use super::Failure;
+use crate::config::SecretRef;
 use crate::domain::Status;
 use crate::outbound::{self, RetryPolicy, Scheme, sign};
 use crate::signature::{self, Key};
-use std::path::PathBuf;
+use secrecy::{ExposeSecret, SecretString};
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 #[derive(Debug, clap::Args)]
@@ -62,11 +64,11 @@ pub async fn run(args: &SendArgs) -> Result<(), Failure> {
     let secret = secret(args)?;
     let key = match args.scheme {
         Scheme::StandardWebhooks => {
-            Key::new(&signature::decode_standard_webhooks_secret(&secret).ok_or_else(|| {
+            Key::new(&signature::decode_standard_webhooks_secret(secret.expose_secret()).ok_or_else(|| {
                 Failure::usage("the secret is not a Standard Webhooks secret (base64, usually starting with whsec_)")
             })?)
         }
-        Scheme::Hmac | Scheme::Github => Key::new(secret.as_bytes()),
+        Scheme::Hmac | Scheme::Github => Key::new(secret.expose_secret().as_bytes()),
     };
     let idempotency_key = args.idempotency_key.clone().unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
     let client = reqwest::Client::builder()
@@ -116,23 +118,57 @@ fn body(args: &SendArgs) -> Result<Vec<u8>, Failure> {
     Ok(serde_json::to_vec(&doc).expect("a JSON map serialises"))
 }
 
-fn secret(args: &SendArgs) -> Result<String, Failure> {
-    let value = if let Some(name) = &args.secret_env {
-        std::env::var(name).map_err(|_| Failure::usage(format!("environment variable {name} is not set")))?
-    } else if let Some(path) = &args.secret_file {
-        std::fs::read_to_string(path)
-            .map_err(|e| Failure::usage(format!("cannot read secret file {}: {e}", path.display())))?
-    } else {
-        return Err(Failure::usage("give --secret-env NAME or --secret-file PATH"));
-    };
-    let value = value.trim_end_matches(['\n', '\r']).to_string();
-    if value.is_empty() {
-        return Err(Failure::usage("the secret is empty"));
-    }
-    Ok(value)
+/// The signing secret, read by the same code as a config file's `{ env }` / `{ file }`
+/// reference, so both trim and refuse empty secrets alike.
+fn secret(args: &SendArgs) -> Result<SecretString, Failure> {
+    let reference = SecretRef { env: args.secret_env.clone(), file: args.secret_file.clone() };
+    // A relative --secret-file is relative to the working directory, as any CLI path is.
+    reference.resolve(Path::new("")).map_err(|err| Failure::usage(err.message))
 }
 
 fn event_id(text: &str) -> Option<String> {
     let value: serde_json::Value = serde_json::from_str(text).ok()?;
     value.get("event_id")?.as_str().map(str::to_string)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Command {
+        #[command(flatten)]
+        send: SendArgs,
+    }
+
+    fn args(extra: &[&str]) -> SendArgs {
+        let argv = ["send", "http://127.0.0.1:9/hooks/x"].iter().chain(extra);
+        Command::try_parse_from(argv).expect("valid arguments").send
+    }
+
+    #[test]
+    fn a_secret_file_is_read_without_its_trailing_newline() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("secret");
+        std::fs::write(&path, "s3cret\r\n").unwrap();
+        let secret = secret(&args(&["--secret-file", path.to_str().unwrap()])).unwrap();
+        assert_eq!(secret.expose_secret(), "s3cret");
+    }
+
+    #[test]
+    fn an_empty_or_missing_secret_is_a_usage_error_that_names_where_it_looked() {
+        let dir = tempfile::tempdir().unwrap();
+        let empty = dir.path().join("empty");
+        std::fs::write(&empty, "\n").unwrap();
+        let err = secret(&args(&["--secret-file", empty.to_str().unwrap()])).unwrap_err();
+        assert_eq!((err.code, err.message), (2, format!("the secret is empty (from file {})", empty.display())));
+
+        let missing = dir.path().join("missing");
+        let reason = secret(&args(&["--secret-file", missing.to_str().unwrap()])).unwrap_err().message;
+        assert!(reason.starts_with(&format!("cannot read secret file {}: ", missing.display())), "{reason}");
+
+        let err = secret(&args(&["--secret-env", "HANDOFF_SEND_TEST_SURELY_UNSET"])).unwrap_err();
+        assert_eq!(err.message, "environment variable HANDOFF_SEND_TEST_SURELY_UNSET is not set");
+    }
 }

@@ -64,7 +64,7 @@ impl SecretRef {
         let trimmed = value.trim_end_matches(['\n', '\r']);
         if trimmed.is_empty() {
             return Err(SecretError {
-                message: format!("the secret from {} is empty", self.describe()),
+                message: format!("the secret is empty (from {})", self.describe()),
                 hint: "an empty secret would accept anyone; set a long random value".into(),
             });
         }

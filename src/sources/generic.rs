@@ -40,3 +40,132 @@ pub(super) fn normalise(delivery: &Delivery<'_>, delivery_id: Option<&str>) -> R
     event.provider_event_id = body_id.or(header_id);
     Ok(event)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::normalise;
+    use crate::domain::{Normalised, Status, Subject};
+    use crate::sources::auth::standard_webhooks_id;
+    use crate::sources::testing::{at, deliver, some};
+
+    /// The `hmac` kind's delivery id is its Idempotency-Key header (what `handoff send` sets).
+    fn hmac(headers: &[(&str, &str)], body: &str) -> Result<Normalised, String> {
+        deliver(headers, body, |d| normalise(d, d.header("idempotency-key")))
+    }
+
+    /// The `standard_webhooks` kind's is webhook-id (or Svix's svix-id).
+    fn standard_webhooks(headers: &[(&str, &str)], body: &str) -> Result<Normalised, String> {
+        deliver(headers, body, |d| normalise(d, standard_webhooks_id(d)))
+    }
+
+    /// providers.md §8: what a custom orchestrator sends after dbt Core finishes.
+    const FULL: &str = r#"{"type": "dbt.run.completed", "id": "airflow-run-7", "subject": {"id": "nightly", "name": "Nightly dbt build"},
+        "status": "failure", "occurred_at": "2026-11-24T10:30:00Z", "data": {"dag": "nightly"}}"#;
+
+    #[test]
+    fn an_empty_body_is_a_success_identified_by_the_schemes_header() {
+        for body in ["", " \n", "\r\n\t"] {
+            let event = hmac(&[("idempotency-key", "run-42")], body).unwrap();
+            let mut want = Normalised::new(Status::Success);
+            want.dedupe_key = some("run-42");
+            want.provider_event_id = some("run-42");
+            assert_eq!(event, want, "{body:?}");
+        }
+        let anonymous = hmac(&[], "").unwrap();
+        assert_eq!(anonymous, Normalised::new(Status::Success), "no header: nothing to dedupe on");
+    }
+
+    #[test]
+    fn a_full_body_is_read_field_by_field() {
+        let event = standard_webhooks(&[("webhook-id", "msg_27UH4WbU6Z5A5EzD8u03UvzRbpk")], FULL).unwrap();
+        assert_eq!(
+            event,
+            Normalised {
+                provider_event_id: some("airflow-run-7"),
+                dedupe_key: some("msg_27UH4WbU6Z5A5EzD8u03UvzRbpk"),
+                news_key: None,
+                event_type: some("dbt.run.completed"),
+                subject: Subject::new(some("nightly"), some("Nightly dbt build")),
+                status: Status::Failure,
+                occurred_at: at("2026-11-24T10:30:00Z"),
+                test: false,
+            }
+        );
+    }
+
+    #[test]
+    fn the_header_id_is_the_dedupe_key_and_the_body_id_the_providers_own() {
+        // (header, body id) → (dedupe key, provider event id)
+        let cases = [
+            (Some(("webhook-id", "msg_1")), r#""id": "body-1","#, Some("msg_1"), Some("body-1")),
+            (Some(("svix-id", "msg_svix")), r#""id": "body-1","#, Some("msg_svix"), Some("body-1")),
+            (Some(("webhook-id", "msg_1")), "", Some("msg_1"), Some("msg_1")),
+            (None, r#""id": 77,"#, Some("77"), Some("77")),
+            (None, "", None, None),
+        ];
+        for (header, id, dedupe_key, provider_event_id) in cases {
+            let body = format!(r#"{{{id} "subject": "nightly"}}"#);
+            let event = standard_webhooks(header.as_slice(), &body).unwrap();
+            assert_eq!(
+                (event.dedupe_key.as_deref(), event.provider_event_id.as_deref()),
+                (dedupe_key, provider_event_id)
+            );
+            assert_eq!(event.subject, Subject::new(some("nightly"), None));
+        }
+    }
+
+    #[test]
+    fn status_is_one_of_the_five_words_and_defaults_to_success() {
+        let cases = [
+            (r#"{"status": "success"}"#, Status::Success),
+            (r#"{"status": "failure"}"#, Status::Failure),
+            (r#"{"status": "cancelled"}"#, Status::Cancelled),
+            (r#"{"status": "started"}"#, Status::Started),
+            (r#"{"status": "other"}"#, Status::Other),
+            (r#"{"subject": "nightly"}"#, Status::Success),
+            ("{}", Status::Success),
+        ];
+        for (body, status) in cases {
+            assert_eq!(hmac(&[], body).unwrap().status, status, "{body}");
+        }
+    }
+
+    #[test]
+    fn a_subject_is_a_string_or_an_id_and_name() {
+        let cases = [
+            (r#"{"subject": "nightly"}"#, Subject::new(some("nightly"), None)),
+            (r#"{"subject": {"id": "42", "name": "Daily"}}"#, Subject::new(some("42"), some("Daily"))),
+            (r#"{"subject": {"id": 42}}"#, Subject::new(some("42"), None)),
+            (r#"{"subject": {"name": "Daily"}}"#, Subject::new(None, some("Daily"))),
+            (r#"{"subject": null}"#, Subject::default()),
+        ];
+        for (body, subject) in cases {
+            assert_eq!(hmac(&[], body).unwrap().subject, subject, "{body}");
+        }
+    }
+
+    #[test]
+    fn bodies_this_kind_cannot_read_are_refused_with_the_reason() {
+        let cases = [
+            ("done", "body is not JSON"),
+            (
+                r#"["done"]"#,
+                "body is JSON but not an object; this source kind sends an object; an empty body is also accepted",
+            ),
+            (
+                r#"{"status": "done"}"#,
+                r#"status must be one of success, failure, cancelled, started, other (got "done")"#,
+            ),
+            (r#"{"status": "SUCCESS"}"#, "status must be one of"),
+            (r#"{"status": 1}"#, "(got 1)"),
+            (r#"{"subject": ["a"]}"#, "subject must be a string or an object {id, name}"),
+            (r#"{"subject": 7}"#, "subject must be a string or an object"),
+            (r#"{"occurred_at": "yesterday"}"#, "occurred_at must be an RFC 3339 time"),
+            (r#"{"occurred_at": 1764000000}"#, "occurred_at must be an RFC 3339 time"),
+        ];
+        for (body, reason) in cases {
+            let err = hmac(&[("idempotency-key", "k")], body).unwrap_err();
+            assert!(err.contains(reason), "{body}: {err}");
+        }
+    }
+}

@@ -38,3 +38,113 @@ pub(super) fn normalise(delivery: &Delivery<'_>) -> Result<Normalised, String> {
         occurred_at: None,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::normalise;
+    use crate::domain::{Normalised, Status, Subject};
+    use crate::sources::testing::{deliver, some};
+
+    /// providers.md §5b documents the headers; the bodies follow GitHub's event payloads,
+    /// trimmed to the fields handoff reads.
+    const DELIVERY: &str = "72d3162e-cc78-11e3-81ab-4c9367dc0958";
+
+    fn github(event: &str, body: &str) -> Result<Normalised, String> {
+        deliver(&[("x-github-event", event), ("x-github-delivery", DELIVERY)], body, normalise)
+    }
+
+    fn workflow_run(action: &str, status: &str, conclusion: &str) -> String {
+        format!(
+            r#"{{"action": "{action}", "workflow_run": {{"id": 30433642, "name": "dbt build", "status": "{status}",
+                "conclusion": {conclusion}}}, "repository": {{"id": 1296269, "full_name": "octo-org/analytics"}}}}"#
+        )
+    }
+
+    #[test]
+    fn a_completed_workflow_run_is_its_conclusion_about_the_repository() {
+        let event = github("workflow_run", &workflow_run("completed", "completed", r#""success""#)).unwrap();
+        assert_eq!(
+            event,
+            Normalised {
+                provider_event_id: some(DELIVERY),
+                dedupe_key: some(DELIVERY),
+                news_key: None,
+                event_type: some("workflow_run"),
+                subject: Subject::new(some("octo-org/analytics"), None),
+                status: Status::Success,
+                occurred_at: None,
+                test: false,
+            }
+        );
+    }
+
+    #[test]
+    fn conclusions_and_progress_map_to_statuses() {
+        // (action, status, conclusion as JSON) → status
+        let cases = [
+            ("completed", "completed", r#""success""#, Status::Success),
+            ("completed", "completed", r#""failure""#, Status::Failure),
+            ("completed", "completed", r#""timed_out""#, Status::Failure),
+            ("completed", "completed", r#""startup_failure""#, Status::Failure),
+            ("completed", "completed", r#""cancelled""#, Status::Cancelled),
+            ("completed", "completed", r#""skipped""#, Status::Other),
+            ("completed", "completed", r#""neutral""#, Status::Other),
+            ("requested", "queued", "null", Status::Started),
+            ("in_progress", "in_progress", "null", Status::Started),
+            ("completed", "completed", "null", Status::Other),
+        ];
+        for (action, status_field, conclusion, status) in cases {
+            let event = github("workflow_run", &workflow_run(action, status_field, conclusion)).unwrap();
+            assert_eq!(event.status, status, "{action} {status_field} {conclusion}");
+            assert_eq!(event.subject.id.as_deref(), Some("octo-org/analytics"));
+        }
+    }
+
+    #[test]
+    fn each_run_object_github_nests_is_read_and_deployment_statuses_by_their_state() {
+        // (X-GitHub-Event, body fields besides the repository) → status
+        let cases = [
+            ("workflow_job", r#""action": "completed", "workflow_job": {"conclusion": "failure"}"#, Status::Failure),
+            ("check_run", r#""action": "completed", "check_run": {"conclusion": "success"}"#, Status::Success),
+            ("check_suite", r#""action": "requested", "check_suite": {"conclusion": null}"#, Status::Started),
+            ("deployment_status", r#""action": "created", "deployment_status": {"state": "success"}"#, Status::Success),
+            ("deployment_status", r#""action": "created", "deployment_status": {"state": "error"}"#, Status::Failure),
+            ("deployment_status", r#""action": "created", "deployment_status": {"state": "pending"}"#, Status::Other),
+            ("push", r#""ref": "refs/heads/main""#, Status::Other),
+        ];
+        for (event_type, fields, status) in cases {
+            let body = format!(r#"{{{fields}, "repository": {{"full_name": "octo-org/analytics"}}}}"#);
+            let event = github(event_type, &body).unwrap();
+            assert_eq!(event.status, status, "{body}");
+            assert_eq!(event.event_type.as_deref(), Some(event_type));
+            assert_eq!(event.subject, Subject::new(some("octo-org/analytics"), None));
+        }
+    }
+
+    #[test]
+    fn a_ping_is_a_test_delivery() {
+        let body = r#"{"zen": "Keep it logically awesome.", "hook_id": 123, "repository": {"full_name": "octo-org/analytics"}}"#;
+        let event = github("ping", body).unwrap();
+        assert!(event.test);
+        assert_eq!(event.status, Status::Other);
+        assert_eq!(event.dedupe_key.as_deref(), Some(DELIVERY));
+    }
+
+    #[test]
+    fn without_the_event_and_delivery_headers_there_is_no_type_and_no_dedupe_key() {
+        let event = deliver(&[], &workflow_run("completed", "completed", r#""success""#), normalise).unwrap();
+        assert_eq!((event.event_type, event.dedupe_key, event.provider_event_id), (None, None, None));
+        assert_eq!(event.status, Status::Success);
+        assert!(!event.test);
+    }
+
+    #[test]
+    fn bodies_that_are_not_github_payloads_are_refused_with_the_reason() {
+        let cases =
+            [("payload=%7B%7D", "body is not JSON"), ("[]", "body is JSON but not an object; GitHub sends an object")];
+        for (body, reason) in cases {
+            let err = github("workflow_run", body).unwrap_err();
+            assert!(err.contains(reason), "{body}: {err}");
+        }
+    }
+}

@@ -67,3 +67,30 @@ pub fn receive(source: &Source, delivery: &Delivery<'_>) -> Result<Accepted, Rej
 pub fn describe_auth(kind: Kind) -> &'static str {
     auth::describe(kind)
 }
+
+/// Deliveries for the kinds' unit tests.
+#[cfg(test)]
+mod testing {
+    use super::Delivery;
+    use axum::http::{HeaderMap, HeaderName, HeaderValue};
+    use jiff::Timestamp;
+
+    /// Runs a kind's `normalise` on `body` delivered with `headers`.
+    pub(super) fn deliver<T>(headers: &[(&str, &str)], body: &str, normalise: impl FnOnce(&Delivery<'_>) -> T) -> T {
+        let mut map = HeaderMap::new();
+        for (name, value) in headers {
+            map.insert(name.parse::<HeaderName>().unwrap(), HeaderValue::from_str(value).unwrap());
+        }
+        normalise(&Delivery { headers: &map, query: None, body: body.as_bytes(), now: Timestamp::UNIX_EPOCH })
+    }
+
+    /// An RFC 3339 time, for expected values.
+    pub(super) fn at(text: &str) -> Option<Timestamp> {
+        Some(text.parse().unwrap())
+    }
+
+    /// `Some(text.to_string())`, for expected values.
+    pub(super) fn some(text: &str) -> Option<String> {
+        Some(text.to_string())
+    }
+}
