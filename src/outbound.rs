@@ -5,6 +5,7 @@
 //! retry the same way. An answer's body is read as it streams and only its last
 //! [`ANSWER_TAIL`] bytes are kept: a remote server cannot make handoff hold more.
 
+use crate::scheduler::timing::backoff;
 use crate::signature::{self, Key};
 use std::time::Duration;
 
@@ -131,22 +132,6 @@ async fn read_tail(response: &mut reqwest::Response) -> (u64, String) {
         tail.push(&chunk);
     }
     tail.text()
-}
-
-/// Delay before retry number `failed_attempts` (1 = after the first failure), the one backoff
-/// formula of handoff (these requests, and job retries with a cap of an hour):
-/// `base · 2^(failed_attempts − 1)`, then ±20% by `jitter` in [0, 1) (0 → −20%, 0.5 = exact,
-/// → 1 → +20%; values outside are clamped, NaN counts as 0.5), then at most `cap` (applied after
-/// the jitter). `0` is treated as `1`. Pure, and never overflows or panics.
-pub fn backoff(base: Duration, failed_attempts: u32, jitter: f64, cap: Duration) -> Duration {
-    let doublings = failed_attempts.saturating_sub(1).min(31);
-    // From 2 · cap on, the result is the cap whatever the jitter (0.8 · 2 · cap > cap), so the
-    // exponential stops there.
-    let exact = base.saturating_mul(1u32 << doublings).min(cap.saturating_mul(2));
-    let jitter = if jitter.is_nan() { 0.5 } else { jitter.clamp(0.0, 1.0) };
-    // What `mul_f64` computes, but saturating where it would panic (a cap near Duration::MAX).
-    let jittered = Duration::try_from_secs_f64(exact.as_secs_f64() * (0.8 + 0.4 * jitter));
-    jittered.unwrap_or(Duration::MAX).min(cap)
 }
 
 /// Sends the request `build` makes (anew for each attempt, so signatures can be fresh)

@@ -282,6 +282,38 @@ pub async fn end_leftover(group: ProcessGroup, grace: Duration) -> bool {
     true
 }
 
+/// The process groups whose processes carry `HANDOFF_RUN_ID=<run>` in their environment: the
+/// commands of that run, found even when a crash came between starting a command and recording
+/// its group. Blocking scan of `/proc`, on the blocking pool.
+pub async fn groups_of_run(run: &str) -> Vec<ProcessGroup> {
+    let needle = format!("HANDOFF_RUN_ID={run}").into_bytes();
+    let me = std::process::id();
+    tokio::task::spawn_blocking(move || {
+        let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
+        let mut groups: Vec<ProcessGroup> = Vec::new();
+        for pid in entries.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok()) {
+            if pid == me {
+                continue;
+            }
+            let Ok(environ) = std::fs::read(format!("/proc/{pid}/environ")) else { continue };
+            if !environ.split(|b| *b == 0).any(|var| var == needle.as_slice()) {
+                continue;
+            }
+            let Some((_, pgrp, started)) = stat(pid) else { continue };
+            // The leader's start time when it lives, else the earliest member's: every member
+            // started at or after it, which is what `group_alive` checks.
+            let start = start_time(pgrp).unwrap_or(started);
+            match groups.iter_mut().find(|g| g.pgid == pgrp) {
+                Some(group) => group.start = group.start.min(start),
+                None => groups.push(ProcessGroup { pgid: pgrp, start }),
+            }
+        }
+        groups
+    })
+    .await
+    .unwrap_or_default()
+}
+
 /// Ends several leftover groups at once, so start-up waits one grace period, not one per
 /// group. Returns the groups there was something to end, in the order given.
 pub async fn end_leftovers(groups: Vec<ProcessGroup>, grace: Duration) -> Vec<ProcessGroup> {

@@ -9,6 +9,7 @@
 
 use super::Job;
 use super::tick::{self, Tick};
+use crate::actions::command::{self, ProcessGroup};
 use crate::store::{Leftover, Store};
 use crate::worker;
 use jiff::Timestamp;
@@ -145,10 +146,12 @@ async fn end_leftovers_of_this_host(leftover: Leftover, me: &str) {
     if owner_host(&from) != owner_host(me) {
         return;
     }
-    for (pgid, start) in leftover.process_groups {
-        let group = crate::actions::command::ProcessGroup { pgid, start };
-        if crate::actions::command::end_leftover(group, worker::KILL_GRACE).await {
-            tracing::warn!(pgid, "ended a command left running by a replica that is gone");
-        }
+    let mut groups: Vec<ProcessGroup> =
+        leftover.process_groups.iter().map(|&(pgid, start)| ProcessGroup { pgid, start }).collect();
+    groups.extend(command::groups_of_run(&leftover.run.id.0).await);
+    groups.sort_by_key(|g| (g.pgid, g.start));
+    groups.dedup_by_key(|g| g.pgid);
+    for group in command::end_leftovers(groups, worker::KILL_GRACE).await {
+        tracing::warn!(pgid = group.pgid, "ended a command left running by a replica that is gone");
     }
 }

@@ -27,12 +27,23 @@ pub fn due_at(first: Timestamp, last: Timestamp, debounce: Duration, max_wait: O
 /// → 1 → +20%; values outside are clamped, NaN counts as 0.5), then capped at [`MAX_RETRY_DELAY`]
 /// (one hour; the cap is applied after the jitter). `0` is treated as `1`. Never overflows.
 pub fn retry_delay(base: Duration, failed_attempts: u32, jitter: f64) -> Duration {
+    backoff(base, failed_attempts, jitter, MAX_RETRY_DELAY)
+}
+
+/// Delay before retry number `failed_attempts` (1 = after the first failure), the one backoff
+/// formula of handoff (job retries, capped at an hour, and outbound requests, capped at a minute):
+/// `base · 2^(failed_attempts − 1)`, then ±20% by `jitter` in [0, 1) (0 → −20%, 0.5 = exact,
+/// → 1 → +20%; values outside are clamped, NaN counts as 0.5), then at most `cap` (applied after
+/// the jitter). `0` is treated as `1`. Pure, and never overflows or panics.
+pub fn backoff(base: Duration, failed_attempts: u32, jitter: f64, cap: Duration) -> Duration {
     let doublings = failed_attempts.saturating_sub(1).min(31);
-    // Anything from 2 hours on ends at the cap whatever the jitter (0.8 · 2 h > 1 h), so the
-    // exponential stops there, which keeps `mul_f64` below far from overflow.
-    let exact = base.saturating_mul(1u32 << doublings).min(MAX_RETRY_DELAY * 2);
+    // From 2 · cap on, the result is the cap whatever the jitter (0.8 · 2 · cap > cap), so the
+    // exponential stops there.
+    let exact = base.saturating_mul(1u32 << doublings).min(cap.saturating_mul(2));
     let jitter = if jitter.is_nan() { 0.5 } else { jitter.clamp(0.0, 1.0) };
-    exact.mul_f64(0.8 + 0.4 * jitter).min(MAX_RETRY_DELAY)
+    // What `mul_f64` computes, but saturating where it would panic (a cap near Duration::MAX).
+    let jittered = Duration::try_from_secs_f64(exact.as_secs_f64() * (0.8 + 0.4 * jitter));
+    jittered.unwrap_or(Duration::MAX).min(cap)
 }
 
 #[cfg(test)]

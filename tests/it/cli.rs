@@ -570,6 +570,27 @@ async fn check_names_an_environment_secret_but_never_prints_its_value() {
     assert!(!stdout.contains("s3cr3t") && !out.stderr.contains("s3cr3t"), "{stdout}");
 }
 
+#[tokio::test]
+async fn check_shows_a_postgres_url_with_its_password_masked_and_serve_never_logs_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("handoff.toml");
+    // Nothing listens on port 9: serve must fail to connect, saying where, without the password.
+    std::fs::write(
+        &config,
+        "[store]\nurl = \"postgres://handoff:pg-pa55word@127.0.0.1:9/handoff\"\n\
+         [sources.orchestrator]\nkind = \"hmac\"\nsecret = { env = \"PATH\" }\n",
+    )
+    .unwrap();
+    let out = run(handoff(&["check", "--config", text(&config)])).await;
+    let stdout = out.ok();
+    assert!(stdout.contains("postgres://handoff:***@127.0.0.1:9/handoff"), "{stdout}");
+    assert!(!stdout.contains("pg-pa55word") && !out.stderr.contains("pg-pa55word"), "{stdout}");
+    let served = serve(&config).await;
+    assert_eq!(served.code, Some(1), "{served:?}");
+    assert!(served.stderr.contains("127.0.0.1:9"), "{}", served.stderr);
+    assert!(!served.stderr.contains("pg-pa55word") && !served.stdout.contains("pg-pa55word"), "{}", served.stderr);
+}
+
 /// `serve` on this config: it must exit by itself (a bad config never starts a server).
 async fn serve(config: &Path) -> Out {
     let mut command = tokio::process::Command::from(handoff(&["serve", "--config", text(config)]));
