@@ -109,7 +109,7 @@ impl Step<'_> {
     }
 
     async fn command(&self, c: &CommandAction, context: &Value) -> StepOutcome {
-        let rendered = (|| -> Result<_, String> {
+        let rendered = crate::actions::render_settings(|| {
             let args = c.args.iter().map(|a| template::render(a, context)).collect::<Result<Vec<_>, _>>()?;
             let mut env = run_env(context);
             for (k, v) in &c.env {
@@ -117,10 +117,10 @@ impl Step<'_> {
             }
             let dir = c.working_dir.as_ref().map(|d| template::render(d, context)).transpose()?;
             Ok((args, env, dir))
-        })();
+        });
         let (args, env, working_dir) = match rendered {
             Ok(parts) => parts,
-            Err(err) => return StepOutcome::failed(format!("template: {err}")),
+            Err(failed) => return *failed,
         };
         let spec = CommandSpec {
             program: c.program.clone(),

@@ -64,9 +64,9 @@ pub async fn run(
         Some(t) => t,
         None => {
             let cause = match &action.cause {
-                Some(t) => match crate::actions::template::render(t, context) {
+                Some(t) => match super::render_settings(|| super::template::render(t, context)) {
                     Ok(c) => c,
-                    Err(e) => return StepOutcome::failed(format!("template: {e}")),
+                    Err(failed) => return *failed,
                 },
                 None => format!(
                     "Triggered by handoff: job {}, run {}",

@@ -3,8 +3,8 @@
 //! A URL that comes from a secret (a Slack webhook URL is the credential) is never written
 //! to a message, a log or the store: it is called "the secret URL" there.
 
-use super::StepOutcome;
 use super::{HttpAction, SlackAction, Text};
+use super::{StepOutcome, render_settings};
 use crate::outbound::{self, sign};
 use serde_json::{Value, json};
 
@@ -48,7 +48,7 @@ fn outcome(result: Result<outbound::Answer, outbound::OutboundError>) -> StepOut
 }
 
 pub async fn run(client: &reqwest::Client, action: &HttpAction, context: &Value, idempotency_key: &str) -> StepOutcome {
-    let rendered = (|| -> Result<_, String> {
+    let rendered = render_settings(|| {
         let url = action.url.render(context)?;
         let body = match &action.body {
             Some(t) => crate::actions::template::render(t, context)?,
@@ -60,10 +60,10 @@ pub async fn run(client: &reqwest::Client, action: &HttpAction, context: &Value,
             .map(|(k, v)| Ok((k.clone(), v.render(context)?)))
             .collect::<Result<Vec<_>, String>>()?;
         Ok((url, body, headers))
-    })();
+    });
     let (url, body, headers) = match rendered {
         Ok(parts) => parts,
-        Err(err) => return StepOutcome::failed(format!("template: {err}")),
+        Err(failed) => return *failed,
     };
     let display = shown(&action.url, &url);
     let build = || {
@@ -89,7 +89,7 @@ pub async fn run(client: &reqwest::Client, action: &HttpAction, context: &Value,
 }
 
 pub async fn slack(client: &reqwest::Client, action: &SlackAction, context: &Value) -> StepOutcome {
-    let rendered = (|| -> Result<_, String> {
+    let rendered = render_settings(|| {
         let url = action.url.render(context)?;
         let mut message = serde_json::Map::new();
         if let Some(t) = &action.text {
@@ -101,10 +101,10 @@ pub async fn slack(client: &reqwest::Client, action: &SlackAction, context: &Val
             message.insert("blocks".into(), blocks);
         }
         Ok((url, serde_json::to_vec(&message).expect("JSON values serialise")))
-    })();
+    });
     let (url, body) = match rendered {
         Ok(parts) => parts,
-        Err(err) => return StepOutcome::failed(format!("template: {err}")),
+        Err(failed) => return *failed,
     };
     let display = shown(&action.url, &url);
     let build = || {

@@ -38,3 +38,10 @@ impl StepOutcome {
 }
 
 const CANCELLED: &str = "cancelled by shutdown";
+
+/// Renders an action's templated settings for this run. The one place a template error becomes
+/// the step's failure, worded the same for every kind ("template: …"); `handoff check` renders
+/// the same templates against a sample run first, so this is rare.
+pub fn render_settings<T>(render: impl FnOnce() -> Result<T, String>) -> Result<T, Box<StepOutcome>> {
+    render().map_err(|err| Box::new(StepOutcome::failed(format!("template: {err}"))))
+}
