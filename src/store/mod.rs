@@ -4,6 +4,7 @@
 //! file and `migrations/postgres/`. Nothing that correctness depends on lives in process
 //! memory: deduplication and "same news" are decided by the database inside the commit.
 
+mod rows;
 mod sqlite;
 
 pub use sqlite::SqliteStore;
