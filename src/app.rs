@@ -93,7 +93,12 @@ impl App {
         let lock = lock_store(&config.store)?;
         let store = Store::open(&config.store, options).await?;
         let owner: Arc<str> = owner_id().into();
-        let interrupted = tick::take_back_all(&store, owner.clone(), jiff::Timestamp::now()).await?;
+        // Holding the store alone (SQLite), every run left running was the previous process's.
+        // Replicas sharing PostgreSQL take back only runs whose lease ended (in each tick).
+        let interrupted = match lock {
+            Some(_) => tick::take_back_all(&store, owner.clone(), jiff::Timestamp::now()).await?,
+            None => Vec::new(),
+        };
         // A server killed mid-run leaves its commands running: end them before the runs resume,
         // so a job never runs twice at once, even across a crash.
         for (pgid, start) in interrupted.iter().flat_map(|l| l.process_groups.iter().copied()) {
