@@ -5,7 +5,7 @@
 //! - [`domain`]: events, statuses, subjects; pure data
 //! - [`signature`]: HMAC signing/verification and header decoding; pure
 //! - [`sources`]: per-kind authentication and normalisation of deliveries
-//! - [`store`]: events, decisions and runs (SQLite: group commit, single flight by unique indexes)
+//! - [`store`]: events, decisions and runs on SQLite or PostgreSQL (group commit, single flight by unique indexes)
 //! - [`http`]: the router: `POST /hooks/{source}`, `/healthz`, `/readyz`, `/metrics`
 //! - [`scheduler`]: matching, debounce, gates, schedules, retries (pure) and the loop that applies them
 //! - [`worker`]: executes a claimed run's actions and records the outcome
