@@ -361,3 +361,34 @@ async fn on_postgresql_a_schedule_tick_while_a_run_is_queued_joins_that_run() {
     crate::schedules::a_tick_while_a_run_is_queued_joins_it(&store, &jobs).await;
     store.close().await;
 }
+
+#[tokio::test]
+async fn sslmode_require_in_the_url_connects_over_tls_or_says_why_not() {
+    let db = TestDb::create().await;
+    let mut admin = admin().await;
+    let offered: String = sqlx::query_scalar("SHOW ssl").fetch_one(&mut admin).await.unwrap();
+    let location = StoreLocation::parse(&format!("{}?sslmode=require", db.url), Path::new("/")).unwrap();
+    match Store::open(&location, StoreOptions::default()).await {
+        Ok(store) => {
+            assert_eq!(offered, "on", "sslmode=require connected to a server without TLS");
+            new_id(&store.record(delivery("gh", Some("over-tls"), None)).await.unwrap());
+            let plain: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM pg_stat_activity a JOIN pg_stat_ssl s USING (pid) \
+                 WHERE a.datname = $1 AND NOT s.ssl",
+            )
+            .bind(&db.name)
+            .fetch_one(&mut admin)
+            .await
+            .unwrap();
+            assert_eq!(plain, 0, "every connection of the store is encrypted");
+            store.close().await;
+        }
+        Err(err) => {
+            // A server without TLS (the stock container image): refused, and the message says so.
+            assert_eq!(offered, "off", "{err}");
+            let message = err.to_string().to_lowercase();
+            assert!(message.contains("tls") || message.contains("ssl"), "{message}");
+        }
+    }
+    let _ = admin.close().await;
+}
