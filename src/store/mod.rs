@@ -1,12 +1,16 @@
 //! The store: one API over the backends, each with its own SQL and migrations.
 //!
-//! Only SQLite exists today; PostgreSQL joins as a second variant of [`Store`] with its own
-//! file and `migrations/postgres/`. Nothing that correctness depends on lives in process
+//! SQLite (one server, one file) and PostgreSQL (replicas sharing one database) are the two
+//! variants of [`Store`], each with its own folder of SQL and its own `migrations/` folder;
+//! `rows` decodes what both store. Nothing that correctness depends on lives in process
 //! memory: deduplication and "same news" are decided by the database inside the commit.
 
 pub mod copy;
+mod postgres;
+mod rows;
 mod sqlite;
 
+pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
 use crate::config::StoreLocation;
@@ -23,7 +27,7 @@ use std::time::Duration;
 pub enum StoreError {
     #[error("the store is unavailable: {0}")]
     Unavailable(String),
-    #[error("the store file {0} does not exist (has `handoff serve` run with this config?)")]
+    #[error("the store {0} does not exist yet (has `handoff serve` run with this config?)")]
     Missing(String),
 }
 
@@ -53,7 +57,8 @@ pub enum Recorded {
 pub struct StoreOptions {
     /// Most deliveries committed in one transaction (group commit). 1 turns it off.
     pub max_batch: usize,
-    /// How long a write waits for a lock held by another process before giving up.
+    /// How long a write waits for a lock held by another process (on PostgreSQL also for a
+    /// free connection) before giving up.
     pub busy_timeout: Duration,
 }
 
@@ -235,6 +240,7 @@ pub struct JobOverview {
 #[derive(Clone)]
 pub enum Store {
     Sqlite(SqliteStore),
+    Postgres(PostgresStore),
 }
 
 impl Store {
@@ -242,7 +248,7 @@ impl Store {
     pub async fn open(location: &StoreLocation, options: StoreOptions) -> Result<Store, StoreError> {
         match location {
             StoreLocation::Sqlite(path) => Ok(Store::Sqlite(SqliteStore::open(path, options).await?)),
-            StoreLocation::Postgres(_) => Err(StoreError::Unavailable("PostgreSQL is not wired in yet".into())),
+            StoreLocation::Postgres(pg) => Ok(Store::Postgres(PostgresStore::open(pg, options).await?)),
         }
     }
 
@@ -251,7 +257,7 @@ impl Store {
     pub async fn open_existing(location: &StoreLocation) -> Result<Store, StoreError> {
         match location {
             StoreLocation::Sqlite(path) => Ok(Store::Sqlite(SqliteStore::open_read_only(path).await?)),
-            StoreLocation::Postgres(_) => Err(StoreError::Unavailable("PostgreSQL is not wired in yet".into())),
+            StoreLocation::Postgres(pg) => Ok(Store::Postgres(PostgresStore::open_existing(pg).await?)),
         }
     }
 
@@ -259,6 +265,7 @@ impl Store {
     pub async fn record(&self, event: NewEvent) -> Result<Recorded, StoreError> {
         match self {
             Store::Sqlite(s) => s.record(event).await,
+            Store::Postgres(s) => s.record(event).await,
         }
     }
 
@@ -266,6 +273,7 @@ impl Store {
     pub async fn events(&self, filter: &EventFilter) -> Result<Vec<Event>, StoreError> {
         match self {
             Store::Sqlite(s) => s.events(filter).await,
+            Store::Postgres(s) => s.events(filter).await,
         }
     }
 
@@ -273,6 +281,7 @@ impl Store {
     pub async fn event(&self, id: &EventId) -> Result<Option<Event>, StoreError> {
         match self {
             Store::Sqlite(s) => s.event(id).await,
+            Store::Postgres(s) => s.event(id).await,
         }
     }
 
@@ -280,6 +289,7 @@ impl Store {
     pub async fn ping(&self) -> Result<(), StoreError> {
         match self {
             Store::Sqlite(s) => s.ping().await,
+            Store::Postgres(s) => s.ping().await,
         }
     }
 
@@ -288,6 +298,7 @@ impl Store {
     pub async fn transaction<T: Send + 'static>(&self, work: TxWork<T>) -> Result<T, StoreError> {
         match self {
             Store::Sqlite(s) => s.transaction(work).await,
+            Store::Postgres(s) => s.transaction(work).await,
         }
     }
 
@@ -295,6 +306,7 @@ impl Store {
     pub async fn record_action(&self, action: ActionRecord) -> Result<(), StoreError> {
         match self {
             Store::Sqlite(s) => s.record_action(action).await,
+            Store::Postgres(s) => s.record_action(action).await,
         }
     }
 
@@ -302,36 +314,42 @@ impl Store {
     pub async fn renew_lease(&self, run: &RunId, owner: &str, until: Timestamp) -> Result<bool, StoreError> {
         match self {
             Store::Sqlite(s) => s.renew_lease(run.clone(), owner.to_string(), until).await,
+            Store::Postgres(s) => s.renew_lease(run, owner, until).await,
         }
     }
 
     pub async fn runs(&self, filter: &RunFilter) -> Result<Vec<Run>, StoreError> {
         match self {
             Store::Sqlite(s) => s.runs(filter).await,
+            Store::Postgres(s) => s.runs(filter).await,
         }
     }
 
     pub async fn run(&self, id: &RunId) -> Result<Option<Run>, StoreError> {
         match self {
             Store::Sqlite(s) => s.run(id).await,
+            Store::Postgres(s) => s.run(id).await,
         }
     }
 
     pub async fn decisions(&self, event: &EventId) -> Result<Vec<Decision>, StoreError> {
         match self {
             Store::Sqlite(s) => s.decisions(event).await,
+            Store::Postgres(s) => s.decisions(event).await,
         }
     }
 
     pub async fn runs_of_event(&self, event: &EventId) -> Result<Vec<(String, Option<RunId>)>, StoreError> {
         match self {
             Store::Sqlite(s) => s.runs_of_event(event).await,
+            Store::Postgres(s) => s.runs_of_event(event).await,
         }
     }
 
     pub async fn job_overview(&self, job: &str) -> Result<JobOverview, StoreError> {
         match self {
             Store::Sqlite(s) => s.job_overview(job).await,
+            Store::Postgres(s) => s.job_overview(job).await,
         }
     }
 
@@ -339,6 +357,7 @@ impl Store {
     pub async fn stopped(&self) {
         match self {
             Store::Sqlite(s) => s.stopped().await,
+            Store::Postgres(s) => s.stopped().await,
         }
     }
 
@@ -346,6 +365,7 @@ impl Store {
     pub async fn close(&self) {
         match self {
             Store::Sqlite(s) => s.close().await,
+            Store::Postgres(s) => s.close().await,
         }
     }
 }

@@ -28,6 +28,12 @@ impl Subjects {
         let store = Store::open(&config.store, StoreOptions::default()).await.unwrap();
         Subjects { store, _keep: Box::new(dir) }
     }
+
+    pub async fn postgres() -> Subjects {
+        let db = crate::pg::TestDb::create().await;
+        let store = db.open().await;
+        Subjects { store, _keep: Box::new(db) }
+    }
 }
 
 macro_rules! conformance {
@@ -37,6 +43,16 @@ macro_rules! conformance {
                 #[tokio::test]
                 async fn $name() {
                     let subject = super::Subjects::sqlite().await;
+                    super::$name(&subject.store).await;
+                    subject.store.close().await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    let subject = super::Subjects::postgres().await;
                     super::$name(&subject.store).await;
                     subject.store.close().await;
                 }

@@ -1,4 +1,5 @@
-//! Integration tests: one binary, real HTTP on loopback, real SQLite files, the real CLI.
+//! Integration tests: one binary, real HTTP on loopback, real SQLite files, a real PostgreSQL
+//! server (see `pg.rs`), the real CLI.
 
 mod actions;
 mod cli;
@@ -9,7 +10,9 @@ mod helpers;
 mod jobs;
 mod lifecycle;
 mod logs;
+mod pg;
 mod providers;
 mod rejections;
+mod replicas;
 mod schedules;
 mod store_copy;

@@ -9,16 +9,23 @@ use jiff::Timestamp;
 use std::path::Path;
 use std::sync::Arc;
 
-async fn hourly_store(dir: &Path) -> (Store, Arc<std::collections::BTreeMap<String, handoff::scheduler::Job>>) {
-    let text = "[jobs.sync]\nschedule = \"hourly\"\n";
-    let config = Config::parse(&dir.join("handoff.toml"), text).unwrap();
+type Jobs = Arc<std::collections::BTreeMap<String, handoff::scheduler::Job>>;
+
+async fn hourly_store(dir: &Path) -> (Store, Jobs) {
+    hourly_store_on(dir, "").await
+}
+
+/// An hourly job `sync`, on the store `store_config` names (`[store] …`; SQLite in `dir` if empty).
+pub async fn hourly_store_on(dir: &Path, store_config: &str) -> (Store, Jobs) {
+    let text = format!("{store_config}\n[jobs.sync]\nschedule = \"hourly\"\n");
+    let config = Config::parse(&dir.join("handoff.toml"), &text).unwrap();
     let store = Store::open(&config.store, StoreOptions::default()).await.unwrap();
     (store, Arc::new(config.jobs))
 }
 
 async fn tick(
     store: &Store,
-    jobs: &Arc<std::collections::BTreeMap<String, handoff::scheduler::Job>>,
+    jobs: &Jobs,
     now: Timestamp,
     claims: usize,
 ) -> Result<handoff::scheduler::tick::TickReport, handoff::store::StoreError> {
@@ -34,15 +41,26 @@ fn at(text: &str) -> Timestamp {
 async fn an_hourly_tick_fires_once_and_a_long_downtime_fires_once_not_once_per_missed_tick() {
     let dir = tempfile::tempdir().unwrap();
     let (store, jobs) = hourly_store(dir.path()).await;
+    an_hourly_tick_fires_once_and_a_long_downtime_once(&store, &jobs).await;
+}
 
+#[tokio::test]
+async fn a_schedule_tick_while_a_run_is_queued_joins_that_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, jobs) = hourly_store(dir.path()).await;
+    a_tick_while_a_run_is_queued_joins_it(&store, &jobs).await;
+}
+
+/// The schedule rules over any store (the PostgreSQL tests run these too).
+pub async fn an_hourly_tick_fires_once_and_a_long_downtime_once(store: &Store, jobs: &Jobs) {
     // First seen at 10:20: the 10:00 tick was before handoff knew the job, so it is not "missed".
-    let report = tick(&store, &jobs, at("2026-11-24T10:20:00Z"), 0).await.unwrap();
+    let report = tick(store, jobs, at("2026-11-24T10:20:00Z"), 0).await.unwrap();
     assert_eq!(report.queued, 0);
     assert_eq!(report.next_wake, Some(at("2026-11-24T11:00:00Z")));
 
-    let report = tick(&store, &jobs, at("2026-11-24T11:00:00.005Z"), 0).await.unwrap();
+    let report = tick(store, jobs, at("2026-11-24T11:00:00.005Z"), 0).await.unwrap();
     assert_eq!(report.queued, 1, "the 11:00 tick fires");
-    let again = tick(&store, &jobs, at("2026-11-24T11:00:01Z"), 0).await.unwrap();
+    let again = tick(store, jobs, at("2026-11-24T11:00:01Z"), 0).await.unwrap();
     assert_eq!(again.queued, 0, "each tick fires once");
 
     let runs = store.runs(&RunFilter::default()).await.unwrap();
@@ -51,10 +69,10 @@ async fn an_hourly_tick_fires_once_and_a_long_downtime_fires_once_not_once_per_m
     assert_eq!(runs[0].scheduled_for, Some(at("2026-11-24T11:00:00Z")));
 
     // The run executes and finishes; then the server is down from 11:30 to 16:40.
-    let claimed = tick(&store, &jobs, at("2026-11-24T11:00:02Z"), 1).await.unwrap().claimed;
+    let claimed = tick(store, jobs, at("2026-11-24T11:00:02Z"), 1).await.unwrap().claimed;
     assert_eq!(claimed.len(), 1, "the due run is claimed");
     handoff::scheduler::tick::finish(
-        &store,
+        store,
         claimed[0].run.id.clone(),
         handoff::domain::Outcome::Succeeded,
         None,
@@ -63,7 +81,7 @@ async fn an_hourly_tick_fires_once_and_a_long_downtime_fires_once_not_once_per_m
     )
     .await
     .unwrap();
-    let report = tick(&store, &jobs, at("2026-11-24T16:40:00Z"), 0).await.unwrap();
+    let report = tick(store, jobs, at("2026-11-24T16:40:00Z"), 0).await.unwrap();
     assert_eq!(report.queued, 1, "five missed ticks, one run");
     let runs = store.runs(&RunFilter::default()).await.unwrap();
     assert_eq!(runs.len(), 2);
@@ -71,15 +89,11 @@ async fn an_hourly_tick_fires_once_and_a_long_downtime_fires_once_not_once_per_m
     assert_eq!(runs[0].scheduled_for, Some(at("2026-11-24T16:00:00Z")));
 }
 
-#[tokio::test]
-async fn a_schedule_tick_while_a_run_is_queued_joins_that_run() {
-    let dir = tempfile::tempdir().unwrap();
-    let (store, jobs) = hourly_store(dir.path()).await;
-    tick(&store, &jobs, at("2026-11-24T10:20:00Z"), 0).await.unwrap();
-    let (manual, new) =
-        handoff::scheduler::tick::request_run(&store, "sync", at("2026-11-24T10:59:00Z")).await.unwrap();
+pub async fn a_tick_while_a_run_is_queued_joins_it(store: &Store, jobs: &Jobs) {
+    tick(store, jobs, at("2026-11-24T10:20:00Z"), 0).await.unwrap();
+    let (manual, new) = handoff::scheduler::tick::request_run(store, "sync", at("2026-11-24T10:59:00Z")).await.unwrap();
     assert!(new);
-    let report = tick(&store, &jobs, at("2026-11-24T11:00:00Z"), 0).await.unwrap();
+    let report = tick(store, jobs, at("2026-11-24T11:00:00Z"), 0).await.unwrap();
     assert_eq!(report.queued, 0);
     let runs = store.runs(&RunFilter::default()).await.unwrap();
     assert_eq!(runs.len(), 1, "one queued run per job at most");

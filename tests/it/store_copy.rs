@@ -13,7 +13,7 @@ use std::time::Duration;
 
 /// Fills a store with 30 events, their decisions, two finished runs with actions and one run
 /// still waiting; returns the event ids.
-pub async fn history(store: &Store) -> Vec<String> {
+pub async fn history(store: &Store, prefix: &str) -> Vec<String> {
     let text = "[sources.a]\nkind = \"hmac\"\nsecret = { env = \"PATH\" }\n[jobs.t]\nafter = [\"a\"]\n";
     let jobs = Arc::new(Config::parse(Path::new("/tmp/handoff.toml"), text).unwrap().jobs);
     let start = Timestamp::now();
@@ -21,7 +21,7 @@ pub async fn history(store: &Store) -> Vec<String> {
     for round in 0..3 {
         for n in 0..10 {
             let mut normalised = Normalised::new(Status::Success);
-            normalised.dedupe_key = Some(format!("k{round}-{n}"));
+            normalised.dedupe_key = Some(format!("{prefix}{round}-{n}"));
             normalised.subject = Subject::new(Some("orders".into()), Some("Orders".into()));
             let event = NewEvent {
                 source: "a".into(),
@@ -117,7 +117,7 @@ async fn a_sqlite_store_is_copied_whole_and_a_repeat_needs_force_and_adds_nothin
     let (from_url, from) = sqlite(dir.path(), "old.db");
     let (to_url, to) = sqlite(dir.path(), "new.db");
     let source = Store::open(&from, StoreOptions::default()).await.unwrap();
-    let ids = history(&source).await;
+    let ids = history(&source, "k").await;
     source.close().await;
 
     let out = copy_cli(&from_url, &to_url, false);
@@ -157,4 +157,40 @@ async fn copying_a_store_onto_itself_or_from_nowhere_is_refused_with_a_message()
     let bad = copy_cli("mysql://root:hunter2@db/x", &target, false);
     assert_eq!(bad.status.code(), Some(2));
     assert!(!String::from_utf8_lossy(&bad.stderr).contains("hunter2"));
+}
+
+#[tokio::test]
+async fn a_sqlite_history_moves_to_postgres_and_back_and_postgres_goes_on_from_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (lite_url, lite) = sqlite(dir.path(), "team.db");
+    let source = Store::open(&lite, StoreOptions::default()).await.unwrap();
+    let ids = history(&source, "k").await;
+    source.close().await;
+    let db = crate::pg::TestDb::create().await;
+
+    let out = copy_cli(&lite_url, &db.url, false);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let (source, target) = (Store::open_existing(&lite).await.unwrap(), db.open().await);
+    assert_same(&source, &target, &ids).await;
+
+    // The server goes on from the copy: new events, decisions and actions get fresh ids.
+    let text = "[sources.a]\nkind = \"hmac\"\nsecret = { env = \"PATH\" }\n[jobs.t]\nafter = [\"a\"]\n";
+    let jobs = Arc::new(Config::parse(Path::new("/tmp/handoff.toml"), text).unwrap().jobs);
+    let more = history(&target, "more").await;
+    assert_eq!(more.len(), 30);
+    let t = Tick { now: Timestamp::now(), jobs, claims: 1, owner: "h/2".into(), lease: Duration::from_secs(30) };
+    tick::tick(&target, t).await.unwrap();
+    assert_eq!(target.events(&EventFilter::default()).await.unwrap().len(), 60);
+
+    // And back into a new SQLite file: everything, once.
+    let (back_url, back) = sqlite(dir.path(), "back.db");
+    let out = copy_cli(&db.url, &back_url, false);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let returned = Store::open_existing(&back).await.unwrap();
+    assert_eq!(returned.events(&EventFilter::default()).await.unwrap().len(), 60);
+    assert_eq!(
+        returned.runs(&RunFilter::default()).await.unwrap().len(),
+        target.runs(&RunFilter::default()).await.unwrap().len()
+    );
+    target.close().await;
 }

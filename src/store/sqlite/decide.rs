@@ -4,16 +4,14 @@
 //! Single flight and "one queued run per job" are also enforced by the unique indexes
 //! `runs_one_running` and `runs_one_queued`, and a schedule tick by its primary key.
 
-use super::millis;
-use super::runs::run_from_row;
-use crate::domain::{EventId, ReasonKind, RunEvent, RunId, RunState, Status, Subject, Transition};
+use crate::domain::{EventId, ReasonKind, RunId, RunState, Transition};
 use crate::store::{
     ActionRecord, BoxFuture, Claimed, DecideTx, DecisionRow, InputRow, Leftover, RunFacts, StoreError, Unmatched,
-    Waiting,
+    Waiting, rows,
 };
 use jiff::Timestamp;
-use sqlx::sqlite::{Sqlite, SqliteConnection, SqliteRow};
-use sqlx::{QueryBuilder, Row, Transaction};
+use sqlx::sqlite::{Sqlite, SqliteConnection};
+use sqlx::{QueryBuilder, Transaction};
 use std::collections::BTreeMap;
 
 /// Rows per multi-row statement (at most 5 parameters each: far below SQLite's limit).
@@ -31,30 +29,6 @@ impl SqliteDecide<'_> {
     }
 }
 
-fn unmatched_from_row(row: &SqliteRow) -> Result<Unmatched, StoreError> {
-    let status: String = row.try_get("status")?;
-    Ok(Unmatched {
-        id: EventId(row.try_get("id")?),
-        source: row.try_get("source")?,
-        subject: Subject::new(row.try_get("subject_id")?, row.try_get("subject_name")?),
-        status: Status::parse(&status).unwrap_or(Status::Other),
-        test: row.try_get("test")?,
-        repeat_of: row.try_get::<Option<String>, _>("repeat_of")?.map(EventId),
-        received_at: millis(row.try_get("received_at")?)?,
-    })
-}
-
-fn facts_from_row(row: &SqliteRow) -> Result<RunFacts, StoreError> {
-    let state: String = row.try_get("state")?;
-    Ok(RunFacts {
-        id: RunId(row.try_get("id")?),
-        job: row.try_get("job")?,
-        state: RunState::parse(&state).unwrap_or(RunState::Failed),
-        attempt: row.try_get::<i64, _>("attempt")?.max(0) as u32,
-        owner: row.try_get("owner")?,
-    })
-}
-
 impl DecideTx for SqliteDecide<'_> {
     fn unmatched(&mut self, limit: u32) -> Answer<'_, Vec<Unmatched>> {
         Box::pin(async move {
@@ -65,7 +39,7 @@ impl DecideTx for SqliteDecide<'_> {
             .bind(i64::from(limit))
             .fetch_all(self.conn())
             .await?;
-            rows.iter().map(unmatched_from_row).collect()
+            rows.iter().map(rows::unmatched).collect()
         })
     }
 
@@ -103,7 +77,7 @@ impl DecideTx for SqliteDecide<'_> {
                 });
                 insert.build().execute(self.conn()).await?;
             }
-            for (job, upstream, events, first, last) in summarise(inputs) {
+            for (job, upstream, events, first, last) in rows::summarise(inputs) {
                 sqlx::query(
                     "INSERT INTO job_waiting (job, upstream, events, first_at, last_at) VALUES (?1, ?2, ?3, ?4, ?5) \
                      ON CONFLICT (job, upstream) DO UPDATE SET events = events + excluded.events, \
@@ -136,7 +110,7 @@ impl DecideTx for SqliteDecide<'_> {
                 sqlx::query("SELECT job, upstream, events, first_at, last_at FROM job_waiting ORDER BY job, upstream")
                     .fetch_all(self.conn())
                     .await?;
-            rows.iter().map(waiting_from_row).collect()
+            rows.iter().map(rows::waiting).collect()
         })
     }
 
@@ -185,7 +159,7 @@ impl DecideTx for SqliteDecide<'_> {
             }
             let rows: Vec<(String, i64)> =
                 sqlx::query_as("SELECT job, first_seen_at FROM jobs_seen").fetch_all(self.conn()).await?;
-            rows.into_iter().map(|(job, at)| Ok((job, millis(at)?))).collect()
+            rows.into_iter().map(|(job, at)| Ok((job, rows::millis(at)?))).collect()
         })
     }
 
@@ -220,7 +194,7 @@ impl DecideTx for SqliteDecide<'_> {
                     .bind(now.as_millisecond())
                     .fetch_one(self.conn())
                     .await?;
-            at.map(millis).transpose()
+            at.map(rows::millis).transpose()
         })
     }
 
@@ -245,7 +219,7 @@ impl DecideTx for SqliteDecide<'_> {
             };
             let mut out = Vec::with_capacity(rows.len());
             for row in &rows {
-                let run = facts_from_row(row)?;
+                let run = rows::facts(row)?;
                 let groups: Vec<(i64, i64)> = sqlx::query_as(
                     "SELECT pgid, pgid_start FROM run_actions WHERE run_id = ?1 AND state = 'running' \
                      AND pgid IS NOT NULL AND pgid_start IS NOT NULL",
@@ -253,7 +227,7 @@ impl DecideTx for SqliteDecide<'_> {
                 .bind(&run.id.0)
                 .fetch_all(self.conn())
                 .await?;
-                let process_groups = groups.into_iter().map(|(pgid, start)| (pgid as u32, start as u64)).collect();
+                let process_groups = groups.into_iter().map(|(pgid, start)| rows::process_group(pgid, start)).collect();
                 out.push(Leftover { run, process_groups });
             }
             Ok(out)
@@ -266,7 +240,7 @@ impl DecideTx for SqliteDecide<'_> {
                 .bind(&run.0)
                 .fetch_optional(self.conn())
                 .await?;
-            row.as_ref().map(facts_from_row).transpose()
+            row.as_ref().map(rows::facts).transpose()
         })
     }
 
@@ -361,7 +335,7 @@ impl DecideTx for SqliteDecide<'_> {
             .bind(lease_until.as_millisecond())
             .fetch_one(self.conn())
             .await?;
-            let run = run_from_row(&row)?;
+            let run = rows::run(&row)?;
             // The run consumes every waiting event of its job: the gate of `wait_for = "all"`
             // counts from here, and later events feed the follow-up run.
             sqlx::query("DELETE FROM job_waiting WHERE job = ?1").bind(&run.job).execute(self.conn()).await?;
@@ -377,7 +351,7 @@ impl DecideTx for SqliteDecide<'_> {
             .bind(&id)
             .fetch_all(self.conn())
             .await?;
-            let events = rows.iter().map(run_event_from_row).collect::<Result<_, _>>()?;
+            let events = rows.iter().map(rows::run_event).collect::<Result<_, _>>()?;
             Ok(Some(Claimed { run, events }))
         })
     }
@@ -385,40 +359,6 @@ impl DecideTx for SqliteDecide<'_> {
     fn record_action<'a>(&'a mut self, action: &'a ActionRecord) -> Answer<'a, ()> {
         Box::pin(async move { Ok(super::runs::record_action(self.conn(), action).await?) })
     }
-}
-
-/// Inputs summed per (job, upstream): (job, upstream, count, first ms, last ms), in key order
-/// (the same lock order in every transaction).
-pub(super) fn summarise(inputs: &[InputRow]) -> Vec<(&str, &str, i64, i64, i64)> {
-    let mut sums: BTreeMap<(&str, &str), (i64, i64, i64)> = BTreeMap::new();
-    for i in inputs {
-        let at = i.received_at.as_millisecond();
-        let entry = sums.entry((&i.job, &i.upstream)).or_insert((0, at, at));
-        entry.0 += 1;
-        entry.1 = entry.1.min(at);
-        entry.2 = entry.2.max(at);
-    }
-    sums.into_iter().map(|((job, upstream), (n, first, last))| (job, upstream, n, first, last)).collect()
-}
-
-pub(super) fn waiting_from_row(row: &SqliteRow) -> Result<Waiting, StoreError> {
-    Ok(Waiting {
-        job: row.try_get("job")?,
-        upstream: row.try_get("upstream")?,
-        events: row.try_get::<i64, _>("events")?.max(0) as u64,
-        first: millis(row.try_get("first_at")?)?,
-        last: millis(row.try_get("last_at")?)?,
-    })
-}
-
-fn run_event_from_row(row: &SqliteRow) -> Result<RunEvent, StoreError> {
-    let status: String = row.try_get("status")?;
-    Ok(RunEvent {
-        id: EventId(row.try_get("id")?),
-        source: row.try_get("source")?,
-        subject: Subject::new(row.try_get("subject_id")?, row.try_get("subject_name")?),
-        status: Status::parse(&status).unwrap_or(Status::Other),
-    })
 }
 
 async fn end(

@@ -9,12 +9,11 @@
 mod decide;
 mod runs;
 
-use super::{EventFilter, Recorded, StoreError, StoreOptions};
-use crate::domain::{Event, EventId, NewEvent, SecretSlot, Status, Subject};
+use super::{EventFilter, Recorded, StoreError, StoreOptions, rows};
+use crate::domain::{Event, EventId, NewEvent, SecretSlot};
 use futures_util::FutureExt;
-use jiff::Timestamp;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Connection, Row, SqlitePool};
+use sqlx::{Connection, SqlitePool};
 use std::panic::AssertUnwindSafe;
 use std::path::Path;
 use std::sync::Arc;
@@ -119,12 +118,12 @@ impl SqliteStore {
                     .await?
             }
         };
-        rows.iter().map(event_from_row).collect()
+        rows.iter().map(rows::event).collect()
     }
 
     pub async fn event(&self, id: &EventId) -> Result<Option<Event>, StoreError> {
         let row = sqlx::query("SELECT * FROM events WHERE id = ?1").bind(&id.0).fetch_optional(&self.reads).await?;
-        row.as_ref().map(event_from_row).transpose()
+        row.as_ref().map(rows::event).transpose()
     }
 
     pub async fn ping(&self) -> Result<(), StoreError> {
@@ -305,38 +304,11 @@ async fn commit(conn: &mut SqliteConnection, events: &[NewEvent]) -> Result<Vec<
     Ok(outcomes)
 }
 
-fn opt_millis(row: &sqlx::sqlite::SqliteRow, column: &str) -> Result<Option<Timestamp>, StoreError> {
-    row.try_get::<Option<i64>, _>(column)?.map(millis).transpose()
-}
-
-fn millis(ms: i64) -> Result<Timestamp, StoreError> {
-    Timestamp::from_millisecond(ms).map_err(|e| StoreError::Unavailable(format!("bad time in store: {e}")))
-}
-
-fn event_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Event, StoreError> {
-    let status: String = row.try_get("status")?;
-    let secret: Option<String> = row.try_get("secret")?;
-    Ok(Event {
-        id: EventId(row.try_get("id")?),
-        source: row.try_get("source")?,
-        kind: row.try_get("kind")?,
-        provider_event_id: row.try_get("provider_event_id")?,
-        event_type: row.try_get("event_type")?,
-        subject: Subject::new(row.try_get("subject_id")?, row.try_get("subject_name")?),
-        status: Status::parse(&status).unwrap_or(Status::Other),
-        test: row.try_get("test")?,
-        repeat_of: row.try_get::<Option<String>, _>("repeat_of")?.map(EventId),
-        secret: secret.as_deref().and_then(SecretSlot::parse),
-        occurred_at: millis(row.try_get("occurred_at")?)?,
-        received_at: millis(row.try_get("received_at")?)?,
-        body: row.try_get("body")?,
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::domain::{Normalised, Status};
+    use jiff::Timestamp;
 
     fn delivery(key: &str) -> NewEvent {
         let mut normalised = Normalised::new(Status::Success);

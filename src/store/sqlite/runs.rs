@@ -1,12 +1,12 @@
 //! Runs on SQLite, outside the decision step: reading runs, jobs and decisions for the CLI,
 //! recording an action's progress, renewing a lease, and opening decision transactions.
 
-use super::decide::{SqliteDecide, waiting_from_row};
-use super::{SqliteStore, millis, opt_millis};
-use crate::domain::{ActionResult, ActionState, Decision, EventId, ReasonKind, Run, RunId, RunState};
-use crate::store::{ActionRecord, JobOverview, RunFilter, StoreError, TxWork};
+use super::SqliteStore;
+use super::decide::SqliteDecide;
+use crate::domain::{Decision, EventId, Run, RunId};
+use crate::store::{ActionRecord, JobOverview, RunFilter, StoreError, TxWork, rows};
 use jiff::Timestamp;
-use sqlx::sqlite::{SqliteConnection, SqliteRow};
+use sqlx::sqlite::SqliteConnection;
 use sqlx::{Connection, Row};
 
 impl SqliteStore {
@@ -72,7 +72,7 @@ impl SqliteStore {
         };
         let mut runs = Vec::with_capacity(rows.len());
         for row in &rows {
-            runs.push(self.complete(run_from_row(row)?).await?);
+            runs.push(self.complete(rows::run(row)?).await?);
         }
         Ok(runs)
     }
@@ -80,7 +80,7 @@ impl SqliteStore {
     pub async fn run(&self, id: &RunId) -> Result<Option<Run>, StoreError> {
         let row = sqlx::query("SELECT * FROM runs WHERE id = ?1").bind(&id.0).fetch_optional(&self.reads).await?;
         match row {
-            Some(row) => Ok(Some(self.complete(run_from_row(&row)?).await?)),
+            Some(row) => Ok(Some(self.complete(rows::run(&row)?).await?)),
             None => Ok(None),
         }
     }
@@ -98,7 +98,7 @@ impl SqliteStore {
             .bind(&run.id.0)
             .fetch_all(&self.reads)
             .await?;
-        run.actions = rows.iter().map(action_from_row).collect::<Result<_, _>>()?;
+        run.actions = rows.iter().map(rows::action).collect::<Result<_, _>>()?;
         Ok(run)
     }
 
@@ -107,17 +107,7 @@ impl SqliteStore {
             .bind(&event.0)
             .fetch_all(&self.reads)
             .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(Decision {
-                    event_id: EventId(row.try_get("event_id")?),
-                    job: row.try_get("job")?,
-                    fed: row.try_get("fed")?,
-                    reason: row.try_get("reason")?,
-                    decided_at: millis(row.try_get("decided_at")?)?,
-                })
-            })
-            .collect()
+        rows.iter().map(rows::decision).collect()
     }
 
     /// The runs (by job) that consumed an event.
@@ -136,7 +126,7 @@ impl SqliteStore {
         .bind(job)
         .fetch_all(&self.reads)
         .await?;
-        let waiting = rows.iter().map(waiting_from_row).collect::<Result<Vec<_>, StoreError>>()?;
+        let waiting = rows.iter().map(rows::waiting).collect::<Result<Vec<_>, StoreError>>()?;
         let pick = |state: &'static str| {
             sqlx::query(
                 "SELECT * FROM runs WHERE job = ?1 AND state = ?2 ORDER BY COALESCE(finished_at, queued_at) DESC LIMIT 1",
@@ -144,8 +134,8 @@ impl SqliteStore {
             .bind(job.to_string())
             .bind(state)
         };
-        let queued = pick("queued").fetch_optional(&self.reads).await?.as_ref().map(run_from_row).transpose()?;
-        let running = pick("running").fetch_optional(&self.reads).await?.as_ref().map(run_from_row).transpose()?;
+        let queued = pick("queued").fetch_optional(&self.reads).await?.as_ref().map(rows::run).transpose()?;
+        let running = pick("running").fetch_optional(&self.reads).await?.as_ref().map(rows::run).transpose()?;
         let last = sqlx::query(
             "SELECT * FROM runs WHERE job = ?1 AND state IN ('succeeded', 'failed', 'cancelled') \
              ORDER BY finished_at DESC, id DESC LIMIT 1",
@@ -154,7 +144,7 @@ impl SqliteStore {
         .fetch_optional(&self.reads)
         .await?
         .as_ref()
-        .map(run_from_row)
+        .map(rows::run)
         .transpose()?;
         let last = match last {
             Some(run) => Some(self.complete(run).await?),
@@ -208,38 +198,4 @@ pub(super) async fn record_action(conn: &mut SqliteConnection, a: &ActionRecord)
         .await?;
     }
     Ok(())
-}
-
-pub(super) fn run_from_row(row: &SqliteRow) -> Result<Run, StoreError> {
-    let state: String = row.try_get("state")?;
-    let reason: String = row.try_get("reason")?;
-    Ok(Run {
-        id: RunId(row.try_get("id")?),
-        job: row.try_get("job")?,
-        state: RunState::parse(&state).unwrap_or(RunState::Failed),
-        reason: ReasonKind::parse(&reason).unwrap_or(ReasonKind::Manual),
-        scheduled_for: opt_millis(row, "scheduled_for")?,
-        events: Vec::new(),
-        attempt: row.try_get::<i64, _>("attempt")? as u32,
-        queued_at: millis(row.try_get("queued_at")?)?,
-        run_after: millis(row.try_get("run_after")?)?,
-        started_at: opt_millis(row, "started_at")?,
-        finished_at: opt_millis(row, "finished_at")?,
-        error: row.try_get("error")?,
-        actions: Vec::new(),
-    })
-}
-
-fn action_from_row(row: &SqliteRow) -> Result<ActionResult, StoreError> {
-    let state: String = row.try_get("state")?;
-    Ok(ActionResult {
-        attempt: row.try_get::<i64, _>("attempt")? as u32,
-        name: row.try_get("name")?,
-        kind: row.try_get("kind")?,
-        state: ActionState::parse(&state).unwrap_or(ActionState::Failed),
-        output: row.try_get("output")?,
-        error: row.try_get("error")?,
-        started_at: millis(row.try_get("started_at")?)?,
-        finished_at: opt_millis(row, "finished_at")?,
-    })
 }

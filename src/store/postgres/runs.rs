@@ -1,0 +1,200 @@
+//! Runs on PostgreSQL, outside the decision step: reading runs, jobs and decisions for the CLI,
+//! recording an action's progress, renewing a lease, and opening decision transactions.
+
+use super::PostgresStore;
+use super::decide::PgDecide;
+use crate::domain::{Decision, EventId, Run, RunId};
+use crate::store::rows::{self, Columns};
+use crate::store::{ActionRecord, JobOverview, RunFilter, StoreError, TxWork};
+use jiff::Timestamp;
+use sqlx::postgres::PgConnection;
+
+/// The key of the decision lock (`pg_advisory_xact_lock(bigint)`): "handoff" in ASCII.
+///
+/// Replicas take it for every decision transaction, so one decision step runs at a time
+/// across all of them. That keeps "each event is matched exactly once", "one queued run per
+/// job" and "a schedule tick fires once" simple: each step reads what the previous one
+/// committed, and no step decides on rows another is changing. The unique indexes back each
+/// of these anyway; the lock turns what would be a conflict and a retry into a short wait.
+/// Deliveries never take it: recording goes on while a replica decides.
+const DECIDE_LOCK: i64 = 0x0068_616e_646f_6666;
+
+impl PostgresStore {
+    /// Runs `work` in one transaction under the decision lock; commits if it succeeds.
+    pub async fn transaction<T: Send + 'static>(&self, work: TxWork<T>) -> Result<T, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(DECIDE_LOCK).execute(&mut *tx).await?;
+        let mut decide = PgDecide { tx };
+        let value = work(&mut decide).await?;
+        decide.tx.commit().await?;
+        Ok(value)
+    }
+
+    /// Records an action's start (with its process group) or its end. Only the run's owner
+    /// writes its actions, so this needs no decision lock.
+    pub async fn record_action(&self, action: ActionRecord) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        record_action(&mut tx, &action).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn renew_lease(&self, run: &RunId, owner: &str, until: Timestamp) -> Result<bool, StoreError> {
+        let renewed =
+            sqlx::query("UPDATE runs SET lease_until = $3 WHERE id = $1 AND owner = $2 AND state = 'running'")
+                .bind(&run.0)
+                .bind(owner)
+                .bind(until.as_millisecond())
+                .execute(&self.pool)
+                .await?
+                .rows_affected();
+        Ok(renewed == 1)
+    }
+
+    pub async fn runs(&self, filter: &RunFilter) -> Result<Vec<Run>, StoreError> {
+        let limit = i64::from(if filter.limit == 0 { u32::MAX } else { filter.limit });
+        let rows = match &filter.job {
+            Some(job) => {
+                sqlx::query("SELECT * FROM runs WHERE job = $1 ORDER BY queued_at DESC, id DESC LIMIT $2")
+                    .bind(job)
+                    .bind(limit)
+                    .fetch_all(&self.pool)
+                    .await?
+            }
+            None => {
+                sqlx::query("SELECT * FROM runs ORDER BY queued_at DESC, id DESC LIMIT $1")
+                    .bind(limit)
+                    .fetch_all(&self.pool)
+                    .await?
+            }
+        };
+        let mut runs = Vec::with_capacity(rows.len());
+        for row in &rows {
+            runs.push(self.complete(rows::run(row)?).await?);
+        }
+        Ok(runs)
+    }
+
+    pub async fn run(&self, id: &RunId) -> Result<Option<Run>, StoreError> {
+        let row = sqlx::query("SELECT * FROM runs WHERE id = $1").bind(&id.0).fetch_optional(&self.pool).await?;
+        match row {
+            Some(row) => Ok(Some(self.complete(rows::run(&row)?).await?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Adds a run's events and action results.
+    async fn complete(&self, mut run: Run) -> Result<Run, StoreError> {
+        run.events =
+            sqlx::query_scalar("SELECT event_id FROM job_inputs WHERE run_id = $1 ORDER BY received_at, event_id")
+                .bind(&run.id.0)
+                .fetch_all(&self.pool)
+                .await?
+                .into_iter()
+                .map(EventId)
+                .collect();
+        let rows = sqlx::query("SELECT * FROM run_actions WHERE run_id = $1 ORDER BY id")
+            .bind(&run.id.0)
+            .fetch_all(&self.pool)
+            .await?;
+        run.actions = rows.iter().map(rows::action).collect::<Result<_, _>>()?;
+        Ok(run)
+    }
+
+    pub async fn decisions(&self, event: &EventId) -> Result<Vec<Decision>, StoreError> {
+        let rows = sqlx::query("SELECT * FROM decisions WHERE event_id = $1 ORDER BY id")
+            .bind(&event.0)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(rows::decision).collect()
+    }
+
+    /// The runs (by job) that consumed an event.
+    pub async fn runs_of_event(&self, event: &EventId) -> Result<Vec<(String, Option<RunId>)>, StoreError> {
+        let rows = sqlx::query("SELECT job, run_id FROM job_inputs WHERE event_id = $1 ORDER BY job")
+            .bind(&event.0)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(|r| Ok((r.text("job")?, r.opt_text("run_id")?.map(RunId)))).collect()
+    }
+
+    pub async fn job_overview(&self, job: &str) -> Result<JobOverview, StoreError> {
+        let rows = sqlx::query(
+            "SELECT job, upstream, events, first_at, last_at FROM job_waiting WHERE job = $1 ORDER BY upstream",
+        )
+        .bind(job)
+        .fetch_all(&self.pool)
+        .await?;
+        let waiting = rows.iter().map(rows::waiting).collect::<Result<Vec<_>, StoreError>>()?;
+        let pick = |state: &'static str| {
+            sqlx::query(
+                "SELECT * FROM runs WHERE job = $1 AND state = $2 ORDER BY COALESCE(finished_at, queued_at) DESC LIMIT 1",
+            )
+            .bind(job.to_string())
+            .bind(state)
+        };
+        let queued = pick("queued").fetch_optional(&self.pool).await?.as_ref().map(rows::run).transpose()?;
+        let running = pick("running").fetch_optional(&self.pool).await?.as_ref().map(rows::run).transpose()?;
+        let last = sqlx::query(
+            "SELECT * FROM runs WHERE job = $1 AND state IN ('succeeded', 'failed', 'cancelled') \
+             ORDER BY finished_at DESC, id DESC LIMIT 1",
+        )
+        .bind(job)
+        .fetch_optional(&self.pool)
+        .await?
+        .as_ref()
+        .map(rows::run)
+        .transpose()?;
+        let last = match last {
+            Some(run) => Some(self.complete(run).await?),
+            None => None,
+        };
+        Ok(JobOverview { job: job.to_string(), waiting, queued, running, last })
+    }
+}
+
+/// Updates the action's running row of this attempt, or adds a row when there is none.
+pub(super) async fn record_action(conn: &mut PgConnection, a: &ActionRecord) -> Result<(), sqlx::Error> {
+    let (pgid, pgid_start) = match a.process_group {
+        Some((pgid, start)) => (Some(i64::from(pgid)), Some(start as i64)),
+        None => (None, None),
+    };
+    let updated = sqlx::query(
+        "UPDATE run_actions SET state = $4, output = $5, error = $6, finished_at = $7, \
+         pgid = COALESCE($8, pgid), pgid_start = COALESCE($9, pgid_start) \
+         WHERE id = (SELECT MAX(id) FROM run_actions WHERE run_id = $1 AND attempt = $2 AND position = $3 AND state = 'running')",
+    )
+    .bind(&a.run.0)
+    .bind(i64::from(a.attempt))
+    .bind(i64::from(a.position))
+    .bind(a.state.as_str())
+    .bind(&a.output)
+    .bind(&a.error)
+    .bind(a.finished_at.map(|t| t.as_millisecond()))
+    .bind(pgid)
+    .bind(pgid_start)
+    .execute(&mut *conn)
+    .await?
+    .rows_affected();
+    if updated == 0 {
+        sqlx::query(
+            "INSERT INTO run_actions (run_id, attempt, position, name, kind, state, output, error, started_at, finished_at, pgid, pgid_start) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+        )
+        .bind(&a.run.0)
+        .bind(i64::from(a.attempt))
+        .bind(i64::from(a.position))
+        .bind(&a.name)
+        .bind(&a.kind)
+        .bind(a.state.as_str())
+        .bind(&a.output)
+        .bind(&a.error)
+        .bind(a.started_at.as_millisecond())
+        .bind(a.finished_at.map(|t| t.as_millisecond()))
+        .bind(pgid)
+        .bind(pgid_start)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,193 @@
+//! Rows as both backends store them: the same tables and column names, times as unix
+//! milliseconds in a 64-bit integer. One decoder per row kind serves SQLite and PostgreSQL;
+//! only the SQL that fetches the rows differs per backend.
+
+use super::{InputRow, RunFacts, StoreError, Unmatched, Waiting};
+use crate::domain::{
+    ActionResult, ActionState, Decision, Event, EventId, ReasonKind, Run, RunEvent, RunId, RunState, SecretSlot,
+    Status, Subject,
+};
+use jiff::Timestamp;
+use std::collections::BTreeMap;
+
+/// Typed column reads, the same on every backend's row type.
+pub(crate) trait Columns {
+    fn text(&self, column: &str) -> Result<String, StoreError>;
+    fn opt_text(&self, column: &str) -> Result<Option<String>, StoreError>;
+    fn int(&self, column: &str) -> Result<i64, StoreError>;
+    fn opt_int(&self, column: &str) -> Result<Option<i64>, StoreError>;
+    fn flag(&self, column: &str) -> Result<bool, StoreError>;
+    fn bytes(&self, column: &str) -> Result<Vec<u8>, StoreError>;
+
+    fn time(&self, column: &str) -> Result<Timestamp, StoreError> {
+        millis(self.int(column)?)
+    }
+
+    fn opt_time(&self, column: &str) -> Result<Option<Timestamp>, StoreError> {
+        self.opt_int(column)?.map(millis).transpose()
+    }
+}
+
+macro_rules! columns_of {
+    ($row:ty) => {
+        impl Columns for $row {
+            fn text(&self, column: &str) -> Result<String, StoreError> {
+                Ok(sqlx::Row::try_get(self, column)?)
+            }
+            fn opt_text(&self, column: &str) -> Result<Option<String>, StoreError> {
+                Ok(sqlx::Row::try_get(self, column)?)
+            }
+            fn int(&self, column: &str) -> Result<i64, StoreError> {
+                Ok(sqlx::Row::try_get(self, column)?)
+            }
+            fn opt_int(&self, column: &str) -> Result<Option<i64>, StoreError> {
+                Ok(sqlx::Row::try_get(self, column)?)
+            }
+            fn flag(&self, column: &str) -> Result<bool, StoreError> {
+                Ok(sqlx::Row::try_get(self, column)?)
+            }
+            fn bytes(&self, column: &str) -> Result<Vec<u8>, StoreError> {
+                Ok(sqlx::Row::try_get(self, column)?)
+            }
+        }
+    };
+}
+
+columns_of!(sqlx::sqlite::SqliteRow);
+columns_of!(sqlx::postgres::PgRow);
+
+pub(crate) fn millis(ms: i64) -> Result<Timestamp, StoreError> {
+    Timestamp::from_millisecond(ms).map_err(|e| StoreError::Unavailable(format!("bad time in store: {e}")))
+}
+
+fn status(row: &impl Columns) -> Result<Status, StoreError> {
+    Ok(Status::parse(&row.text("status")?).unwrap_or(Status::Other))
+}
+
+fn subject(row: &impl Columns) -> Result<Subject, StoreError> {
+    Ok(Subject::new(row.opt_text("subject_id")?, row.opt_text("subject_name")?))
+}
+
+/// A count or attempt number; the store never holds a negative one.
+fn count(row: &impl Columns, column: &str) -> Result<u32, StoreError> {
+    Ok(row.int(column)?.clamp(0, i64::from(u32::MAX)) as u32)
+}
+
+pub(crate) fn event(row: &impl Columns) -> Result<Event, StoreError> {
+    Ok(Event {
+        id: EventId(row.text("id")?),
+        source: row.text("source")?,
+        kind: row.text("kind")?,
+        provider_event_id: row.opt_text("provider_event_id")?,
+        event_type: row.opt_text("event_type")?,
+        subject: subject(row)?,
+        status: status(row)?,
+        test: row.flag("test")?,
+        repeat_of: row.opt_text("repeat_of")?.map(EventId),
+        secret: row.opt_text("secret")?.as_deref().and_then(SecretSlot::parse),
+        occurred_at: row.time("occurred_at")?,
+        received_at: row.time("received_at")?,
+        body: row.bytes("body")?,
+    })
+}
+
+pub(crate) fn unmatched(row: &impl Columns) -> Result<Unmatched, StoreError> {
+    Ok(Unmatched {
+        id: EventId(row.text("id")?),
+        source: row.text("source")?,
+        subject: subject(row)?,
+        status: status(row)?,
+        test: row.flag("test")?,
+        repeat_of: row.opt_text("repeat_of")?.map(EventId),
+        received_at: row.time("received_at")?,
+    })
+}
+
+pub(crate) fn run_event(row: &impl Columns) -> Result<RunEvent, StoreError> {
+    Ok(RunEvent {
+        id: EventId(row.text("id")?),
+        source: row.text("source")?,
+        subject: subject(row)?,
+        status: status(row)?,
+    })
+}
+
+pub(crate) fn facts(row: &impl Columns) -> Result<RunFacts, StoreError> {
+    Ok(RunFacts {
+        id: RunId(row.text("id")?),
+        job: row.text("job")?,
+        state: RunState::parse(&row.text("state")?).unwrap_or(RunState::Failed),
+        attempt: count(row, "attempt")?,
+        owner: row.opt_text("owner")?,
+    })
+}
+
+pub(crate) fn waiting(row: &impl Columns) -> Result<Waiting, StoreError> {
+    Ok(Waiting {
+        job: row.text("job")?,
+        upstream: row.text("upstream")?,
+        events: row.int("events")?.max(0) as u64,
+        first: row.time("first_at")?,
+        last: row.time("last_at")?,
+    })
+}
+
+pub(crate) fn run(row: &impl Columns) -> Result<Run, StoreError> {
+    Ok(Run {
+        id: RunId(row.text("id")?),
+        job: row.text("job")?,
+        state: RunState::parse(&row.text("state")?).unwrap_or(RunState::Failed),
+        reason: ReasonKind::parse(&row.text("reason")?).unwrap_or(ReasonKind::Manual),
+        scheduled_for: row.opt_time("scheduled_for")?,
+        events: Vec::new(),
+        attempt: count(row, "attempt")?,
+        queued_at: row.time("queued_at")?,
+        run_after: row.time("run_after")?,
+        started_at: row.opt_time("started_at")?,
+        finished_at: row.opt_time("finished_at")?,
+        error: row.opt_text("error")?,
+        actions: Vec::new(),
+    })
+}
+
+pub(crate) fn action(row: &impl Columns) -> Result<ActionResult, StoreError> {
+    Ok(ActionResult {
+        attempt: count(row, "attempt")?,
+        name: row.text("name")?,
+        kind: row.text("kind")?,
+        state: ActionState::parse(&row.text("state")?).unwrap_or(ActionState::Failed),
+        output: row.opt_text("output")?,
+        error: row.opt_text("error")?,
+        started_at: row.time("started_at")?,
+        finished_at: row.opt_time("finished_at")?,
+    })
+}
+
+pub(crate) fn decision(row: &impl Columns) -> Result<Decision, StoreError> {
+    Ok(Decision {
+        event_id: EventId(row.text("event_id")?),
+        job: row.opt_text("job")?,
+        fed: row.flag("fed")?,
+        reason: row.text("reason")?,
+        decided_at: row.time("decided_at")?,
+    })
+}
+
+/// A command's process group (pgid, leader start time) as stored in `run_actions`.
+pub(crate) fn process_group(pgid: i64, start: i64) -> (u32, u64) {
+    (pgid as u32, start as u64)
+}
+
+/// Inputs summed per (job, upstream): (job, upstream, count, first ms, last ms), in key order
+/// (the same lock order in every transaction).
+pub(crate) fn summarise(inputs: &[InputRow]) -> Vec<(&str, &str, i64, i64, i64)> {
+    let mut sums: BTreeMap<(&str, &str), (i64, i64, i64)> = BTreeMap::new();
+    for i in inputs {
+        let at = i.received_at.as_millisecond();
+        let entry = sums.entry((&i.job, &i.upstream)).or_insert((0, at, at));
+        entry.0 += 1;
+        entry.1 = entry.1.min(at);
+        entry.2 = entry.2.max(at);
+    }
+    sums.into_iter().map(|((job, upstream), (n, first, last))| (job, upstream, n, first, last)).collect()
+}
