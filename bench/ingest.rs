@@ -120,7 +120,7 @@ async fn prefill(config: &Config, count: u64) {
                 normalised.subject = Subject::new(Some(format!("table_{}", n % 50)), None);
                 let event = NewEvent {
                     source: "loader".into(),
-                    kind: "hmac".into(),
+                    kind: handoff::domain::SourceKind::Hmac,
                     normalised,
                     received_at: now,
                     secret: None,

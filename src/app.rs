@@ -3,7 +3,7 @@
 //! Tests build an `App` on port 0 exactly as `handoff serve` does, so they exercise the
 //! real listener, the real store file and real HTTP.
 
-use crate::actions::command::{self, ProcessGroup};
+use crate::actions::command;
 use crate::config::{Config, StoreLocation};
 use crate::http::{AppState, router};
 use crate::scheduler::service::Scheduler;
@@ -106,7 +106,7 @@ impl App {
         // process of those runs started just before the crash, before its group was recorded.
         let mut groups = Vec::new();
         for leftover in &interrupted {
-            groups.extend(leftover.process_groups.iter().map(|&(pgid, start)| ProcessGroup { pgid, start }));
+            groups.extend(leftover.process_groups.iter().copied());
             groups.extend(command::groups_of_run(&leftover.run.id.0).await);
         }
         groups.sort_by_key(|g| (g.pgid, g.start));

@@ -8,6 +8,50 @@ use serde::Serialize;
 use std::fmt;
 use std::time::Duration;
 
+/// A source's kind: how its deliveries are authenticated and read (research/providers.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SourceKind {
+    DbtCloud,
+    Fivetran,
+    Airbyte,
+    Hmac,
+    StandardWebhooks,
+    Github,
+}
+
+impl SourceKind {
+    pub const ALL: [SourceKind; 6] = [
+        SourceKind::DbtCloud,
+        SourceKind::Fivetran,
+        SourceKind::Airbyte,
+        SourceKind::Hmac,
+        SourceKind::StandardWebhooks,
+        SourceKind::Github,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SourceKind::DbtCloud => "dbt_cloud",
+            SourceKind::Fivetran => "fivetran",
+            SourceKind::Airbyte => "airbyte",
+            SourceKind::Hmac => "hmac",
+            SourceKind::StandardWebhooks => "standard_webhooks",
+            SourceKind::Github => "github",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<SourceKind> {
+        SourceKind::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+}
+
+impl fmt::Display for SourceKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// What a delivery says about the work it reports on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -147,7 +191,7 @@ impl Normalised {
 #[derive(Debug, Clone)]
 pub struct NewEvent {
     pub source: String,
-    pub kind: String,
+    pub kind: SourceKind,
     pub normalised: Normalised,
     pub received_at: Timestamp,
     pub secret: Option<SecretSlot>,
@@ -160,7 +204,7 @@ pub struct NewEvent {
 pub struct Event {
     pub id: EventId,
     pub source: String,
-    pub kind: String,
+    pub kind: SourceKind,
     pub provider_event_id: Option<String>,
     pub event_type: Option<String>,
     pub subject: Subject,
@@ -221,8 +265,9 @@ word_enum!(
 );
 
 word_enum!(
-    /// Why a run exists.
-    ReasonKind { Events => "events", Schedule => "schedule", Manual => "manual", Retry => "retry" }
+    /// Why a run exists. A retry is the same run with its attempt counted up, so it keeps its
+    /// reason; there is no "retry" reason.
+    ReasonKind { Events => "events", Schedule => "schedule", Manual => "manual" }
 );
 
 word_enum!(
@@ -230,10 +275,22 @@ word_enum!(
     ActionState { Running => "running", Succeeded => "succeeded", Failed => "failed", Cancelled => "cancelled" }
 );
 
-/// One action's result within one attempt of a run.
+/// A started command's process group, identified well enough to find it again after a crash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProcessGroup {
+    pub pgid: u32,
+    /// The leader's start time in clock ticks since boot (`/proc/<pid>/stat`, field 22).
+    pub start: u64,
+}
+
+/// One action of one attempt of a run: what the worker records as it starts and ends, and
+/// what the store reads back. One type for both.
 #[derive(Debug, Clone)]
 pub struct ActionResult {
+    pub run: RunId,
     pub attempt: u32,
+    /// Its place in the job's actions (`on_failure`/`on_success` come after the last).
+    pub position: u32,
     pub name: String,
     pub kind: String,
     pub state: ActionState,
@@ -241,6 +298,8 @@ pub struct ActionResult {
     pub error: Option<String>,
     pub started_at: Timestamp,
     pub finished_at: Option<Timestamp>,
+    /// A command's process group, recorded as soon as it exists.
+    pub process_group: Option<ProcessGroup>,
 }
 
 /// One run of a job, as stored.

@@ -10,10 +10,10 @@ use crate::actions::command::{self, CommandOutcome, CommandSpec};
 use crate::actions::dbt_cloud::{self, Triggered};
 use crate::actions::{Action, ActionKind, CommandAction};
 use crate::actions::{StepOutcome, http, template};
-use crate::domain::{ActionState, Outcome, RunState, random_fraction};
+use crate::domain::{ActionResult, ActionState, Outcome, ProcessGroup, RunState, random_fraction};
 use crate::scheduler::Job;
 use crate::scheduler::{tick, timing};
-use crate::store::{ActionRecord, Claimed, Store, StoreError};
+use crate::store::{Claimed, Store, StoreError};
 use jiff::Timestamp;
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -49,9 +49,9 @@ struct Step<'a> {
 }
 
 impl Step<'_> {
-    fn record(&self, state: ActionState, outcome: Option<&StepOutcome>, group: Option<(u32, u64)>) -> ActionRecord {
+    fn record(&self, state: ActionState, outcome: Option<&StepOutcome>, group: Option<ProcessGroup>) -> ActionResult {
         let run = &self.claimed.run;
-        ActionRecord {
+        ActionResult {
             run: run.id.clone(),
             attempt: run.attempt,
             position: self.position,
@@ -66,7 +66,7 @@ impl Step<'_> {
         }
     }
 
-    async fn note(&self, record: ActionRecord) {
+    async fn note(&self, record: ActionResult) {
         if let Err(err) = self.worker.store.record_action(record).await {
             tracing::warn!(error = %err, "cannot record an action's progress");
         }
@@ -135,7 +135,7 @@ impl Step<'_> {
         let (tell, heard) = tokio::sync::oneshot::channel::<command::ProcessGroup>();
         let note_start = async {
             if let Ok(group) = heard.await {
-                self.note(self.record(ActionState::Running, None, Some((group.pgid, group.start)))).await;
+                self.note(self.record(ActionState::Running, None, Some(group))).await;
             }
         };
         let running = command::run(&spec, self.cancel.clone(), move |group| {
@@ -255,7 +255,7 @@ impl Worker {
         &self,
         claimed: &Claimed,
         outcome: Outcome,
-        last: Option<ActionRecord>,
+        last: Option<ActionResult>,
     ) -> Result<Option<RunState>, StoreError> {
         tick::finish(&self.store, claimed.run.id.clone(), outcome, last, self.owner.clone(), Timestamp::now()).await
     }

@@ -94,7 +94,7 @@ CREATE TABLE runs (
     id            TEXT PRIMARY KEY,
     job           TEXT NOT NULL,
     state         TEXT NOT NULL CHECK (state IN ('queued', 'running', 'succeeded', 'failed', 'cancelled')),
-    reason        TEXT NOT NULL CHECK (reason IN ('events', 'schedule', 'manual', 'retry')),
+    reason        TEXT NOT NULL CHECK (reason IN ('events', 'schedule', 'manual')),
     scheduled_for BIGINT,
     attempt       BIGINT NOT NULL DEFAULT 0,
     queued_at     BIGINT NOT NULL,

@@ -120,13 +120,7 @@ enum End {
     Cancelled,
 }
 
-/// A started command's process group, identified well enough to find it again after a crash.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ProcessGroup {
-    pub pgid: u32,
-    /// The leader's start time in clock ticks since boot (`/proc/<pid>/stat`, field 22).
-    pub start: u64,
-}
+pub use crate::domain::ProcessGroup;
 
 /// Runs the command; `started` hears its process group as soon as it exists.
 pub async fn run(

@@ -27,14 +27,14 @@ pub fn summary(config: &Config) -> String {
         out += &format!("  {}  POST /hooks/{}\n", source.name, source.name);
         out += &format!("    kind:   {}\n", source.kind);
         out += &format!("    auth:   {}\n", describe_auth(source.kind));
-        let label = if source.kind == crate::config::Kind::Airbyte { "token: " } else { "secret:" };
+        let label = if source.kind == crate::domain::SourceKind::Airbyte { "token: " } else { "secret:" };
         out += &format!("    {label} {}\n", source.credentials_from.join(", "));
         if !source.allow_ips.is_empty() {
             let nets: Vec<String> = source.allow_ips.iter().map(ToString::to_string).collect();
             out += &format!("    allow:  {}\n", nets.join(", "));
         }
         out += &format!("    limit:  {} bytes\n", source.max_body);
-        if source.kind == crate::config::Kind::StandardWebhooks {
+        if source.kind == crate::domain::SourceKind::StandardWebhooks {
             out += &format!("    tolerance: {}s\n", source.tolerance.as_secs());
         }
     }

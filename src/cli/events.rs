@@ -41,7 +41,7 @@ pub fn to_json(e: &Event) -> serde_json::Value {
     json!({
         "id": e.id,
         "source": e.source,
-        "kind": e.kind,
+        "kind": e.kind.as_str(),
         "provider_event_id": e.provider_event_id,
         "event_type": e.event_type,
         "subject": { "id": e.subject.id, "name": e.subject.name },

@@ -12,7 +12,7 @@ mod size;
 
 pub use secret::{SecretError, SecretRef};
 
-use crate::domain::words;
+use crate::domain::{SourceKind, words};
 use crate::scheduler::Job;
 use crate::signature::{self, Key};
 use ipnet::IpNet;
@@ -93,7 +93,7 @@ struct FileStore {
 #[serde(deny_unknown_fields)]
 struct FileSource {
     /// How deliveries are authenticated and read.
-    kind: Spanned<Kind>,
+    kind: Spanned<SourceKind>,
     /// The signing secret (all kinds but airbyte).
     secret: Option<Spanned<SecretRef>>,
     /// The secret being rotated out; still accepted while set.
@@ -108,37 +108,6 @@ struct FileSource {
     max_body: Option<Spanned<size::ByteSize>>,
     /// How far a Standard Webhooks timestamp may be from now (standard_webhooks only).
     tolerance: Option<Spanned<String>>,
-}
-
-/// How a source authenticates and reads its deliveries (see research/providers.md).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Kind {
-    DbtCloud,
-    Fivetran,
-    Airbyte,
-    Hmac,
-    StandardWebhooks,
-    Github,
-}
-
-impl Kind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Kind::DbtCloud => "dbt_cloud",
-            Kind::Fivetran => "fivetran",
-            Kind::Airbyte => "airbyte",
-            Kind::Hmac => "hmac",
-            Kind::StandardWebhooks => "standard_webhooks",
-            Kind::Github => "github",
-        }
-    }
-}
-
-impl fmt::Display for Kind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
 }
 
 /// A current value and, during rotation, the previous one.
@@ -171,7 +140,7 @@ pub enum Credentials {
 #[derive(Debug, Clone)]
 pub struct Source {
     pub name: String,
-    pub kind: Kind,
+    pub kind: SourceKind,
     pub credentials: Credentials,
     /// Where the credentials come from (`env NAME`, `file PATH`): printable, no values.
     pub credentials_from: Vec<String>,
@@ -632,14 +601,14 @@ fn build_source(problems: &mut Problems<'_>, base: &Path, name: &str, table: &Sp
     }
 
     // Airbyte cannot sign, so it is the one kind with a token instead of a secret.
-    let (wanted, wanted_previous, unwanted, unwanted_previous) = if kind == Kind::Airbyte {
+    let (wanted, wanted_previous, unwanted, unwanted_previous) = if kind == SourceKind::Airbyte {
         (&raw.token, &raw.previous_token, &raw.secret, &raw.previous_secret)
     } else {
         (&raw.secret, &raw.previous_secret, &raw.token, &raw.previous_token)
     };
-    let (key, other) = if kind == Kind::Airbyte { ("token", "secret") } else { ("secret", "token") };
+    let (key, other) = if kind == SourceKind::Airbyte { ("token", "secret") } else { ("secret", "token") };
     if let Some(extra) = unwanted.as_ref().or(unwanted_previous.as_ref()) {
-        let hint = if kind == Kind::Airbyte {
+        let hint = if kind == SourceKind::Airbyte {
             r#"Airbyte cannot sign its webhooks: use token = { env = "AIRBYTE_WEBHOOK_TOKEN" } and add ?token=... to the URL you give Airbyte"#.to_string()
         } else {
             format!(r#"{kind} sources sign their deliveries: use secret = {{ env = "NAME" }}"#)
@@ -659,7 +628,7 @@ fn build_source(problems: &mut Problems<'_>, base: &Path, name: &str, table: &Sp
         match r.get_ref().resolve(base) {
             Ok(value) => {
                 let bytes = value.expose_secret().as_bytes().to_vec();
-                if kind == Kind::StandardWebhooks {
+                if kind == SourceKind::StandardWebhooks {
                     let decoded = signature::decode_standard_webhooks_secret(value.expose_secret());
                     if decoded.is_none() {
                         problems.add(
@@ -697,7 +666,7 @@ fn build_source(problems: &mut Problems<'_>, base: &Path, name: &str, table: &Sp
     }
     let tolerance = match &raw.tolerance {
         None => DEFAULT_TOLERANCE,
-        Some(t) if kind != Kind::StandardWebhooks => {
+        Some(t) if kind != SourceKind::StandardWebhooks => {
             problems.add(
                 Some(t.span()),
                 format!("`tolerance` does not apply to kind {kind}"),
@@ -712,7 +681,7 @@ fn build_source(problems: &mut Problems<'_>, base: &Path, name: &str, table: &Sp
         return None;
     }
     let (current, previous) = (current?, previous.flatten());
-    let credentials = if kind == Kind::Airbyte {
+    let credentials = if kind == SourceKind::Airbyte {
         Credentials::Tokens(Rotating { current: Token(current), previous: previous.map(Token) })
     } else {
         Credentials::Keys(Box::new(Rotating { current: Key::new(&current), previous: previous.map(|p| Key::new(&p)) }))

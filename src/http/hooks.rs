@@ -79,7 +79,7 @@ async fn handle(
 
     let event = NewEvent {
         source: source.name.clone(),
-        kind: source.kind.as_str().to_string(),
+        kind: source.kind,
         normalised: accepted.normalised,
         received_at: now,
         secret: Some(accepted.secret),

@@ -9,7 +9,7 @@
 
 use super::Job;
 use super::tick::{self, Tick};
-use crate::actions::command::{self, ProcessGroup};
+use crate::actions::command;
 use crate::store::{Leftover, Store};
 use crate::worker;
 use jiff::Timestamp;
@@ -146,8 +146,7 @@ async fn end_leftovers_of_this_host(leftover: Leftover, me: &str) {
     if owner_host(&from) != owner_host(me) {
         return;
     }
-    let mut groups: Vec<ProcessGroup> =
-        leftover.process_groups.iter().map(|&(pgid, start)| ProcessGroup { pgid, start }).collect();
+    let mut groups = leftover.process_groups.clone();
     groups.extend(command::groups_of_run(&leftover.run.id.0).await);
     groups.sort_by_key(|g| (g.pgid, g.start));
     groups.dedup_by_key(|g| g.pgid);

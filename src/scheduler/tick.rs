@@ -9,8 +9,9 @@
 //! [`DecideTx`], which each backend implements in its own SQL. Nothing here knows SQL.
 
 use super::{Job, gate, matcher, timing};
+use crate::domain::ActionResult;
 use crate::domain::{Outcome, ReasonKind, RunId, RunState, Transition, after_attempt};
-use crate::store::{ActionRecord, Claimed, DecideTx, DecisionRow, InputRow, Leftover, Store, StoreError, Waiting};
+use crate::store::{Claimed, DecideTx, DecisionRow, InputRow, Leftover, Store, StoreError, Waiting};
 use jiff::{SignedDuration, Timestamp};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -213,7 +214,7 @@ pub async fn finish(
     store: &Store,
     run: RunId,
     outcome: Outcome,
-    last_action: Option<ActionRecord>,
+    last_action: Option<ActionResult>,
     owner: Arc<str>,
     now: Timestamp,
 ) -> Result<Option<RunState>, StoreError> {

@@ -5,30 +5,31 @@
 //! they say which header is missing or wrong, never what it should have been.
 
 use super::Delivery;
-use crate::config::{Credentials, Kind, Rotating, Source, Token};
+use crate::config::{Credentials, Rotating, Source, Token};
 use crate::domain::SecretSlot;
+use crate::domain::SourceKind;
 use crate::signature::{self, Key};
 
 /// The header and prefix of each kind that sends a hex HMAC of the raw body.
-fn hex_scheme(kind: Kind) -> Option<(&'static str, &'static str, &'static str)> {
+fn hex_scheme(kind: SourceKind) -> Option<(&'static str, &'static str, &'static str)> {
     match kind {
         // (header as looked up, header as shown to people, prefix before the hex)
-        Kind::DbtCloud | Kind::Hmac => Some(("authorization", "Authorization", "")),
-        Kind::Fivetran => Some(("x-fivetran-signature-256", "X-Fivetran-Signature-256", "")),
-        Kind::Github => Some(("x-hub-signature-256", "X-Hub-Signature-256", "sha256=")),
-        Kind::Airbyte | Kind::StandardWebhooks => None,
+        SourceKind::DbtCloud | SourceKind::Hmac => Some(("authorization", "Authorization", "")),
+        SourceKind::Fivetran => Some(("x-fivetran-signature-256", "X-Fivetran-Signature-256", "")),
+        SourceKind::Github => Some(("x-hub-signature-256", "X-Hub-Signature-256", "sha256=")),
+        SourceKind::Airbyte | SourceKind::StandardWebhooks => None,
     }
 }
 
-pub(super) fn describe(kind: Kind) -> &'static str {
+pub(super) fn describe(kind: SourceKind) -> &'static str {
     match kind {
-        Kind::DbtCloud | Kind::Hmac => "Authorization: hex HMAC-SHA256 of the raw body",
-        Kind::Fivetran => "X-Fivetran-Signature-256: hex HMAC-SHA256 of the raw body",
-        Kind::Github => "X-Hub-Signature-256: sha256=<hex HMAC-SHA256 of the raw body>",
-        Kind::StandardWebhooks => {
+        SourceKind::DbtCloud | SourceKind::Hmac => "Authorization: hex HMAC-SHA256 of the raw body",
+        SourceKind::Fivetran => "X-Fivetran-Signature-256: hex HMAC-SHA256 of the raw body",
+        SourceKind::Github => "X-Hub-Signature-256: sha256=<hex HMAC-SHA256 of the raw body>",
+        SourceKind::StandardWebhooks => {
             "webhook-id, webhook-timestamp, webhook-signature (v1, HMAC-SHA256 of id.timestamp.body)"
         }
-        Kind::Airbyte => "token in ?token= or Authorization: Bearer <token>",
+        SourceKind::Airbyte => "token in ?token= or Authorization: Bearer <token>",
     }
 }
 

@@ -12,7 +12,8 @@ mod generic;
 mod github;
 mod json;
 
-use crate::config::{Kind, Source};
+use crate::config::Source;
+use crate::domain::SourceKind;
 use crate::domain::{Normalised, SecretSlot};
 use axum::http::HeaderMap;
 use jiff::Timestamp;
@@ -52,19 +53,19 @@ pub struct Accepted {
 pub fn receive(source: &Source, delivery: &Delivery<'_>) -> Result<Accepted, Rejection> {
     let secret = auth::authenticate(source, delivery).map_err(Rejection::Unauthenticated)?;
     let normalised = match source.kind {
-        Kind::DbtCloud => dbt_cloud::normalise(delivery),
-        Kind::Fivetran => fivetran::normalise(delivery),
-        Kind::Airbyte => airbyte::normalise(delivery),
-        Kind::Hmac => generic::normalise(delivery, delivery.header("idempotency-key")),
-        Kind::StandardWebhooks => generic::normalise(delivery, auth::standard_webhooks_id(delivery)),
-        Kind::Github => github::normalise(delivery),
+        SourceKind::DbtCloud => dbt_cloud::normalise(delivery),
+        SourceKind::Fivetran => fivetran::normalise(delivery),
+        SourceKind::Airbyte => airbyte::normalise(delivery),
+        SourceKind::Hmac => generic::normalise(delivery, delivery.header("idempotency-key")),
+        SourceKind::StandardWebhooks => generic::normalise(delivery, auth::standard_webhooks_id(delivery)),
+        SourceKind::Github => github::normalise(delivery),
     }
     .map_err(Rejection::BadBody)?;
     Ok(Accepted { secret, normalised })
 }
 
 /// How a kind authenticates, in words, for `handoff check`.
-pub fn describe_auth(kind: Kind) -> &'static str {
+pub fn describe_auth(kind: SourceKind) -> &'static str {
     auth::describe(kind)
 }
 

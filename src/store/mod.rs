@@ -15,8 +15,8 @@ pub use sqlite::SqliteStore;
 
 use crate::config::StoreLocation;
 use crate::domain::{
-    ActionState, Decision, Event, EventId, NewEvent, ReasonKind, Run, RunEvent, RunId, RunState, Status, Subject,
-    Transition,
+    ActionResult, Decision, Event, EventId, NewEvent, ProcessGroup, ReasonKind, Run, RunEvent, RunId, RunState, Status,
+    Subject, Transition,
 };
 use jiff::Timestamp;
 use std::collections::BTreeMap;
@@ -82,23 +82,6 @@ pub struct RunFilter {
     pub limit: u32,
 }
 
-/// One action's start or end, as the worker reports it.
-#[derive(Debug, Clone)]
-pub struct ActionRecord {
-    pub run: RunId,
-    pub attempt: u32,
-    pub position: u32,
-    pub name: String,
-    pub kind: String,
-    pub state: ActionState,
-    pub output: Option<String>,
-    pub error: Option<String>,
-    pub started_at: Timestamp,
-    pub finished_at: Option<Timestamp>,
-    /// A command's process group (pgid, leader start time).
-    pub process_group: Option<(u32, u64)>,
-}
-
 /// A run just claimed by a worker, with the events it consumed.
 #[derive(Debug, Clone)]
 pub struct Claimed {
@@ -151,7 +134,7 @@ pub struct RunFacts {
 #[derive(Debug, Clone)]
 pub struct Leftover {
     pub run: RunFacts,
-    pub process_groups: Vec<(u32, u64)>,
+    pub process_groups: Vec<ProcessGroup>,
 }
 
 pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
@@ -211,7 +194,7 @@ pub trait DecideTx: Send {
     /// `owner` until `lease_until`, counts the attempt, and gives it every waiting event of its job.
     fn claim<'a>(&'a mut self, now: Timestamp, owner: &'a str, lease_until: Timestamp) -> Answer<'a, Option<Claimed>>;
     /// Records an action's start or end.
-    fn record_action<'a>(&'a mut self, action: &'a ActionRecord) -> Answer<'a, ()>;
+    fn record_action<'a>(&'a mut self, action: &'a ActionResult) -> Answer<'a, ()>;
 }
 
 /// Work done inside one decision transaction; it commits when this returns `Ok`.
@@ -303,7 +286,7 @@ impl Store {
     }
 
     /// Records an action's start (with its process group) or its end.
-    pub async fn record_action(&self, action: ActionRecord) -> Result<(), StoreError> {
+    pub async fn record_action(&self, action: ActionResult) -> Result<(), StoreError> {
         match self {
             Store::Sqlite(s) => s.record_action(action).await,
             Store::Postgres(s) => s.record_action(action).await,

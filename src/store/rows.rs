@@ -4,8 +4,8 @@
 
 use super::{InputRow, RunFacts, StoreError, Unmatched, Waiting};
 use crate::domain::{
-    ActionResult, ActionState, Decision, Event, EventId, ReasonKind, Run, RunEvent, RunId, RunState, SecretSlot,
-    Status, Subject,
+    ActionResult, ActionState, Decision, Event, EventId, ProcessGroup, ReasonKind, Run, RunEvent, RunId, RunState,
+    SecretSlot, SourceKind, Status, Subject,
 };
 use jiff::Timestamp;
 use std::collections::BTreeMap;
@@ -77,7 +77,8 @@ pub(crate) fn event(row: &impl Columns) -> Result<Event, StoreError> {
     Ok(Event {
         id: EventId(row.text("id")?),
         source: row.text("source")?,
-        kind: row.text("kind")?,
+        kind: SourceKind::parse(&row.text("kind")?)
+            .ok_or_else(|| StoreError::Unavailable("an event of an unknown source kind is in the store".into()))?,
         provider_event_id: row.opt_text("provider_event_id")?,
         event_type: row.opt_text("event_type")?,
         subject: subject(row)?,
@@ -152,7 +153,9 @@ pub(crate) fn run(row: &impl Columns) -> Result<Run, StoreError> {
 
 pub(crate) fn action(row: &impl Columns) -> Result<ActionResult, StoreError> {
     Ok(ActionResult {
+        run: RunId(row.text("run_id")?),
         attempt: count(row, "attempt")?,
+        position: count(row, "position")?,
         name: row.text("name")?,
         kind: row.text("kind")?,
         state: ActionState::parse(&row.text("state")?).unwrap_or(ActionState::Failed),
@@ -160,6 +163,10 @@ pub(crate) fn action(row: &impl Columns) -> Result<ActionResult, StoreError> {
         error: row.opt_text("error")?,
         started_at: row.time("started_at")?,
         finished_at: row.opt_time("finished_at")?,
+        process_group: match (row.opt_int("pgid")?, row.opt_int("pgid_start")?) {
+            (Some(pgid), Some(start)) => Some(process_group(pgid, start)),
+            _ => None,
+        },
     })
 }
 
@@ -174,8 +181,8 @@ pub(crate) fn decision(row: &impl Columns) -> Result<Decision, StoreError> {
 }
 
 /// A command's process group (pgid, leader start time) as stored in `run_actions`.
-pub(crate) fn process_group(pgid: i64, start: i64) -> (u32, u64) {
-    (pgid as u32, start as u64)
+pub(crate) fn process_group(pgid: i64, start: i64) -> ProcessGroup {
+    ProcessGroup { pgid: pgid as u32, start: start as u64 }
 }
 
 /// Inputs summed per (job, upstream): (job, upstream, count, first ms, last ms), in key order

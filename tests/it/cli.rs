@@ -8,7 +8,7 @@ use crate::helpers::*;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
-use handoff::config::Kind;
+use handoff::domain::SourceKind;
 use handoff::domain::{Event, Status};
 use handoff::signature::{self, Key};
 use std::path::{Path, PathBuf};
@@ -103,7 +103,7 @@ async fn send_signs_so_that_an_hmac_source_accepts_it() {
     .await;
     let event = recorded(&app, &printed_id(&out)).await;
     assert_eq!(event.source, "orchestrator");
-    assert_eq!(event.kind, "hmac");
+    assert_eq!(event.kind.as_str(), "hmac");
     assert_eq!(event.subject.id.as_deref(), Some("nightly_dbt"));
     assert_eq!(event.status, Status::Failure);
     assert_eq!(event.provider_event_id.as_deref(), Some("dag-run-1"), "the idempotency key is the delivery's identity");
@@ -133,7 +133,7 @@ async fn send_signs_so_that_a_standard_webhooks_source_accepts_it() {
     .await;
     let event = recorded(&app, &printed_id(&out)).await;
     assert_eq!(event.source, "sw");
-    assert_eq!(event.kind, "standard_webhooks");
+    assert_eq!(event.kind.as_str(), "standard_webhooks");
     assert_eq!(event.subject.id.as_deref(), Some("prefect_flow"));
     assert_eq!(event.status, Status::Started);
     assert_eq!(event.provider_event_id.as_deref(), Some("msg_2Kp"), "webhook-id is the idempotency key");
@@ -160,7 +160,7 @@ async fn send_signs_so_that_a_github_source_accepts_it() {
     .await;
     let event = recorded(&app, &printed_id(&out)).await;
     assert_eq!(event.source, "gh");
-    assert_eq!(event.kind, "github");
+    assert_eq!(event.kind.as_str(), "github");
     assert_eq!(event.subject.id.as_deref(), Some("acme/analytics"));
     assert_eq!(event.status, Status::Failure);
     assert_eq!(event.provider_event_id.as_deref(), Some("gh-delivery-7"), "X-GitHub-Delivery is the key");
@@ -525,12 +525,12 @@ async fn check_prints_each_sources_url_path_and_how_it_authenticates_but_no_secr
     let stdout = out.ok();
     assert!(stdout.starts_with(&format!("{}: ok\n", config.display())), "{stdout}");
     let sources = [
-        ("dbt", Kind::DbtCloud, "file dbt, previous: file dbt_old"),
-        ("fivetran", Kind::Fivetran, "file fivetran"),
-        ("airbyte", Kind::Airbyte, "file airbyte"),
-        ("orchestrator", Kind::Hmac, "file hmac"),
-        ("sw", Kind::StandardWebhooks, "file sw"),
-        ("gh", Kind::Github, "file github"),
+        ("dbt", SourceKind::DbtCloud, "file dbt, previous: file dbt_old"),
+        ("fivetran", SourceKind::Fivetran, "file fivetran"),
+        ("airbyte", SourceKind::Airbyte, "file airbyte"),
+        ("orchestrator", SourceKind::Hmac, "file hmac"),
+        ("sw", SourceKind::StandardWebhooks, "file sw"),
+        ("gh", SourceKind::Github, "file github"),
     ];
     for (name, kind, from) in sources {
         let block = source_block(stdout, name);

@@ -96,7 +96,7 @@ fn event(source: &str, subject: &str, key: &str, received_at: Timestamp) -> NewE
     normalised.subject = Subject::new(Some(subject.to_string()), None);
     NewEvent {
         source: source.to_string(),
-        kind: "hmac".into(),
+        kind: handoff::domain::SourceKind::Hmac,
         normalised,
         received_at,
         secret: None,

@@ -90,7 +90,7 @@ fn delivery(source: &str, dedupe_key: Option<&str>, news_key: Option<&str>) -> N
     normalised.subject = Subject::new(Some("42".into()), Some("orders".into()));
     NewEvent {
         source: source.into(),
-        kind: "hmac".into(),
+        kind: handoff::domain::SourceKind::Hmac,
         normalised,
         received_at: Timestamp::now(),
         secret: Some(SecretSlot::Current),
@@ -119,7 +119,7 @@ async fn deliveries_are_recorded_in_postgresql_and_read_back_whole() {
 
     let event = store.event(&first).await.unwrap().expect("the event is stored");
     assert_eq!(event.source, "fivetran");
-    assert_eq!(event.kind, "hmac");
+    assert_eq!(event.kind.as_str(), "hmac");
     assert_eq!(event.provider_event_id.as_deref(), Some("sync-1"));
     assert_eq!(event.event_type.as_deref(), Some("sync_end"));
     assert_eq!(event.subject, Subject::new(Some("42".into()), Some("orders".into())));

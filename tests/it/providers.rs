@@ -77,7 +77,7 @@ async fn a_dbt_cloud_completed_run_is_recorded_with_its_job_as_subject() {
     assert_eq!(events.len(), 1);
     let e = &events[0];
     assert_eq!(e.id.0, event_id(&answer));
-    assert_eq!(e.kind, "dbt_cloud");
+    assert_eq!(e.kind.as_str(), "dbt_cloud");
     assert_eq!(e.status, Status::Success);
     assert_eq!(e.provider_event_id.as_deref(), Some("wev_2L6ZDoilyiWzKkSA59Gmc2d7FDD"));
     assert_eq!(e.event_type.as_deref(), Some("job.run.completed"));

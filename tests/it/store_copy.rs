@@ -2,9 +2,10 @@
 //! nothing twice.
 
 use handoff::config::{Config, StoreLocation};
+use handoff::domain::ActionResult;
 use handoff::domain::{ActionState, NewEvent, Normalised, Outcome, Status, Subject};
 use handoff::scheduler::tick::{self, Tick};
-use handoff::store::{ActionRecord, EventFilter, Recorded, RunFilter, Store, StoreOptions};
+use handoff::store::{EventFilter, Recorded, RunFilter, Store, StoreOptions};
 use jiff::Timestamp;
 use std::path::Path;
 use std::process::Output;
@@ -25,7 +26,7 @@ pub async fn history(store: &Store, prefix: &str) -> Vec<String> {
             normalised.subject = Subject::new(Some("orders".into()), Some("Orders".into()));
             let event = NewEvent {
                 source: "a".into(),
-                kind: "hmac".into(),
+                kind: handoff::domain::SourceKind::Hmac,
                 normalised,
                 received_at: start,
                 secret: None,
@@ -47,7 +48,7 @@ pub async fn history(store: &Store, prefix: &str) -> Vec<String> {
             continue; // the last burst stays waiting (its run queued, not claimed by anyone)
         }
         let run = &report.claimed[0].run;
-        let action = ActionRecord {
+        let action = ActionResult {
             run: run.id.clone(),
             attempt: run.attempt,
             position: 0,

@@ -6,10 +6,9 @@
 //! `schedule_ticks` a tick firing once, and deleting the `unmatched` row a match happening once.
 
 use super::runs::record_action;
-use crate::domain::{EventId, ReasonKind, RunId, RunState, Transition};
+use crate::domain::{ActionResult, EventId, ReasonKind, RunId, RunState, Transition};
 use crate::store::{
-    ActionRecord, BoxFuture, Claimed, DecideTx, DecisionRow, InputRow, Leftover, RunFacts, StoreError, Unmatched,
-    Waiting, rows,
+    BoxFuture, Claimed, DecideTx, DecisionRow, InputRow, Leftover, RunFacts, StoreError, Unmatched, Waiting, rows,
 };
 use jiff::Timestamp;
 use sqlx::postgres::{PgConnection, Postgres};
@@ -362,7 +361,7 @@ impl DecideTx for PgDecide {
         })
     }
 
-    fn record_action<'a>(&'a mut self, action: &'a ActionRecord) -> Answer<'a, ()> {
+    fn record_action<'a>(&'a mut self, action: &'a ActionResult) -> Answer<'a, ()> {
         Box::pin(async move { Ok(record_action(self.conn(), action).await?) })
     }
 }

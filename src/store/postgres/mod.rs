@@ -311,7 +311,7 @@ async fn commit(pool: &PgPool, events: &[NewEvent]) -> Result<Vec<Recorded>, Sto
             let (event, n) = (&events[i], &events[i].normalised);
             row.push_bind(&ids[i].0)
                 .push_bind(&event.source)
-                .push_bind(&event.kind)
+                .push_bind(event.kind.as_str())
                 .push_bind(&n.provider_event_id)
                 .push_bind(&n.dedupe_key)
                 .push_bind(&n.news_key)

@@ -3,9 +3,10 @@
 
 use super::PostgresStore;
 use super::decide::PgDecide;
+use crate::domain::ActionResult;
 use crate::domain::{Decision, EventId, Run, RunId};
 use crate::store::rows::{self, Columns};
-use crate::store::{ActionRecord, JobOverview, RunFilter, StoreError, TxWork};
+use crate::store::{JobOverview, RunFilter, StoreError, TxWork};
 use jiff::Timestamp;
 use sqlx::postgres::PgConnection;
 
@@ -32,7 +33,7 @@ impl PostgresStore {
 
     /// Records an action's start (with its process group) or its end. Only the run's owner
     /// writes its actions, so this needs no decision lock.
-    pub async fn record_action(&self, action: ActionRecord) -> Result<(), StoreError> {
+    pub async fn record_action(&self, action: ActionResult) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
         record_action(&mut tx, &action).await?;
         tx.commit().await?;
@@ -154,9 +155,9 @@ impl PostgresStore {
 }
 
 /// Updates the action's running row of this attempt, or adds a row when there is none.
-pub(super) async fn record_action(conn: &mut PgConnection, a: &ActionRecord) -> Result<(), sqlx::Error> {
+pub(super) async fn record_action(conn: &mut PgConnection, a: &ActionResult) -> Result<(), sqlx::Error> {
     let (pgid, pgid_start) = match a.process_group {
-        Some((pgid, start)) => (Some(i64::from(pgid)), Some(start as i64)),
+        Some(group) => (Some(i64::from(group.pgid)), Some(group.start as i64)),
         None => (None, None),
     };
     let updated = sqlx::query(

@@ -4,10 +4,9 @@
 //! Single flight and "one queued run per job" are also enforced by the unique indexes
 //! `runs_one_running` and `runs_one_queued`, and a schedule tick by its primary key.
 
-use crate::domain::{EventId, ReasonKind, RunId, RunState, Transition};
+use crate::domain::{ActionResult, EventId, ReasonKind, RunId, RunState, Transition};
 use crate::store::{
-    ActionRecord, BoxFuture, Claimed, DecideTx, DecisionRow, InputRow, Leftover, RunFacts, StoreError, Unmatched,
-    Waiting, rows,
+    BoxFuture, Claimed, DecideTx, DecisionRow, InputRow, Leftover, RunFacts, StoreError, Unmatched, Waiting, rows,
 };
 use jiff::Timestamp;
 use sqlx::sqlite::{Sqlite, SqliteConnection};
@@ -356,7 +355,7 @@ impl DecideTx for SqliteDecide<'_> {
         })
     }
 
-    fn record_action<'a>(&'a mut self, action: &'a ActionRecord) -> Answer<'a, ()> {
+    fn record_action<'a>(&'a mut self, action: &'a ActionResult) -> Answer<'a, ()> {
         Box::pin(async move { Ok(super::runs::record_action(self.conn(), action).await?) })
     }
 }

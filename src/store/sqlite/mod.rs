@@ -280,7 +280,7 @@ async fn commit(conn: &mut SqliteConnection, events: &[NewEvent]) -> Result<Vec<
         )
         .bind(&id.0)
         .bind(&event.source)
-        .bind(&event.kind)
+        .bind(event.kind.as_str())
         .bind(&n.provider_event_id)
         .bind(&n.dedupe_key)
         .bind(&n.news_key)
@@ -315,7 +315,7 @@ mod tests {
         normalised.dedupe_key = Some(key.into());
         NewEvent {
             source: "s".into(),
-            kind: "hmac".into(),
+            kind: crate::domain::SourceKind::Hmac,
             normalised,
             received_at: Timestamp::now(),
             secret: None,

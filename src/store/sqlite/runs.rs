@@ -3,8 +3,9 @@
 
 use super::SqliteStore;
 use super::decide::SqliteDecide;
+use crate::domain::ActionResult;
 use crate::domain::{Decision, EventId, Run, RunId};
-use crate::store::{ActionRecord, JobOverview, RunFilter, StoreError, TxWork, rows};
+use crate::store::{JobOverview, RunFilter, StoreError, TxWork, rows};
 use jiff::Timestamp;
 use sqlx::sqlite::SqliteConnection;
 use sqlx::{Connection, Row};
@@ -25,7 +26,7 @@ impl SqliteStore {
     }
 
     /// Records an action's start (with its process group) or its end.
-    pub async fn record_action(&self, action: ActionRecord) -> Result<(), StoreError> {
+    pub async fn record_action(&self, action: ActionResult) -> Result<(), StoreError> {
         self.exec(move |conn| {
             Box::pin(async move {
                 let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
@@ -155,9 +156,9 @@ impl SqliteStore {
 }
 
 /// Updates the action's running row of this attempt, or adds a row when there is none.
-pub(super) async fn record_action(conn: &mut SqliteConnection, a: &ActionRecord) -> Result<(), sqlx::Error> {
+pub(super) async fn record_action(conn: &mut SqliteConnection, a: &ActionResult) -> Result<(), sqlx::Error> {
     let (pgid, pgid_start) = match a.process_group {
-        Some((pgid, start)) => (Some(i64::from(pgid)), Some(start as i64)),
+        Some(group) => (Some(i64::from(group.pgid)), Some(group.start as i64)),
         None => (None, None),
     };
     let updated = sqlx::query(
