@@ -138,7 +138,7 @@ async fn prefill(config: &Config, count: u64) {
     let jobs: Arc<BTreeMap<_, _>> = Arc::new(config.jobs.clone());
     loop {
         let t = Tick {
-            now: jiff::Timestamp::now(),
+            now: None,
             jobs: jobs.clone(),
             claims: 0,
             owner: "bench/prefill".into(),

@@ -257,7 +257,7 @@ impl Worker {
         outcome: Outcome,
         last: Option<ActionResult>,
     ) -> Result<Option<RunState>, StoreError> {
-        tick::finish(&self.store, claimed.run.id.clone(), outcome, last, self.owner.clone(), Timestamp::now()).await
+        tick::finish(&self.store, claimed.run.id.clone(), outcome, last, self.owner.clone(), None).await
     }
 
     async fn attempt(

@@ -23,7 +23,10 @@ pub const MATCH_BATCH: u32 = 1000;
 /// Everything a tick needs besides the store.
 #[derive(Clone)]
 pub struct Tick {
-    pub now: Timestamp,
+    /// The time the tick decides at; `None`: the clock, read once the tick's transaction has
+    /// begun (and, on PostgreSQL, holds the decision lock), so that times recorded by
+    /// replicas taking turns never go backwards. Tests pass a time.
+    pub now: Option<Timestamp>,
     pub jobs: Arc<BTreeMap<String, Job>>,
     /// How many due runs to claim (free worker slots).
     pub claims: usize,
@@ -77,7 +80,7 @@ pub fn due(job: &Job, waiting: &[&Waiting]) -> Option<Timestamp> {
 
 /// The tick's steps, inside `tx`.
 pub async fn decide(tx: &mut dyn DecideTx, t: &Tick) -> Result<TickReport, StoreError> {
-    let (now, jobs) = (t.now, &t.jobs);
+    let (now, jobs) = (t.now.unwrap_or_else(Timestamp::now), &t.jobs);
     let mut report = TickReport::default();
     let names: Vec<String> = jobs.keys().cloned().collect();
     let first_seen = tx.first_seen(&names, now).await?;
@@ -208,19 +211,21 @@ async fn interrupt(
 }
 
 /// Records how an attempt of `run` ended (with its last action) and applies the run-state
-/// rules. `None` when the run is no longer `owner`'s (its lease ended and another replica took
-/// it back): then nothing about the run changes.
+/// rules, at `now` (`None`: the clock once the transaction has begun, as for [`Tick::now`]).
+/// `None` when the run is no longer `owner`'s (its lease ended and another replica took it
+/// back): then nothing about the run changes.
 pub async fn finish(
     store: &Store,
     run: RunId,
     outcome: Outcome,
     last_action: Option<ActionResult>,
     owner: Arc<str>,
-    now: Timestamp,
+    now: Option<Timestamp>,
 ) -> Result<Option<RunState>, StoreError> {
     store
         .transaction(Box::new(move |tx| {
             Box::pin(async move {
+                let now = now.unwrap_or_else(Timestamp::now);
                 if let Some(action) = &last_action {
                     tx.record_action(action).await?;
                 }

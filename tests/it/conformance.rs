@@ -116,7 +116,7 @@ async fn tick_as(
     claims: usize,
     owner: &str,
 ) -> TickReport {
-    let t = Tick { now, jobs: jobs.clone(), claims, owner: owner.into(), lease: Duration::from_secs(30) };
+    let t = Tick { now: Some(now), jobs: jobs.clone(), claims, owner: owner.into(), lease: Duration::from_secs(30) };
     tick::tick(store, t).await.unwrap()
 }
 
@@ -125,7 +125,7 @@ async fn tick_at(store: &Store, jobs: &Arc<BTreeMap<String, Job>>, now: Timestam
 }
 
 async fn finish(store: &Store, run: &RunId, outcome: Outcome, owner: &str, now: Timestamp) -> Option<RunState> {
-    tick::finish(store, run.clone(), outcome, None, owner.into(), now).await.unwrap()
+    tick::finish(store, run.clone(), outcome, None, owner.into(), Some(now)).await.unwrap()
 }
 
 async fn runs(store: &Store) -> Vec<handoff::domain::Run> {

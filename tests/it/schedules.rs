@@ -29,7 +29,13 @@ async fn tick(
     now: Timestamp,
     claims: usize,
 ) -> Result<handoff::scheduler::tick::TickReport, handoff::store::StoreError> {
-    let t = Tick { now, jobs: jobs.clone(), claims, owner: "test".into(), lease: std::time::Duration::from_secs(30) };
+    let t = Tick {
+        now: Some(now),
+        jobs: jobs.clone(),
+        claims,
+        owner: "test".into(),
+        lease: std::time::Duration::from_secs(30),
+    };
     handoff::scheduler::tick::tick(store, t).await
 }
 
@@ -77,7 +83,7 @@ pub async fn an_hourly_tick_fires_once_and_a_long_downtime_once(store: &Store, j
         handoff::domain::Outcome::Succeeded,
         None,
         "test".into(),
-        at("2026-11-24T11:00:03Z"),
+        Some(at("2026-11-24T11:00:03Z")),
     )
     .await
     .unwrap();

@@ -37,7 +37,7 @@ pub async fn history(store: &Store, prefix: &str) -> Vec<String> {
             ids.push(id.0);
         }
         let t = Tick {
-            now: Timestamp::now(),
+            now: None,
             jobs: jobs.clone(),
             claims: usize::from(round < 2),
             owner: "h/1".into(),
@@ -61,9 +61,7 @@ pub async fn history(store: &Store, prefix: &str) -> Vec<String> {
             finished_at: Some(Timestamp::now()),
             process_group: None,
         };
-        tick::finish(store, run.id.clone(), Outcome::Succeeded, Some(action), "h/1".into(), Timestamp::now())
-            .await
-            .unwrap();
+        tick::finish(store, run.id.clone(), Outcome::Succeeded, Some(action), "h/1".into(), None).await.unwrap();
     }
     ids
 }
@@ -179,7 +177,7 @@ async fn a_sqlite_history_moves_to_postgres_and_back_and_postgres_goes_on_from_i
     let jobs = Arc::new(Config::parse(Path::new("/tmp/handoff.toml"), text).unwrap().jobs);
     let more = history(&target, "more").await;
     assert_eq!(more.len(), 30);
-    let t = Tick { now: Timestamp::now(), jobs, claims: 1, owner: "h/2".into(), lease: Duration::from_secs(30) };
+    let t = Tick { now: None, jobs, claims: 1, owner: "h/2".into(), lease: Duration::from_secs(30) };
     tick::tick(&target, t).await.unwrap();
     assert_eq!(target.events(&EventFilter::default()).await.unwrap().len(), 60);
 
