@@ -10,7 +10,8 @@
 //! - `job 5s/1m`: one job listens, `debounce = "5s"`, `max_wait = "1m"`;
 //! - `100k waiting`: one job with a long debounce already holds 100,000 matched, waiting events.
 //!
-//! Rounds interleave the cells (round 1 of every cell, then round 2, ...); medians are reported
+//! Each round first sends half as many deliveries again as a warm-up, not measured, so that
+//! every setup is measured with the store's files at their working size. Rounds interleave the cells (round 1 of every cell, then round 2, ...); medians are reported
 //! with ratios against the `no job` figure of the same store and concurrency.
 //!
 //! Knobs (environment): HANDOFF_BENCH_STORES (default "sqlite postgres"), HANDOFF_BENCH_CONNS
@@ -88,14 +89,20 @@ async fn fresh_store(kind: &str, dir: &Path, pg_admin: &str) -> String {
             let name = format!("handoff_bench_{}", uuid::Uuid::now_v7().simple());
             let mut admin = sqlx::PgConnection::connect(pg_admin).await.expect("PostgreSQL on HANDOFF_BENCH_PG");
             sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&mut admin).await.unwrap();
-            let base = pg_admin.rsplit_once('/').map_or(pg_admin, |(b, _)| b);
-            format!("[store]\nurl = \"{base}/{name}\"\n")
+            // The admin URL with its database replaced (a `?host=/socket/dir` query is kept).
+            let (path, query) = pg_admin.split_once('?').map_or((pg_admin, ""), |(p, q)| (p, q));
+            let base = path.rsplit_once('/').map_or(path, |(b, _)| b);
+            let query = if query.is_empty() { String::new() } else { format!("?{query}") };
+            format!("[store]\nurl = \"{base}/{name}{query}\"\n")
         }
     }
 }
 
 async fn drop_pg(store_lines: &str, pg_admin: &str) {
-    if let Some(name) = store_lines.rsplit('/').next().map(|n| n.trim().trim_end_matches('"').to_string())
+    if let Some(name) = store_lines
+        .rsplit('/')
+        .find(|part| part.starts_with("handoff_bench_"))
+        .map(|n| n.split(['?', '"']).next().unwrap_or_default().trim().to_string())
         && name.starts_with("handoff_bench_")
         && let Ok(mut admin) = sqlx::PgConnection::connect(pg_admin).await
     {
@@ -151,7 +158,48 @@ async fn prefill(config: &Config, count: u64) {
     store.close().await;
 }
 
-async fn round(config_text: &str, dir: &Path, deliveries: u64, concurrency: u64, waiting: u64) -> Round {
+/// Sends `count` signed deliveries from `concurrency` clients; returns each one's latency in ms.
+async fn send_all(
+    client: &reqwest::Client,
+    key: &Arc<Key>,
+    base: &str,
+    body: &Arc<String>,
+    count: u64,
+    concurrency: u64,
+    tag: &'static str,
+) -> Vec<f64> {
+    let mut tasks = Vec::new();
+    for worker in 0..concurrency {
+        let (client, key, base, body) = (client.clone(), key.clone(), base.to_string(), body.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            let signature = sign_hex(&key, body.as_bytes());
+            let mut n = worker;
+            while n < count {
+                let sent = Instant::now();
+                let response = client
+                    .post(&base)
+                    .header("authorization", &signature)
+                    .header("idempotency-key", format!("{tag}-{n}"))
+                    .body(body.as_bytes().to_vec())
+                    .send()
+                    .await
+                    .unwrap_or_else(|e| panic!("delivery {tag}-{n} failed: {e}"));
+                assert_eq!(response.status(), 202, "delivery {tag}-{n}");
+                latencies.push(sent.elapsed().as_secs_f64() * 1000.0);
+                n += concurrency;
+            }
+            latencies
+        }));
+    }
+    let mut latencies = Vec::new();
+    for task in tasks {
+        latencies.extend(task.await.unwrap());
+    }
+    latencies
+}
+
+async fn round(config_text: &str, dir: &Path, deliveries: u64, warmup: u64, concurrency: u64, waiting: u64) -> Round {
     let path = dir.join("handoff.toml");
     std::fs::write(&path, config_text).unwrap();
     let config = Config::load(&path).unwrap();
@@ -170,35 +218,11 @@ async fn round(config_text: &str, dir: &Path, deliveries: u64, concurrency: u64,
     let client = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap();
     let key = Arc::new(Key::new(b"bench-secret"));
     let body = Arc::new(format!(r#"{{"subject":"table_7","pad":"{}"}}"#, "x".repeat(990)));
+    // A warm-up of the same deliveries first, not measured: the store's files (SQLite's WAL,
+    // PostgreSQL's buffers) reach their working size, so every setup is measured warm.
+    send_all(&client, &key, &base, &body, warmup, concurrency, "warmup").await;
     let started = Instant::now();
-    let mut tasks = Vec::new();
-    for worker in 0..concurrency {
-        let (client, key, base, body) = (client.clone(), key.clone(), base.clone(), body.clone());
-        tasks.push(tokio::spawn(async move {
-            let mut latencies = Vec::new();
-            let signature = sign_hex(&key, body.as_bytes());
-            let mut n = worker;
-            while n < deliveries {
-                let sent = Instant::now();
-                let response = client
-                    .post(&base)
-                    .header("authorization", &signature)
-                    .header("idempotency-key", format!("bench-{n}"))
-                    .body(body.as_bytes().to_vec())
-                    .send()
-                    .await
-                    .unwrap_or_else(|e| panic!("delivery bench-{n} failed: {e}"));
-                assert_eq!(response.status(), 202, "delivery bench-{n}");
-                latencies.push(sent.elapsed().as_secs_f64() * 1000.0);
-                n += concurrency;
-            }
-            latencies
-        }));
-    }
-    let mut latencies = Vec::new();
-    for task in tasks {
-        latencies.extend(task.await.unwrap());
-    }
+    let mut latencies = send_all(&client, &key, &base, &body, deliveries, concurrency, "bench").await;
     let elapsed = started.elapsed();
     let _ = stop.send(());
     server.await.unwrap().unwrap();
@@ -236,7 +260,7 @@ fn main() {
                         );
                         let n = if c < 8 { deliveries / 4 } else { deliveries };
                         let prefill = if setup == Setup::Waiting { waiting } else { 0 };
-                        let result = round(&text, dir.path(), n, c, prefill).await;
+                        let result = round(&text, dir.path(), n, n / 2, c, prefill).await;
                         println!(
                             "round {r}: {store:<8} {:<13} {c:>2} connections: {:>6.0}/s  p50 {:>6.2} ms  p99 {:>6.2} ms",
                             setup.name(),
