@@ -15,9 +15,10 @@ use sqlx::postgres::{PgConnection, Postgres};
 use sqlx::{QueryBuilder, Transaction};
 use std::collections::BTreeMap;
 
-/// Rows per multi-row statement (at most 5 parameters each: far below PostgreSQL's 65 535).
-/// Such statements are not kept prepared: their text changes with the number of rows.
-const ROWS_PER_STATEMENT: usize = 1000;
+/// Rows per multi-row statement: small enough (about 200 bytes a row at most) to stay within
+/// [`super::BYTES_PER_STATEMENT`], so each is sent in one piece. Such statements are not kept
+/// prepared: their text changes with the number of rows.
+const ROWS_PER_STATEMENT: usize = 50;
 
 type Answer<'a, T> = BoxFuture<'a, Result<T, StoreError>>;
 
@@ -95,8 +96,9 @@ impl DecideTx for PgDecide {
                 );
                 upsert.build().persistent(false).execute(self.conn()).await?;
             }
-            if !matched.is_empty() {
-                let ids: Vec<&str> = matched.iter().map(|id| id.0.as_str()).collect();
+            // 250 ids of 36 bytes: one piece on the wire, as above.
+            for chunk in matched.chunks(250) {
+                let ids: Vec<&str> = chunk.iter().map(|id| id.0.as_str()).collect();
                 sqlx::query("DELETE FROM unmatched WHERE event_id = ANY($1)").bind(&ids).execute(self.conn()).await?;
             }
             Ok(())

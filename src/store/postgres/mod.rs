@@ -30,11 +30,12 @@ const COMMITS_IN_FLIGHT: usize = 4;
 
 /// Events per `INSERT` (17 parameters each, far below PostgreSQL's 65 535).
 const ROWS_PER_STATEMENT: usize = 1000;
-/// Bytes per `INSERT`, about: one statement stays within one TCP segment on loopback and most
-/// networks' windows. sqlx 0.9 does not set TCP_NODELAY, so a statement that ends in a short
-/// segment behind full ones can wait for the server's delayed ACK (40 ms on Linux); statements
-/// this small are sent whole and answered before the next is written.
-const BYTES_PER_STATEMENT: usize = 48 * 1024;
+/// Bytes per `INSERT`, about. sqlx 0.9 leaves Nagle's algorithm on (no TCP_NODELAY), so a
+/// statement sent in several pieces (TLS records are at most 16 KiB, and `sslmode=prefer`, the
+/// default, uses TLS whenever the server offers it) has its later pieces held until the server
+/// acknowledges the first, which it delays for up to 40 ms while the message is incomplete.
+/// A statement under one TLS record is sent in one piece and answered at once.
+pub(super) const BYTES_PER_STATEMENT: usize = 12 * 1024;
 
 /// The first key of the advisory locks taken per news key (`pg_advisory_xact_lock(int, int)`,
 /// a key space apart from the single-key lock of the decision step).
