@@ -22,11 +22,12 @@ use tokio_util::task::TaskTracker;
 
 /// The longest the loop sleeps without a reason to wake.
 const IDLE_TICK: Duration = Duration::from_secs(1);
-/// The shortest time between two ticks. A tick after a quiet spell starts at once; under a
-/// stream of deliveries, ticks come at most this often and each matches everything that
-/// arrived meanwhile, so the decision step (on SQLite, a turn of the one writer) costs per
-/// batch, not per delivery. Runs start at most this much later.
-const TICK_PACE: Duration = Duration::from_millis(10);
+/// The shortest time between two ticks while events stream in. A tick after one that matched
+/// nothing (a quiet spell, a run that ended) starts at once; after one that matched events,
+/// the next waits until this much time has passed and matches everything that arrived
+/// meanwhile, so under load the decision step (on SQLite, a turn of the one writer) costs per
+/// batch, not per delivery. Runs start at most this much later under load.
+const TICK_PACE: Duration = Duration::from_millis(5);
 
 pub struct Scheduler {
     pub store: Store,
@@ -76,6 +77,7 @@ impl Scheduler {
                 }
             }
             last_tick = Some(std::time::Instant::now());
+            let mut matched_any = false;
             let mut sleep = IDLE_TICK;
             let claims = slots.available_permits();
             let tick =
@@ -84,6 +86,7 @@ impl Scheduler {
                 Ok(report) => {
                     failures = 0;
                     self.metrics.matched(report.matched);
+                    matched_any = report.matched > 0;
                     if report.more_to_match {
                         sleep = Duration::ZERO;
                     } else if let Some(at) = report.next_wake {
@@ -126,6 +129,9 @@ impl Scheduler {
                     }
                     sleep = if failures == 1 { Duration::from_millis(20) } else { IDLE_TICK };
                 }
+            }
+            if !matched_any {
+                last_tick = None;
             }
             tokio::select! {
                 _ = self.wake.notified() => {}
