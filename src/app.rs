@@ -3,7 +3,6 @@
 //! Tests build an `App` on port 0 exactly as `handoff serve` does, so they exercise the
 //! real listener, the real store file and real HTTP.
 
-use crate::actions::command;
 use crate::config::{Config, StoreLocation};
 use crate::http::{AppState, router};
 use crate::scheduler::service::Scheduler;
@@ -102,18 +101,8 @@ impl App {
             StoreLocation::Postgres(_) => Vec::new(),
         };
         // A server killed mid-run leaves its commands running: end them before the runs resume,
-        // so a job never runs twice at once, even across a crash. The recorded groups, and any
-        // process of those runs started just before the crash, before its group was recorded.
-        let mut groups = Vec::new();
-        for leftover in &interrupted {
-            groups.extend(leftover.process_groups.iter().copied());
-            groups.extend(command::groups_of_run(&leftover.run.id.0).await);
-        }
-        groups.sort_by_key(|g| (g.pgid, g.start));
-        groups.dedup_by_key(|g| g.pgid);
-        for group in command::end_leftovers(groups, crate::worker::KILL_GRACE).await {
-            tracing::warn!(pgid = group.pgid, "ended a command left running by the previous server");
-        }
+        // so a job never runs twice at once, even across a crash.
+        crate::scheduler::service::end_commands_of(&interrupted).await;
         if !interrupted.is_empty() {
             tracing::warn!(runs = interrupted.len(), "runs interrupted by the last stop are queued again");
         }

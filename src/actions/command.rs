@@ -276,11 +276,14 @@ pub async fn end_leftover(group: ProcessGroup, grace: Duration) -> bool {
     true
 }
 
-/// The process groups whose processes carry `HANDOFF_RUN_ID=<run>` in their environment: the
-/// commands of that run, found even when a crash came between starting a command and recording
-/// its group. Blocking scan of `/proc`, on the blocking pool.
-pub async fn groups_of_run(run: &str) -> Vec<ProcessGroup> {
-    let needle = format!("HANDOFF_RUN_ID={run}").into_bytes();
+/// The process groups whose processes carry `HANDOFF_RUN_ID=<run>` in their environment, for
+/// any of `runs`: their commands, found even when a crash came between starting a command and
+/// recording its group. One blocking scan of `/proc`, on the blocking pool.
+pub async fn groups_of_runs(runs: Vec<String>) -> Vec<ProcessGroup> {
+    if runs.is_empty() {
+        return Vec::new();
+    }
+    let needles: Vec<Vec<u8>> = runs.iter().map(|run| format!("HANDOFF_RUN_ID={run}").into_bytes()).collect();
     let me = std::process::id();
     tokio::task::spawn_blocking(move || {
         let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
@@ -290,7 +293,7 @@ pub async fn groups_of_run(run: &str) -> Vec<ProcessGroup> {
                 continue;
             }
             let Ok(environ) = std::fs::read(format!("/proc/{pid}/environ")) else { continue };
-            if !environ.split(|b| *b == 0).any(|var| var == needle.as_slice()) {
+            if !environ.split(|b| *b == 0).any(|var| needles.iter().any(|n| var == n.as_slice())) {
                 continue;
             }
             let Some((_, pgrp, started)) = stat(pid) else { continue };

@@ -10,6 +10,7 @@
 use super::Job;
 use super::tick::{self, Tick};
 use crate::actions::command;
+use crate::domain::ProcessGroup;
 use crate::store::{Leftover, Store};
 use crate::worker;
 use jiff::Timestamp;
@@ -171,14 +172,22 @@ pub fn owner_host(owner: &str) -> &str {
 async fn end_leftovers_of_this_host(leftover: Leftover, me: &str) {
     let from = leftover.run.owner.clone().unwrap_or_default();
     tracing::warn!(run_id = %leftover.run.id, job = %leftover.run.job, owner = %from, "took over a run whose lease ended");
-    if owner_host(&from) != owner_host(me) {
-        return;
+    if owner_host(&from) == owner_host(me) {
+        end_commands_of(std::slice::from_ref(&leftover)).await;
     }
-    let mut groups = leftover.process_groups.clone();
-    groups.extend(command::groups_of_run(&leftover.run.id.0).await);
+}
+
+/// Ends the commands runs taken back left running, before the runs start again: the process
+/// groups recorded with them, and any process of theirs started just before a crash, before
+/// its group could be recorded. Returns the groups there was something to end.
+pub async fn end_commands_of(leftovers: &[Leftover]) -> Vec<ProcessGroup> {
+    let mut groups: Vec<ProcessGroup> = leftovers.iter().flat_map(|l| l.process_groups.iter().copied()).collect();
+    groups.extend(command::groups_of_runs(leftovers.iter().map(|l| l.run.id.0.clone()).collect()).await);
     groups.sort_by_key(|g| (g.pgid, g.start));
     groups.dedup_by_key(|g| g.pgid);
-    for group in command::end_leftovers(groups, worker::KILL_GRACE).await {
-        tracing::warn!(pgid = group.pgid, "ended a command left running by a replica that is gone");
+    let ended = command::end_leftovers(groups, worker::KILL_GRACE).await;
+    for group in &ended {
+        tracing::warn!(pgid = group.pgid, "ended a command a stopped server or replica left running");
     }
+    ended
 }

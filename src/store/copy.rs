@@ -9,10 +9,9 @@
 use super::{Store, StoreError, StoreOptions};
 use crate::config::StoreLocation;
 use futures_util::TryStreamExt;
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
+use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions, SqliteRow};
 use sqlx::{FromRow, Postgres, QueryBuilder, Sqlite};
-use std::str::FromStr;
 
 /// Rows per insert statement (17 columns at most: far below both backends' parameter limits).
 const CHUNK: usize = 200;
@@ -51,17 +50,11 @@ impl Db {
                 Ok(Db::Sqlite(SqlitePoolOptions::new().max_connections(1).connect_with(options).await?))
             }
             StoreLocation::Postgres(pg) => {
-                let shown = pg.shown();
-                let mut options = PgConnectOptions::from_str(&pg.url)
-                    .map_err(|e| StoreError::Unavailable(format!("{shown}: {e}")))?;
-                if let Some(password) = &pg.password {
-                    options = options.password(secrecy::ExposeSecret::expose_secret(password));
-                }
                 let pool = PgPoolOptions::new()
                     .max_connections(2)
-                    .connect_with(options)
+                    .connect_with(super::postgres::connect_options(pg)?)
                     .await
-                    .map_err(|e| StoreError::Unavailable(format!("cannot connect to {shown}: {e}")))?;
+                    .map_err(|e| StoreError::Unavailable(format!("cannot connect to {}: {e}", pg.shown())))?;
                 Ok(Db::Postgres(pool))
             }
         }

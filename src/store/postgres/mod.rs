@@ -93,11 +93,6 @@ impl PostgresStore {
     }
 
     /// The connection pool, for tools that copy whole tables.
-    #[expect(dead_code, reason = "`handoff store copy` reads and writes whole tables through it")]
-    pub(crate) fn pool(&self) -> &PgPool {
-        &self.pool
-    }
-
     fn writer_stopped(&self) -> StoreError {
         StoreError::Unavailable(format!("the writer of {} has stopped", self.shown))
     }
@@ -181,7 +176,7 @@ fn chunks_by_size(rows: &[usize], size: impl Fn(usize) -> usize, bytes: usize, r
 }
 
 /// The URL's settings (`sslmode`, `sslrootcert`, …) plus the password kept apart from it.
-fn connect_options(location: &PostgresLocation) -> Result<PgConnectOptions, StoreError> {
+pub(super) fn connect_options(location: &PostgresLocation) -> Result<PgConnectOptions, StoreError> {
     // The URL holds no password (config keeps it apart), so the parser's message is safe to show.
     let mut options: PgConnectOptions = location
         .url
