@@ -187,6 +187,51 @@ impl Normalised {
     }
 }
 
+/// The longest provider identifier kept (provider event id, event type, subject id), in
+/// characters. Longer ones are cut and end with `…` (docs/receiving.md).
+pub const MAX_PROVIDER_ID: usize = 256;
+/// The longest subject name kept, in characters.
+pub const MAX_SUBJECT_NAME: usize = 1024;
+
+impl Normalised {
+    /// The provider's strings capped to what the store keeps, so no sender can make an event
+    /// huge everywhere it is shown or passed on; the raw body stays whole. Delivery and news
+    /// keys are compared, never shown: a long one becomes its SHA-256, so repeats still match.
+    pub fn capped(self) -> Normalised {
+        Normalised {
+            provider_event_id: self.provider_event_id.map(|t| cap(t, MAX_PROVIDER_ID)),
+            dedupe_key: self.dedupe_key.map(fingerprint),
+            news_key: self.news_key.map(fingerprint),
+            event_type: self.event_type.map(|t| cap(t, MAX_PROVIDER_ID)),
+            subject: Subject {
+                id: self.subject.id.map(|t| cap(t, MAX_PROVIDER_ID)),
+                name: self.subject.name.map(|t| cap(t, MAX_SUBJECT_NAME)),
+            },
+            ..self
+        }
+    }
+}
+
+/// `text` cut to at most `max` characters on a character boundary, ending with `…` if cut.
+pub fn cap(mut text: String, max: usize) -> String {
+    if let Some((_, _)) = text.char_indices().nth(max) {
+        let end = text.char_indices().nth(max.saturating_sub(1)).map_or(0, |(i, _)| i);
+        text.truncate(end);
+        text.push('…');
+    }
+    text
+}
+
+/// A key kept as it is when short, else as `sha256:<hex>` of it: equal keys stay equal.
+fn fingerprint(key: String) -> String {
+    use sha2::Digest;
+    if key.len() <= MAX_PROVIDER_ID {
+        key
+    } else {
+        format!("sha256:{}", hex::encode(sha2::Sha256::digest(key.as_bytes())))
+    }
+}
+
 /// An authenticated, normalised delivery, ready to be recorded.
 #[derive(Debug, Clone)]
 pub struct NewEvent {
@@ -522,5 +567,35 @@ mod transition_tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_long_text_is_cut_on_a_character_boundary_and_marked() {
+        assert_eq!(cap("orders".into(), 6), "orders");
+        assert_eq!(cap("orders!".into(), 6), "order…");
+        let cut = cap("é".repeat(2000), MAX_SUBJECT_NAME);
+        assert_eq!(cut.chars().count(), MAX_SUBJECT_NAME);
+        assert!(cut.ends_with("é…"));
+    }
+
+    #[test]
+    fn capping_keeps_short_strings_and_long_keys_stay_distinct() {
+        let mut event = Normalised::new(Status::Success);
+        event.subject = Subject::new(Some("i".repeat(300)), Some("n".repeat(5000)));
+        event.event_type = Some("sync_end".into());
+        event.dedupe_key = Some(format!("{}a", "k".repeat(1000)));
+        let other = Normalised { dedupe_key: Some(format!("{}b", "k".repeat(1000))), ..event.clone() };
+        let (event, other) = (event.capped(), other.capped());
+        assert_eq!(event.subject.id.as_ref().unwrap().chars().count(), MAX_PROVIDER_ID);
+        assert_eq!(event.subject.name.as_ref().unwrap().chars().count(), MAX_SUBJECT_NAME);
+        assert_eq!(event.event_type.as_deref(), Some("sync_end"));
+        let key = event.dedupe_key.unwrap();
+        assert!(key.starts_with("sha256:") && key.len() == 71, "{key}");
+        assert_ne!(Some(key), other.dedupe_key, "different long keys are still different events");
     }
 }

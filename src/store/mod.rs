@@ -246,6 +246,8 @@ impl Store {
 
     /// Records a delivery durably; returns only once it is committed (or known to be a repeat).
     pub async fn record(&self, event: NewEvent) -> Result<Recorded, StoreError> {
+        // The one place every event passes: provider strings are capped here (docs/receiving.md).
+        let event = NewEvent { normalised: event.normalised.capped(), ..event };
         match self {
             Store::Sqlite(s) => s.record(event).await,
             Store::Postgres(s) => s.record(event).await,
