@@ -103,6 +103,7 @@ impl App {
         // A server killed mid-run leaves its commands running: end them before the runs resume,
         // so a job never runs twice at once, even across a crash.
         crate::scheduler::service::end_commands_of(&interrupted).await;
+        crate::actions::command::sweep_left_behind().await;
         if !interrupted.is_empty() {
             tracing::warn!(runs = interrupted.len(), "runs interrupted by the last stop are queued again");
         }

@@ -16,6 +16,7 @@ use crate::scheduler::{tick, timing};
 use crate::store::{Claimed, Store, StoreError};
 use jiff::Timestamp;
 use serde_json::{Value, json};
+use std::ffi::OsString;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -111,17 +112,25 @@ impl Step<'_> {
     async fn command(&self, c: &CommandAction, context: &Value) -> StepOutcome {
         let rendered = crate::actions::render_settings(|| {
             let args = c.args.iter().map(|a| template::render(a, context)).collect::<Result<Vec<_>, _>>()?;
-            let mut env = run_env(context);
-            for (k, v) in &c.env {
-                env.push((k.clone(), template::render(v, context)?));
-            }
+            let env = c.env.iter().map(|(k, v)| Ok((k.clone(), template::render(v, context)?)));
+            let env = env.collect::<Result<Vec<_>, String>>()?;
             let dir = c.working_dir.as_ref().map(|d| template::render(d, context)).transpose()?;
             Ok((args, env, dir))
         });
-        let (args, env, working_dir) = match rendered {
+        let (args, action_env, working_dir) = match rendered {
             Ok(parts) => parts,
             Err(failed) => return *failed,
         };
+        // Kept until the action has ended, then removed (on every path: it is dropped).
+        let events = match command::EventsFile::write(&self.claimed.run.id.0, context["events"].clone()).await {
+            Ok(file) => file,
+            Err(err) => {
+                return StepOutcome::failed(format!("cannot write the run's events file for the command: {err}"));
+            }
+        };
+        let mut env = command::server_env(|name| c.inherits(name));
+        env.extend(run_env(context, events.path()));
+        env.extend(action_env.into_iter().map(|(k, v)| (k.into(), v.into())));
         let spec = CommandSpec {
             program: c.program.clone(),
             args,
@@ -142,6 +151,7 @@ impl Step<'_> {
             let _ = tell.send(group);
         });
         let (result, ()) = tokio::join!(running, note_start);
+        drop(events);
         match result {
             Ok(outcome @ CommandOutcome::Cancelled { .. }) => StepOutcome::cancelled(outcome.output().to_string()),
             Ok(outcome) => {
@@ -161,15 +171,18 @@ impl Step<'_> {
     }
 }
 
-/// The environment every command sees: the run, in HANDOFF_* variables.
-fn run_env(context: &Value) -> Vec<(String, String)> {
-    let text = |v: &Value| v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string());
+/// The run, in the HANDOFF_* variables every command sees (docs/actions.md); its events are in
+/// the file `events`. `HANDOFF_RUN_ID` also finds a dead server's commands in `/proc`.
+fn run_env(context: &Value, events: &std::path::Path) -> Vec<(OsString, OsString)> {
+    let text = |v: &Value| OsString::from(v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string()));
+    let count = context["events"].as_array().map_or(0, Vec::len);
     vec![
         ("HANDOFF_JOB".into(), text(&context["job"])),
         ("HANDOFF_RUN_ID".into(), text(&context["run"]["id"])),
         ("HANDOFF_RUN_REASON".into(), text(&context["run"]["reason"])),
         ("HANDOFF_RUN_ATTEMPT".into(), text(&context["run"]["attempt"])),
-        ("HANDOFF_EVENTS".into(), context["events"].to_string()),
+        ("HANDOFF_EVENT_COUNT".into(), count.to_string().into()),
+        ("HANDOFF_EVENTS_FILE".into(), events.into()),
     ]
 }
 

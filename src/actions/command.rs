@@ -5,12 +5,19 @@
 //! last 64 KiB of stdout and stderr are kept; memory never grows with the output. Scans of
 //! `/proc` and file-system checks block, so they run on tokio's blocking pool; only the new
 //! leader's own `/proc/<pid>/stat`, which must be read at once, is read inline.
+//!
+//! The child's environment is exactly [`CommandSpec::env`]: nothing of the server's is inherited
+//! behind the caller's back. The run's events reach it as a private JSON file ([`EventsFile`]),
+//! never as one environment variable or argument, which Linux caps at 128 KiB.
 
 use crate::outbound::Tail;
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
+use std::ffi::{OsStr, OsString};
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::os::unix::process::ExitStatusExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -23,6 +30,10 @@ pub const OUTPUT_TAIL: usize = 64 * 1024;
 const DRAIN: Duration = Duration::from_millis(200);
 /// How long a leftover group is watched after SIGKILL, for its members to be gone.
 const KILL_WAIT: Duration = Duration::from_secs(2);
+/// Linux's limit on one argument or one `NAME=value` (MAX_ARG_STRLEN: 32 pages), NUL included.
+pub const MAX_ARG: usize = 128 * 1024;
+/// An events file nobody holds that is older than this was left by a server that died.
+const LEFT_BEHIND: Duration = Duration::from_secs(60);
 
 #[derive(Debug, Clone)]
 pub struct CommandSpec {
@@ -30,8 +41,8 @@ pub struct CommandSpec {
     pub program: String,
     /// Passed as argv, never through a shell.
     pub args: Vec<String>,
-    /// Added to the inherited environment.
-    pub env: Vec<(String, String)>,
+    /// The whole environment of the command: nothing else is inherited.
+    pub env: Vec<(OsString, OsString)>,
     pub working_dir: Option<PathBuf>,
     pub timeout: Option<Duration>,
     /// Between SIGTERM and SIGKILL.
@@ -94,8 +105,34 @@ pub enum CommandError {
     NotExecutable { program: String },
     #[error("working directory {0} does not exist")]
     NoWorkingDir(PathBuf),
+    #[error(
+        "cannot start `{program}`: {what} is {bytes} bytes, over Linux's limit of 128 KiB (131072 bytes) for one argument or environment variable; read the events from the file named by $HANDOFF_EVENTS_FILE instead (docs/actions.md)"
+    )]
+    TooLong { program: String, what: String, bytes: usize },
+    #[error(
+        "cannot start `{program}`: its arguments and environment together are over the system's limit (ARG_MAX, often 2 MiB); read the events from the file named by $HANDOFF_EVENTS_FILE instead (docs/actions.md)"
+    )]
+    TooBig { program: String },
     #[error("cannot start `{program}`: {source}")]
     Spawn { program: String, source: std::io::Error },
+}
+
+/// Checks each argument and variable against Linux's per-string limit, which would otherwise
+/// surface as a bare "Argument list too long".
+fn check_sizes(spec: &CommandSpec) -> Result<(), CommandError> {
+    let too_long = |what: String, bytes: usize| CommandError::TooLong { program: spec.program.clone(), what, bytes };
+    if let Some((i, arg)) = spec.args.iter().enumerate().find(|(_, a)| a.len() + 1 > MAX_ARG) {
+        return Err(too_long(format!("args[{i}]"), arg.len()));
+    }
+    if let Some((name, value)) = spec.env.iter().find(|(k, v)| k.len() + v.len() + 2 > MAX_ARG) {
+        return Err(too_long(format!("the variable {}", name.to_string_lossy()), value.len()));
+    }
+    Ok(())
+}
+
+/// The server's variables that `keep` accepts by name (names that are not UTF-8 never are).
+pub fn server_env(keep: impl Fn(&str) -> bool) -> Vec<(OsString, OsString)> {
+    std::env::vars_os().filter(|(name, _)| name.to_str().is_some_and(&keep)).collect()
 }
 
 /// The output's tail as text, after a marker that says how much came before it.
@@ -133,10 +170,12 @@ pub async fn run(
     {
         return Err(CommandError::NoWorkingDir(dir.clone()));
     }
+    check_sizes(spec)?;
     let mut command = tokio::process::Command::new(&spec.program);
     command
         .args(&spec.args)
-        .envs(spec.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .env_clear()
+        .envs(spec.env.iter().map(|(k, v)| (k.as_os_str(), v.as_os_str())))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -149,6 +188,7 @@ pub async fn run(
     let mut child = command.spawn().map_err(|source| match source.kind() {
         std::io::ErrorKind::NotFound => CommandError::NotFound { program: program.clone() },
         std::io::ErrorKind::PermissionDenied => CommandError::NotExecutable { program: program.clone() },
+        std::io::ErrorKind::ArgumentListTooLong => CommandError::TooBig { program: program.clone() },
         _ => CommandError::Spawn { program: program.clone(), source },
     })?;
     let group = child.id().map(|id| Pid::from_raw(id as i32));
@@ -327,6 +367,90 @@ pub async fn end_leftovers(groups: Vec<ProcessGroup>, grace: Duration) -> Vec<Pr
     groups.into_iter().zip(ended).filter_map(|(group, ended)| ended.then_some(group)).collect()
 }
 
+/// A run's events as a JSON file for one command, readable by this user only (0600), in
+/// [`events_dir`]. Removed when dropped: after the action, whatever its end. The server holds a
+/// lock on it meanwhile, so a file nobody holds was left by a server that died
+/// ([`sweep_left_behind`] removes those at start).
+pub struct EventsFile {
+    file: tempfile::NamedTempFile,
+}
+
+impl EventsFile {
+    /// Writes `events` (a JSON array) for `run`; blocking I/O runs on the blocking pool.
+    pub async fn write(run: &str, events: serde_json::Value) -> std::io::Result<EventsFile> {
+        let prefix = format!("events-{run}-");
+        let written = tokio::task::spawn_blocking(move || {
+            let file = tempfile::Builder::new()
+                .prefix(&prefix)
+                .suffix(".json")
+                .permissions(std::fs::Permissions::from_mode(0o600))
+                .tempfile_in(events_dir()?)?;
+            file.as_file().lock()?;
+            let mut out = std::io::BufWriter::new(file.as_file());
+            serde_json::to_writer(&mut out, &events)?;
+            out.flush()?;
+            drop(out);
+            Ok(EventsFile { file })
+        });
+        written.await.map_err(std::io::Error::other)?
+    }
+
+    pub fn path(&self) -> &Path {
+        self.file.path()
+    }
+}
+
+/// Where events files live: `$TMPDIR/handoff-events-<uid>`, a directory only this user may
+/// enter (0700). One per user, so every server of the user cleans what a dead one left.
+pub fn events_dir() -> std::io::Result<PathBuf> {
+    let uid = nix::unistd::getuid().as_raw();
+    let dir = std::env::temp_dir().join(format!("handoff-events-{uid}"));
+    match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
+        Err(err) if err.kind() != std::io::ErrorKind::AlreadyExists => return Err(err),
+        _ => {}
+    }
+    let meta = std::fs::symlink_metadata(&dir)?;
+    if !meta.is_dir() || meta.uid() != uid {
+        return Err(std::io::Error::other(format!(
+            "{} is not a directory of this user; remove it, or point TMPDIR elsewhere",
+            dir.display()
+        )));
+    }
+    if meta.mode() & 0o077 != 0 {
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))?;
+    }
+    Ok(dir)
+}
+
+/// Removes the events files in `dir` that no server holds and that are older than `age`:
+/// those a server that died (a crash, `kill -9`) left behind. Returns how many.
+fn sweep(dir: &Path, age: Duration) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let named = path.file_name().and_then(OsStr::to_str).is_some_and(|n| n.starts_with("events-"));
+        let old = entry.metadata().ok().and_then(|m| m.modified().ok()).and_then(|t| t.elapsed().ok());
+        if !named || old.is_none_or(|o| o < age) {
+            continue;
+        }
+        // Held means a live server's command is still using it.
+        let Ok(file) = std::fs::File::open(&path) else { continue };
+        if file.try_lock().is_ok() && std::fs::remove_file(&path).is_ok() {
+            removed += 1;
+        }
+    }
+    removed
+}
+
+/// At start: removes the events files a dead server left behind.
+pub async fn sweep_left_behind() {
+    let removed = tokio::task::spawn_blocking(|| events_dir().map(|dir| sweep(&dir, LEFT_BEHIND))).await;
+    if let Ok(Ok(removed @ 1..)) = removed {
+        tracing::info!(removed, "removed events files left behind by a server that stopped abruptly");
+    }
+}
+
 /// Reads what is left in the pipes, but not forever: a grandchild may keep them open.
 async fn drain(readers: &mut tokio::task::JoinSet<()>) {
     let _ = tokio::time::timeout(DRAIN, async { while readers.join_next().await.is_some() {} }).await;
@@ -341,7 +465,7 @@ mod tests {
         CommandSpec {
             program: program.into(),
             args: args.iter().map(|s| s.to_string()).collect(),
-            env: vec![],
+            env: server_env(|name| name == "PATH"),
             working_dir: None,
             timeout: None,
             kill_grace: Duration::from_millis(300),
@@ -392,6 +516,62 @@ mod tests {
         let out = run_it(&s).await;
         assert!(out.output().contains("hello"));
         assert!(out.output().contains(dir.path().to_str().unwrap()));
+    }
+
+    #[tokio::test]
+    async fn the_command_gets_only_the_environment_it_is_given() {
+        let mut s = spec("env", &[]);
+        s.env = vec![("ONLY".into(), "this".into())];
+        assert_eq!(run_it(&s).await.output(), "ONLY=this\n");
+    }
+
+    #[tokio::test]
+    async fn an_argument_or_variable_over_128_kib_is_an_error_that_names_the_limit_and_the_file() {
+        let big = "x".repeat(MAX_ARG);
+        let err = run(&spec("echo", &["small", &big]), CancellationToken::new(), |_| {}).await.unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("args[1] is 131072 bytes") && text.contains("128 KiB"), "{text}");
+        assert!(text.contains("$HANDOFF_EVENTS_FILE"), "{text}");
+        let mut s = spec("true", &[]);
+        s.env.push(("LOADED".into(), big.into()));
+        let err = run(&s, CancellationToken::new(), |_| {}).await.unwrap_err().to_string();
+        assert!(err.contains("the variable LOADED is 131072 bytes"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn an_events_file_is_private_holds_the_events_and_is_removed_when_dropped() {
+        let events = serde_json::json!([{ "id": "e1", "subject": "orders" }]);
+        let file = EventsFile::write("run-1", events.clone()).await.unwrap();
+        let path = file.path().to_path_buf();
+        assert_eq!(std::fs::metadata(&path).unwrap().mode() & 0o777, 0o600);
+        assert_eq!(std::fs::metadata(path.parent().unwrap()).unwrap().mode() & 0o777, 0o700);
+        let read: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        assert_eq!(read, events);
+        assert_eq!(sweep(path.parent().unwrap(), Duration::ZERO), 0, "a held file is never swept");
+        assert!(path.exists());
+        drop(file);
+        assert!(!path.exists());
+    }
+
+    #[test]
+    fn events_files_a_dead_server_left_are_swept_but_young_or_held_ones_are_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let old = std::time::SystemTime::now() - Duration::from_secs(120);
+        let write = |name: &str| {
+            let file = std::fs::File::create(dir.path().join(name)).unwrap();
+            file.set_modified(old).unwrap();
+            file
+        };
+        drop(write("events-dead-run.json"));
+        let held = write("events-live-run.json");
+        held.lock().unwrap();
+        drop(write("not-ours.json"));
+        std::fs::write(dir.path().join("events-just-written.json"), "[]").unwrap();
+        assert_eq!(sweep(dir.path(), Duration::from_secs(60)), 1);
+        let mut left: Vec<String> =
+            std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+        left.sort();
+        assert_eq!(left, ["events-just-written.json", "events-live-run.json", "not-ours.json"]);
     }
 
     #[tokio::test]

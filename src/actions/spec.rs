@@ -5,6 +5,8 @@ use crate::actions::template;
 use crate::outbound::{RetryPolicy, Scheme};
 use crate::signature::Key;
 use secrecy::{ExposeSecret, SecretString};
+use std::collections::BTreeSet;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Plain text (a template) or a resolved secret, which is never templated or printed.
@@ -32,6 +34,77 @@ pub struct CommandAction {
     pub env: Vec<(String, String)>,
     pub working_dir: Option<String>,
     pub timeout: Option<Duration>,
+    /// Server variables the command inherits besides the basic ones: names, or prefixes
+    /// ending in `*` (`DBT_*`).
+    pub inherit_env: Vec<String>,
+    /// Server variables secrets are read from: never inherited unless `inherit_env` names them
+    /// one by one. Set once the whole config is read.
+    pub secret_vars: Arc<BTreeSet<String>>,
+}
+
+/// The server variables every command gets when they are set (and hold no secret): what a
+/// program needs to find other programs, its home, its user, its locale and time zone, and
+/// where to write temporary files. `LC_*` too.
+pub const BASIC_ENV: &[&str] = &["PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "TZ", "TMPDIR"];
+
+/// Programs that run their `-c` argument as shell code.
+const SHELLS: &[&str] = &["sh", "bash", "dash", "zsh", "ksh", "mksh", "ash", "busybox"];
+
+impl CommandAction {
+    /// Legal but risky settings, for `handoff check`; `action` names the step.
+    pub fn warnings(&self, action: &str) -> Vec<String> {
+        let mut warnings = Vec::new();
+        if let Some(shell) = self.templated_shell() {
+            warnings.push(format!(
+                "{action}: a template inside the `{shell} -c` script: what it renders (a subject is whatever a \
+                 webhook sender wrote) runs as shell code\n  hint: pass values as arguments or in `env` and read \
+                 them as \"$1\" or \"$VAR\" in the script, e.g. args = [\"-c\", 'dbt build -s \"$1\"', \"sh\", \
+                 \"{{{{ events[0].subject }}}}\"] (docs/actions.md)"
+            ));
+        }
+        for entry in &self.inherit_env {
+            if self.secret_vars.contains(entry) {
+                warnings.push(format!(
+                    "{action}: inherit_env passes {entry}, which holds a secret, to the command: anything that prints \
+                     its environment puts it into the run's output"
+                ));
+            } else if let Some(prefix) = entry.strip_suffix('*') {
+                let held: Vec<&str> =
+                    self.secret_vars.iter().filter(|v| v.starts_with(prefix)).map(String::as_str).collect();
+                if !held.is_empty() {
+                    warnings.push(format!(
+                        "{action}: inherit_env `{entry}` does not pass {}: secrets are only passed when listed by name",
+                        held.join(", ")
+                    ));
+                }
+            }
+        }
+        warnings
+    }
+
+    /// The shell, when the action is `sh -c SCRIPT` (or `bash -ec SCRIPT`, ...) with a template
+    /// in SCRIPT.
+    fn templated_shell(&self) -> Option<&str> {
+        let name = self.program.rsplit('/').next().unwrap_or(&self.program);
+        if !SHELLS.contains(&name) {
+            return None;
+        }
+        // busybox runs its first argument as the applet: `busybox sh -c ...`.
+        let args = if name == "busybox" { self.args.get(1..).unwrap_or_default() } else { &self.args[..] };
+        let flag =
+            args.iter().position(|a| a.len() > 1 && a.starts_with('-') && !a.starts_with("--") && a.contains('c'))?;
+        let script = args.get(flag + 1)?;
+        (script.contains("{{") || script.contains("{%")).then_some(name)
+    }
+
+    /// Whether the command gets the server's variable `name`: a basic one or one `inherit_env`
+    /// names, unless a secret is read from it and `inherit_env` does not name it exactly.
+    pub fn inherits(&self, name: &str) -> bool {
+        let basic = BASIC_ENV.contains(&name) || name.starts_with("LC_");
+        let by_prefix =
+            self.inherit_env.iter().filter_map(|e| e.strip_suffix('*')).any(|prefix| name.starts_with(prefix));
+        self.inherit_env.iter().any(|entry| entry == name) || ((basic || by_prefix) && !self.secret_vars.contains(name))
+    }
 }
 
 #[derive(Debug, Clone)]

@@ -1,6 +1,7 @@
 //! `handoff check`: validate the config; print each source's URL and how it authenticates.
 
 use super::Failure;
+use crate::actions::ActionKind;
 use crate::config::Config;
 use crate::sources::describe_auth;
 
@@ -65,6 +66,15 @@ pub fn summary(config: &Config) -> String {
     }
     for warning in &config.warnings {
         out += &format!("warning: {warning}\n");
+    }
+    for job in config.jobs.values() {
+        for action in job.actions.iter().chain(&job.on_failure).chain(&job.on_success) {
+            if let ActionKind::Command(command) = &action.kind {
+                for warning in command.warnings(&format!("job `{}`, action `{}`", job.name, action.name)) {
+                    out += &format!("warning: {warning}\n");
+                }
+            }
+        }
     }
     out
 }

@@ -8,11 +8,13 @@ use super::{Problems, SecretRef};
 use crate::actions::template;
 use crate::actions::{Action, ActionKind, CommandAction, DbtCloudAction, HttpAction, SlackAction, Text};
 use crate::outbound::{RetryPolicy, Scheme};
+use crate::scheduler::Job;
 use crate::signature::{self, Key};
 use secrecy::ExposeSecret;
 use serde::Deserialize;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 use toml::Spanned;
 
@@ -50,6 +52,9 @@ pub(super) struct FileAction {
     args: Option<Vec<String>>,
     /// command: extra environment variables (templates).
     env: Option<BTreeMap<String, String>>,
+    /// command: variables of the server's environment the command inherits, by name or by a
+    /// prefix ending in `*` ("DBT_*"); besides PATH, HOME, USER, LOGNAME, LANG, LC_*, TZ, TMPDIR.
+    inherit_env: Option<Spanned<Vec<String>>>,
     /// command: working directory (template; relative to the config file's folder).
     working_dir: Option<String>,
     /// command, http, dbt_cloud: how long the action may take.
@@ -100,7 +105,7 @@ pub const DEFAULT_RETRIES: u32 = 3;
 /// Which keys each kind takes (besides kind, name, continue_on_error).
 fn keys_of(kind: &str) -> Option<&'static [&'static str]> {
     Some(match kind {
-        "command" => &["program", "args", "env", "working_dir", "timeout"],
+        "command" => &["program", "args", "env", "inherit_env", "working_dir", "timeout"],
         "http" => &["url", "method", "headers", "body", "sign", "timeout", "retries"],
         "slack" => &["url", "text", "blocks", "retries"],
         "dbt_cloud" => &[
@@ -132,6 +137,7 @@ impl FileAction {
         mark(self.program.is_some(), "program");
         mark(self.args.is_some(), "args");
         mark(self.env.is_some(), "env");
+        mark(self.inherit_env.is_some(), "inherit_env");
         mark(self.working_dir.is_some(), "working_dir");
         mark(self.timeout.is_some(), "timeout");
         mark(self.url.is_some(), "url");
@@ -245,7 +251,16 @@ pub(super) fn build_actions(
                     }
                 });
                 let timeout = problems.duration(fa.timeout.as_ref());
-                ActionKind::Command(CommandAction { program, args, env, working_dir, timeout })
+                let inherit_env = fa.inherit_env.as_ref().map(|list| inherit_list(problems, list)).unwrap_or_default();
+                ActionKind::Command(CommandAction {
+                    program,
+                    args,
+                    env,
+                    working_dir,
+                    timeout,
+                    inherit_env,
+                    secret_vars: Default::default(),
+                })
             }
             "http" => {
                 let Some(url) = fa.url.as_ref().and_then(|u| text(problems, u)) else {
@@ -384,4 +399,41 @@ pub(super) fn build_actions(
         actions.push(Action { name, kind: built, continue_on_error: fa.continue_on_error });
     }
     actions
+}
+
+/// Checks `inherit_env`: variable names, or a prefix of one followed by `*`.
+fn inherit_list(problems: &mut Problems<'_>, list: &Spanned<Vec<String>>) -> Vec<String> {
+    let name = |n: &str| {
+        n.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+    };
+    let mut checked = Vec::new();
+    for entry in list.get_ref() {
+        if name(entry.strip_suffix('*').unwrap_or(entry)) {
+            checked.push(entry.clone());
+        } else {
+            problems.add(
+                Some(list.span()),
+                format!("inherit_env: `{entry}` is not a variable name or a prefix ending in `*`"),
+                Some(
+                    r#"inherit_env = ["AWS_PROFILE", "DBT_*"]; a lone "*" is not allowed: name what the command needs"#
+                        .into(),
+                ),
+            );
+        }
+    }
+    checked
+}
+
+/// Tells every command action which server variables hold secrets, known once the whole
+/// config (every source, action and store setting) has been read.
+pub(super) fn withhold_from_commands(jobs: &mut BTreeMap<String, Job>, secret_vars: BTreeSet<String>) {
+    let secret_vars = Arc::new(secret_vars);
+    for job in jobs.values_mut() {
+        for action in job.actions.iter_mut().chain(job.on_failure.as_mut()).chain(job.on_success.as_mut()) {
+            if let ActionKind::Command(command) = &mut action.kind {
+                command.secret_vars = secret_vars.clone();
+            }
+        }
+    }
 }

@@ -356,6 +356,13 @@ impl Config {
 
     /// Parses and checks config text; `path` names the file in messages and anchors relative paths.
     pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
+        let (parsed, secret_vars) = secret::recording_env_names(|| Config::parse_text(path, text));
+        let mut config = parsed?;
+        actions::withhold_from_commands(&mut config.jobs, secret_vars);
+        Ok(config)
+    }
+
+    fn parse_text(path: &Path, text: &str) -> Result<Config, ConfigError> {
         let mut problems = Problems { text, found: Vec::new() };
         let file: FileConfig = match toml::from_str(text) {
             Ok(file) => file,

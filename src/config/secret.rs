@@ -6,7 +6,26 @@
 
 use secrecy::SecretString;
 use serde::Deserialize;
+use std::cell::RefCell;
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
+
+thread_local! {
+    /// The environment variables secrets were read from while a config is being parsed.
+    static READ_FROM: RefCell<Option<BTreeSet<String>>> = const { RefCell::new(None) };
+}
+
+/// Runs `parse` and returns, besides its result, every environment variable a secret was
+/// read from meanwhile (on this thread: parsing is synchronous). Commands never inherit those
+/// unless an action names them one by one, so a program that prints its environment cannot
+/// put a secret into a run's output; collecting them here covers every secret reference of
+/// the config, whichever part of it holds one.
+pub(super) fn recording_env_names<T>(parse: impl FnOnce() -> T) -> (T, BTreeSet<String>) {
+    let outer = READ_FROM.with(|r| r.replace(Some(BTreeSet::new())));
+    let result = parse();
+    let names = READ_FROM.with(|r| r.replace(outer)).unwrap_or_default();
+    (result, names)
+}
 
 /// Where a secret is read from, as written in the config file.
 #[derive(Debug, Clone, Deserialize)]
@@ -45,13 +64,16 @@ impl SecretRef {
                     hint: r#"write secret = { env = "NAME" } or secret = { file = "/run/secrets/name" }"#.into(),
                 });
             }
-            (Some(name), None) => std::env::var(name).map_err(|err| SecretError {
-                message: match err {
-                    std::env::VarError::NotPresent => format!("environment variable {name} is not set"),
-                    std::env::VarError::NotUnicode(_) => format!("environment variable {name} is not valid UTF-8"),
-                },
-                hint: format!("export {name}=... before starting handoff, or point this secret at a file"),
-            })?,
+            (Some(name), None) => {
+                READ_FROM.with(|r| r.borrow_mut().as_mut().map(|names| names.insert(name.clone())));
+                std::env::var(name).map_err(|err| SecretError {
+                    message: match err {
+                        std::env::VarError::NotPresent => format!("environment variable {name} is not set"),
+                        std::env::VarError::NotUnicode(_) => format!("environment variable {name} is not valid UTF-8"),
+                    },
+                    hint: format!("export {name}=... before starting handoff, or point this secret at a file"),
+                })?
+            }
             (None, Some(path)) => {
                 let full = base.join(path);
                 std::fs::read_to_string(&full).map_err(|err| SecretError {

@@ -182,11 +182,24 @@ impl ServerProcess {
         ServerProcess::restart(dir, port).await
     }
 
+    /// Like `start`, with these variables added to the server's environment.
+    pub async fn start_with_env(dir: &Path, config_text: &str, env: &[(&str, &str)]) -> ServerProcess {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let config = format!("[server]\nlisten = \"127.0.0.1:{port}\"\n{config_text}");
+        std::fs::write(dir.join("handoff.toml"), config).unwrap();
+        ServerProcess::spawn(dir, port, env).await
+    }
+
     /// Starts the server again on the config already in `dir`.
     pub async fn restart(dir: &Path, port: u16) -> ServerProcess {
+        ServerProcess::spawn(dir, port, &[]).await
+    }
+
+    async fn spawn(dir: &Path, port: u16, env: &[(&str, &str)]) -> ServerProcess {
         let child = std::process::Command::new(env!("CARGO_BIN_EXE_handoff"))
             .args(["serve", "--config"])
             .arg(dir.join("handoff.toml"))
+            .envs(env.iter().copied())
             .stderr(std::process::Stdio::piped())
             .stdout(std::process::Stdio::null())
             .spawn()

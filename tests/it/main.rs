@@ -3,6 +3,7 @@
 
 mod actions;
 mod cli;
+mod commands;
 mod conformance;
 mod crash;
 mod examples;
