@@ -401,7 +401,17 @@ impl Config {
 
         let source_names: Vec<String> = file.sources.keys().cloned().collect();
         let mut jobs = BTreeMap::new();
-        let mut warnings = Vec::new();
+        let mut warnings: Vec<String> = sources
+            .values()
+            .filter(|s| s.kind == SourceKind::Hmac && s.replay_window.is_none())
+            .map(|s| {
+                format!(
+                    "source `{}` (hmac) signs the body only: a captured delivery can be replayed as a new event; \
+                     set replay_window (e.g. \"10m\"), or use kind standard_webhooks with `handoff send`",
+                    s.name
+                )
+            })
+            .collect();
         for (name, table) in &file.jobs {
             if let Some(job) = jobs::build_job(&mut problems, &base, name, table, &source_names) {
                 if !job.debounce.is_zero() && job.max_wait.is_none() {
@@ -969,6 +979,8 @@ mod tests {
         assert_eq!(config.sources["e"].replay_window, Some(Duration::from_secs(600)));
         assert_eq!(config.sources["g"].replay_window, Some(Duration::from_secs(3600)));
         assert_eq!(config.sources["p"].replay_window, None, "off unless set");
+        assert_eq!(config.warnings.len(), 1, "{:?}", config.warnings);
+        assert!(config.warnings[0].starts_with("source `p` (hmac) signs the body only"), "{:?}", config.warnings);
 
         let text = "[sources.sw]\nkind = \"standard_webhooks\"\nsecret = { env = \"PATH\" }\nreplay_window = \"10m\"\n";
         let err = parse(text).unwrap_err().to_string();
