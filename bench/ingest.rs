@@ -133,6 +133,7 @@ async fn prefill(config: &Config, count: u64) {
                     secret: None,
                     peer: None,
                     body: vec![b' '; 1000],
+                    dedupe_window: None,
                 };
                 store.record(event).await.unwrap();
                 n += 64;

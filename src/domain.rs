@@ -242,6 +242,9 @@ pub struct NewEvent {
     pub secret: Option<SecretSlot>,
     pub peer: Option<String>,
     pub body: Vec<u8>,
+    /// How long the dedupe key holds after the event that carries it was received; `None`:
+    /// forever (a provider's delivery id). Past the window the key passes to the new event.
+    pub dedupe_window: Option<Duration>,
 }
 
 /// A recorded event, as read back from the store.
@@ -260,7 +263,9 @@ pub struct Event {
     pub secret: Option<SecretSlot>,
     pub occurred_at: Timestamp,
     pub received_at: Timestamp,
-    pub body: Vec<u8>,
+    /// The raw body, byte for byte; `None` when the event was read by a listing, which
+    /// leaves bodies in the store.
+    pub body: Option<Vec<u8>>,
 }
 
 /// A run's id: a UUIDv7, like event ids.

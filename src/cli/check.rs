@@ -38,6 +38,12 @@ pub fn summary(config: &Config) -> String {
         if source.kind == crate::domain::SourceKind::StandardWebhooks {
             out += &format!("    tolerance: {}s\n", source.tolerance.as_secs());
         }
+        if let Some(window) = source.replay_window {
+            out += &format!(
+                "    replay window: {} (an identical body within it is a duplicate)\n",
+                crate::domain::words(window)
+            );
+        }
     }
     if config.jobs.is_empty() {
         out += "jobs: none (add a [jobs.NAME] table)\n";
@@ -77,4 +83,21 @@ pub fn summary(config: &Config) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::summary;
+    use crate::config::Config;
+
+    #[test]
+    fn check_shows_a_replay_window_and_warns_about_an_hmac_source_without_one() {
+        let text = "[sources.e]\nkind = \"hmac\"\nsecret = { env = \"PATH\" }\nreplay_window = \"10m\"\n\
+                    [sources.p]\nkind = \"hmac\"\nsecret = { env = \"PATH\" }\n";
+        let config = Config::parse(std::path::Path::new("/etc/handoff/handoff.toml"), text).unwrap();
+        let out = summary(&config);
+        assert!(out.contains("replay window: 10m (an identical body within it is a duplicate)"), "{out}");
+        assert!(out.contains("warning: source `p` (hmac) signs the body only"), "{out}");
+        assert!(!out.contains("source `e` (hmac)"), "{out}");
+    }
 }

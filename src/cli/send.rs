@@ -1,10 +1,13 @@
 //! `handoff send URL`: the signing client for callers that cannot sign by themselves.
 //!
 //! Signs the exact bytes it sends with the same `signature` module the server verifies
-//! with. One idempotency key is chosen up front and sent on every attempt, so a retry of a
-//! delivery that did land is answered as a duplicate, not recorded twice. Retries network
-//! errors, 429 and 5xx with exponential backoff and jitter (honouring Retry-After); any
-//! other 4xx is final.
+//! with. The default scheme is Standard Webhooks: the id and timestamp are signed with the
+//! body, so a captured delivery replayed later is refused (past the source's `tolerance`) or
+//! answered as a duplicate (same `webhook-id`); `--scheme hmac` is for Elementary-compatible
+//! endpoints, whose scheme signs the body only. One idempotency key is chosen up front and
+//! sent on every attempt, so a retry of a delivery that did land is answered as a duplicate,
+//! not recorded twice. Retries network errors, 429 and 5xx with exponential backoff and
+//! jitter (honouring Retry-After); any other 4xx is final.
 
 use super::Failure;
 use crate::config::SecretRef;
@@ -38,8 +41,11 @@ pub struct SendArgs {
     /// File that holds the signing secret (one trailing newline is ignored).
     #[arg(long, value_name = "PATH")]
     secret_file: Option<PathBuf>,
-    /// How to sign.
-    #[arg(long, value_enum, default_value = "hmac")]
+    /// How to sign. `standard-webhooks` (for a handoff `standard_webhooks` source) signs a
+    /// delivery id and timestamp with the body, so a captured delivery cannot be replayed;
+    /// `hmac` is Elementary's scheme (body only), for `hmac` sources and Elementary-compatible
+    /// endpoints; `github` for `github` sources.
+    #[arg(long, value_enum, default_value = "standard-webhooks")]
     scheme: Scheme,
     /// Idempotency key sent with every attempt (default: a new UUIDv7).
     #[arg(long, value_name = "KEY")]
@@ -65,7 +71,10 @@ pub async fn run(args: &SendArgs) -> Result<(), Failure> {
     let key = match args.scheme {
         Scheme::StandardWebhooks => {
             Key::new(&signature::decode_standard_webhooks_secret(secret.expose_secret()).ok_or_else(|| {
-                Failure::usage("the secret is not a Standard Webhooks secret (base64, usually starting with whsec_)")
+                Failure::usage(
+                    "the secret is not a Standard Webhooks secret (base64, usually starting with whsec_); \
+                     for an hmac source or an Elementary-compatible endpoint, add --scheme hmac",
+                )
             })?)
         }
         Scheme::Hmac | Scheme::Github => Key::new(secret.expose_secret().as_bytes()),

@@ -108,6 +108,9 @@ struct FileSource {
     max_body: Option<Spanned<size::ByteSize>>,
     /// How far a Standard Webhooks timestamp may be from now (standard_webhooks only).
     tolerance: Option<Spanned<String>>,
+    /// hmac, github: answer a body identical to one recorded within this long as a duplicate,
+    /// since these kinds sign the body only and their delivery id header is not signed.
+    replay_window: Option<Spanned<String>>,
 }
 
 /// A current value and, during rotation, the previous one.
@@ -148,10 +151,14 @@ pub struct Source {
     pub allow_ips: Vec<IpNet>,
     pub max_body: usize,
     pub tolerance: Duration,
+    /// hmac, github: a body identical to one recorded within this long is a duplicate.
+    pub replay_window: Option<Duration>,
 }
 
 impl Source {
+    /// Whether `ip` may deliver; an IPv4-mapped IPv6 address is matched as the IPv4 address.
     pub fn allows(&self, ip: IpAddr) -> bool {
+        let ip = ip.to_canonical();
         self.allow_ips.is_empty() || self.allow_ips.iter().any(|net| net.contains(&ip))
     }
 }
@@ -401,7 +408,17 @@ impl Config {
 
         let source_names: Vec<String> = file.sources.keys().cloned().collect();
         let mut jobs = BTreeMap::new();
-        let mut warnings = Vec::new();
+        let mut warnings: Vec<String> = sources
+            .values()
+            .filter(|s| s.kind == SourceKind::Hmac && s.replay_window.is_none())
+            .map(|s| {
+                format!(
+                    "source `{}` (hmac) signs the body only: a captured delivery can be replayed as a new event; \
+                     set replay_window (e.g. \"10m\"), or use kind standard_webhooks with `handoff send`",
+                    s.name
+                )
+            })
+            .collect();
         for (name, table) in &file.jobs {
             if let Some(job) = jobs::build_job(&mut problems, &base, name, table, &source_names) {
                 if !job.debounce.is_zero() && job.max_wait.is_none() {
@@ -468,6 +485,8 @@ fn parse_hint(message: &str) -> Option<String> {
             Some(kind) => format!("did you mean `{kind}`?"),
             None => "use one of the values listed above".into(),
         })
+    } else if message.starts_with(secret::NOT_A_REFERENCE) {
+        Some(r#"move the value to an environment variable or a file and write secret = { env = "NAME" } or secret = { file = "/run/secrets/name" }; treat the value as leaked if this file was shared"#.into())
     } else if message.starts_with("missing field") {
         Some("add the key to this table; see docs/configuration.md".into())
     } else if message.contains("expected a string") {
@@ -580,7 +599,11 @@ fn parse_networks(problems: &mut Problems<'_>, items: &[Spanned<String>]) -> Vec
         .iter()
         .filter_map(|item| {
             let text = item.get_ref().trim();
-            let parsed = text.parse::<IpNet>().ok().or_else(|| text.parse::<IpAddr>().ok().map(IpNet::from));
+            let parsed = text
+                .parse::<IpNet>()
+                .ok()
+                .or_else(|| text.parse::<IpAddr>().ok().map(IpNet::from))
+                .map(canonical_network);
             if parsed.is_none() {
                 problems.add(
                     Some(item.span()),
@@ -591,6 +614,18 @@ fn parse_networks(problems: &mut Problems<'_>, items: &[Spanned<String>]) -> Vec
             parsed
         })
         .collect()
+}
+
+/// An IPv4-mapped range (`::ffff:10.0.0.0/104`) as the IPv4 range it means (`10.0.0.0/8`):
+/// addresses are matched in canonical form.
+fn canonical_network(net: IpNet) -> IpNet {
+    match net {
+        IpNet::V6(v6) if v6.prefix_len() >= 96 => match v6.addr().to_ipv4_mapped() {
+            Some(v4) => ipnet::Ipv4Net::new(v4, v6.prefix_len() - 96).map_or(net, IpNet::V4),
+            None => net,
+        },
+        other => other,
+    }
 }
 
 fn build_source(problems: &mut Problems<'_>, base: &Path, name: &str, table: &Spanned<FileSource>) -> Option<Source> {
@@ -634,20 +669,29 @@ fn build_source(problems: &mut Problems<'_>, base: &Path, name: &str, table: &Sp
     let mut resolve = |r: &Spanned<SecretRef>| -> Option<Vec<u8>> {
         match r.get_ref().resolve(base) {
             Ok(value) => {
-                let bytes = value.expose_secret().as_bytes().to_vec();
-                if kind == SourceKind::StandardWebhooks {
+                let from = r.get_ref().describe();
+                let bytes = if kind == SourceKind::StandardWebhooks {
                     let decoded = signature::decode_standard_webhooks_secret(value.expose_secret());
                     if decoded.is_none() {
                         problems.add(
                             Some(r.span()),
-                            format!("the secret from {} is not a Standard Webhooks secret", r.get_ref().describe()),
+                            format!("the secret from {from} is not a Standard Webhooks secret"),
                             Some("Standard Webhooks secrets are base64, usually with a `whsec_` prefix".into()),
                         );
                     }
-                    decoded
+                    decoded?
                 } else {
-                    Some(bytes)
+                    value.expose_secret().as_bytes().to_vec()
+                };
+                if let Some(reason) = weak_secret(&bytes, kind == SourceKind::StandardWebhooks) {
+                    problems.add(
+                        Some(r.span()),
+                        format!("the {key} from {from} {reason}"),
+                        Some(weak_secret_hint(kind)),
+                    );
+                    return None;
                 }
+                Some(bytes)
             }
             Err(SecretError { message, hint }) => {
                 problems.add(Some(r.span()), message, Some(hint));
@@ -684,6 +728,36 @@ fn build_source(problems: &mut Problems<'_>, base: &Path, name: &str, table: &Sp
         Some(t) => problems.duration(Some(t)).unwrap_or(DEFAULT_TOLERANCE),
     };
 
+    let replay_window = match &raw.replay_window {
+        None => None,
+        Some(w) if !matches!(kind, SourceKind::Hmac | SourceKind::Github) => {
+            problems.add(
+                Some(w.span()),
+                format!("`replay_window` does not apply to kind {kind}"),
+                Some(match kind {
+                    SourceKind::StandardWebhooks => {
+                        "standard_webhooks deliveries carry a signed id and timestamp: set `tolerance` instead".into()
+                    }
+                    _ => format!(
+                        "{kind} deliveries carry their identity in the signed body; only hmac and github need it"
+                    ),
+                }),
+            );
+            None
+        }
+        Some(w) => match problems.duration(Some(w)) {
+            Some(window) if window < Duration::from_secs(1) => {
+                problems.add(
+                    Some(w.span()),
+                    "replay_window must be at least 1s",
+                    Some(r#"e.g. replay_window = "10m""#.into()),
+                );
+                None
+            }
+            window => window,
+        },
+    };
+
     if problems.found.len() > before {
         return None;
     }
@@ -693,7 +767,41 @@ fn build_source(problems: &mut Problems<'_>, base: &Path, name: &str, table: &Sp
     } else {
         Credentials::Keys(Box::new(Rotating { current: Key::new(&current), previous: previous.map(|p| Key::new(&p)) }))
     };
-    Some(Source { name: name.to_string(), kind, credentials, credentials_from, allow_ips, max_body, tolerance })
+    Some(Source {
+        name: name.to_string(),
+        kind,
+        credentials,
+        credentials_from,
+        allow_ips,
+        max_body,
+        tolerance,
+        replay_window,
+    })
+}
+
+/// The fewest bytes a source's secret or token may have: below that it can be guessed.
+pub const MIN_SECRET_BYTES: usize = 16;
+
+/// Why a source's secret (after its reference was read, and base64-decoded for Standard
+/// Webhooks) is too weak to accept, if it is.
+fn weak_secret(bytes: &[u8], decoded: bool) -> Option<String> {
+    let is = if decoded { "decodes to" } else { "is" };
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        Some(format!("{is} only whitespace"))
+    } else if bytes.len() < MIN_SECRET_BYTES {
+        Some(format!("{is} {} bytes; at least {MIN_SECRET_BYTES} are required", bytes.len()))
+    } else {
+        None
+    }
+}
+
+fn weak_secret_hint(kind: SourceKind) -> String {
+    match kind {
+        SourceKind::StandardWebhooks => {
+            "use the whsec_ secret your sender generated, or make one: echo \"whsec_$(openssl rand -base64 32)\"".into()
+        }
+        _ => "use the secret your sender generated, or make a long random one: openssl rand -hex 32".into(),
+    }
 }
 
 /// Parses "90s", "15m", "1h 30m" (jiff's friendly format) into a non-negative duration.
@@ -805,6 +913,101 @@ mod tests {
         assert!(err.contains("hint: did you mean `token`?"), "{err}");
         let err = parse("[sources.d]\nkind = \"dbt\"\n").unwrap_err().to_string();
         assert!(err.contains("hint: did you mean `dbt_cloud`?"), "{err}");
+    }
+
+    /// Config text in a temp folder holding the secret files `files`.
+    fn parse_with_files(files: &[(&str, &str)], text: &str) -> Result<Config, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, value) in files {
+            std::fs::write(dir.path().join(name), value).unwrap();
+        }
+        Config::parse(&dir.path().join("handoff.toml"), text)
+    }
+
+    #[test]
+    fn a_source_secret_shorter_than_16_bytes_or_made_of_whitespace_is_refused_at_its_line() {
+        let files = [("one", "x\n"), ("spaces", "                    \n"), ("fifteen", "123456789012345\n")];
+        for kind in ["dbt_cloud", "fivetran", "hmac", "github"] {
+            for (file, reason) in [
+                ("one", "is 1 bytes; at least 16 are required"),
+                ("spaces", "is only whitespace"),
+                ("fifteen", "is 15 bytes; at least 16 are required"),
+            ] {
+                let text = format!("[sources.s]\nkind = \"{kind}\"\n\nsecret = {{ file = \"{file}\" }}\n");
+                let err = parse_with_files(&files, &text).unwrap_err();
+                assert_eq!((err.problems.len(), err.problems[0].line), (1, 4), "{kind} {file}: {err}");
+                assert!(err.problems[0].message.contains(reason), "{kind} {file}: {err}");
+                assert!(err.problems[0].hint.as_deref().unwrap_or_default().contains("openssl rand"), "{err}");
+            }
+        }
+        let text = "[sources.ab]\nkind = \"airbyte\"\ntoken = { file = \"one\" }\n";
+        let err = parse_with_files(&files, text).unwrap_err().to_string();
+        assert!(err.contains(":3:9: the token from file one is 1 bytes"), "{err}");
+        // A Standard Webhooks secret counts the bytes it decodes to: "c2hvcnQ=" is "short".
+        let text = "[sources.sw]\nkind = \"standard_webhooks\"\nsecret = { file = \"sw\" }\n";
+        let err = parse_with_files(&[("sw", "whsec_c2hvcnQ=\n")], text).unwrap_err().to_string();
+        assert!(err.contains("decodes to 5 bytes; at least 16 are required"), "{err}");
+        // The rotated-out secret obeys the same rule; 16 bytes are enough.
+        let text = "[sources.s]\nkind = \"hmac\"\nsecret = { file = \"ok\" }\nprevious_secret = { file = \"one\" }\n";
+        let err = parse_with_files(&[("ok", "0123456789abcdef\n"), ("one", "x")], text).unwrap_err();
+        assert_eq!(err.problems[0].line, 4, "{err}");
+        let text = "[sources.s]\nkind = \"hmac\"\nsecret = { file = \"ok\" }\n";
+        assert!(parse_with_files(&[("ok", "0123456789abcdef\n")], text).is_ok());
+    }
+
+    #[test]
+    fn a_secret_written_inline_is_refused_without_repeating_it() {
+        let cases = [
+            ("[sources.s]\nkind = \"hmac\"\nsecret = \"hunter2-inline-secret-value\"\n", 3, 10),
+            (
+                "[sources.s]\nkind = \"dbt_cloud\"\nsecret = { env = \"PATH\" }\nprevious_secret = 'hunter2-old'\n",
+                4,
+                19,
+            ),
+            ("[sources.s]\nkind = \"airbyte\"\ntoken = 4242424242424242\n", 3, 9),
+            ("[store]\nurl = \"postgres://h@db/h\"\npassword = \"hunter2-db\"\n", 3, 12),
+        ];
+        for (text, line, column) in cases {
+            let err = parse(text).unwrap_err();
+            let shown = err.to_string();
+            assert_eq!((err.problems[0].line, err.problems[0].column), (line, column), "{shown}");
+            assert!(shown.contains(secret::NOT_A_REFERENCE), "{shown}");
+            assert!(shown.contains(r#"hint: move the value to an environment variable or a file"#), "{shown}");
+            assert!(!shown.contains("hunter2") && !shown.contains("4242"), "{shown}");
+        }
+    }
+
+    #[test]
+    fn replay_window_applies_to_hmac_and_github_sources_only() {
+        let text = "[sources.e]\nkind = \"hmac\"\nsecret = { env = \"PATH\" }\nreplay_window = \"10m\"\n\
+                    [sources.g]\nkind = \"github\"\nsecret = { env = \"PATH\" }\nreplay_window = \"1h\"\n\
+                    [sources.p]\nkind = \"hmac\"\nsecret = { env = \"PATH\" }\n";
+        let config = parse(text).unwrap();
+        assert_eq!(config.sources["e"].replay_window, Some(Duration::from_secs(600)));
+        assert_eq!(config.sources["g"].replay_window, Some(Duration::from_secs(3600)));
+        assert_eq!(config.sources["p"].replay_window, None, "off unless set");
+        assert_eq!(config.warnings.len(), 1, "{:?}", config.warnings);
+        assert!(config.warnings[0].starts_with("source `p` (hmac) signs the body only"), "{:?}", config.warnings);
+
+        let text = "[sources.sw]\nkind = \"standard_webhooks\"\nsecret = { env = \"PATH\" }\nreplay_window = \"10m\"\n";
+        let err = parse(text).unwrap_err().to_string();
+        assert!(err.contains(":4:17: `replay_window` does not apply to kind standard_webhooks"), "{err}");
+        assert!(err.contains("set `tolerance` instead"), "{err}");
+        let text = "[sources.e]\nkind = \"hmac\"\nsecret = { env = \"PATH\" }\nreplay_window = \"0s\"\n";
+        assert!(parse(text).unwrap_err().to_string().contains("replay_window must be at least 1s"));
+    }
+
+    #[test]
+    fn ipv4_mapped_ranges_are_read_as_the_ipv4_ranges_they_mean() {
+        let text = "[server]\ntrusted_proxies = [\"::ffff:10.0.0.0/104\", \"::ffff:192.0.2.7\", \"2001:db8::/32\"]\n";
+        let shown: Vec<String> = parse(text).unwrap().trusted_proxies.iter().map(ToString::to_string).collect();
+        assert_eq!(shown, ["10.0.0.0/8", "192.0.2.7/32", "2001:db8::/32"]);
+        let text = "[sources.s]\nkind = \"hmac\"\nsecret = { env = \"PATH\" }\nallow_ips = [\"127.0.0.1\"]\n";
+        let source = &parse(text).unwrap().sources["s"];
+        assert!(source.allows("::ffff:127.0.0.1".parse().unwrap()), "a [::] listener's view of 127.0.0.1");
+        assert!(source.allows("127.0.0.1".parse().unwrap()));
+        assert!(!source.allows("::ffff:127.0.0.2".parse().unwrap()));
+        assert!(!source.allows("::1".parse().unwrap()));
     }
 
     #[test]

@@ -28,14 +28,79 @@ pub(super) fn recording_env_names<T>(parse: impl FnOnce() -> T) -> (T, BTreeSet<
 }
 
 /// Where a secret is read from, as written in the config file.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone)]
 pub struct SecretRef {
     /// Name of an environment variable that holds the secret.
     pub env: Option<String>,
     /// Path of a file that holds the secret (one trailing newline is ignored); relative
     /// paths are relative to the config file's folder.
     pub file: Option<PathBuf>,
+}
+
+/// The reference table as written: `{ env = "NAME" }` or `{ file = "PATH" }`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileSecretRef {
+    /// Name of an environment variable that holds the secret.
+    env: Option<String>,
+    /// Path of a file that holds the secret.
+    file: Option<PathBuf>,
+}
+
+/// What a reference error says when something other than a table was written. It never
+/// repeats the value: a secret pasted into the file must not reach a terminal or a CI log.
+pub const NOT_A_REFERENCE: &str =
+    "a secret must be a reference, not a value written in the config (the value is not shown)";
+
+impl<'de> Deserialize<'de> for SecretRef {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(SecretRefVisitor)
+    }
+}
+
+struct SecretRefVisitor;
+
+impl SecretRefVisitor {
+    fn refuse<E: serde::de::Error>(self) -> Result<SecretRef, E> {
+        Err(E::custom(NOT_A_REFERENCE))
+    }
+}
+
+/// Every form but a table is refused with [`NOT_A_REFERENCE`]; serde's own message would
+/// quote the value (`invalid type: string "hunter2…"`).
+impl<'de> serde::de::Visitor<'de> for SecretRefVisitor {
+    type Value = SecretRef;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(r#"a secret reference: { env = "NAME" } or { file = "PATH" }"#)
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<SecretRef, A::Error> {
+        let table = FileSecretRef::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
+        Ok(SecretRef { env: table.env, file: table.file })
+    }
+
+    fn visit_str<E: serde::de::Error>(self, _: &str) -> Result<SecretRef, E> {
+        self.refuse()
+    }
+    fn visit_bytes<E: serde::de::Error>(self, _: &[u8]) -> Result<SecretRef, E> {
+        self.refuse()
+    }
+    fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<SecretRef, E> {
+        self.refuse()
+    }
+    fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<SecretRef, E> {
+        self.refuse()
+    }
+    fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<SecretRef, E> {
+        self.refuse()
+    }
+    fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<SecretRef, E> {
+        self.refuse()
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, _: A) -> Result<SecretRef, A::Error> {
+        self.refuse()
+    }
 }
 
 /// Why a reference could not be resolved; `hint` tells the user what to do.

@@ -20,8 +20,11 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Instant;
 
 pub async fn receive(State(state): State<AppState>, Path(name): Path<String>, request: Request) -> Response {
-    let peer =
-        request.extensions().get::<ConnectInfo<SocketAddr>>().map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0.ip());
+    // On a `[::]` listener an IPv4 client is `::ffff:a.b.c.d`: shown and matched as a.b.c.d.
+    let peer = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0.ip().to_canonical());
     let label = if state.config.sources.contains_key(&name) { name.as_str() } else { UNKNOWN_SOURCE };
     match handle(&state, &name, peer, request).await {
         Ok((status, recorded)) => {
@@ -85,6 +88,7 @@ async fn handle(
         secret: Some(accepted.secret),
         peer: Some(client.to_string()),
         body: bytes.to_vec(),
+        dedupe_window: accepted.dedupe_window,
     };
     let started = Instant::now();
     let recorded = tokio::time::timeout(state.commit_timeout, state.store.record(event)).await;

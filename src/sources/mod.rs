@@ -47,6 +47,8 @@ pub enum Rejection {
 pub struct Accepted {
     pub secret: SecretSlot,
     pub normalised: Normalised,
+    /// How long its dedupe key holds (`replay_window`); `None`: forever.
+    pub dedupe_window: Option<std::time::Duration>,
 }
 
 /// Authenticates a delivery for `source`, then reads its body.
@@ -61,7 +63,20 @@ pub fn receive(source: &Source, delivery: &Delivery<'_>) -> Result<Accepted, Rej
         SourceKind::Github => github::normalise(delivery),
     }
     .map_err(Rejection::BadBody)?;
-    Ok(Accepted { secret, normalised })
+    let mut normalised = normalised;
+    // hmac and github sign the body only: their delivery id header (Idempotency-Key,
+    // X-GitHub-Delivery) is not signed, so whoever captured a delivery can replay it under a
+    // new id. With a replay window the identity is the signed body itself, for that long.
+    if source.replay_window.is_some() {
+        normalised.dedupe_key = Some(body_key(delivery.body));
+    }
+    Ok(Accepted { secret, normalised, dedupe_window: source.replay_window })
+}
+
+/// The dedupe key of a body under `replay_window`: its SHA-256.
+fn body_key(body: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    format!("body-sha256:{}", hex::encode(Sha256::digest(body)))
 }
 
 /// How a kind authenticates, in words, for `handoff check`.

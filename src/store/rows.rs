@@ -4,8 +4,8 @@
 
 use super::{InputRow, RunFacts, StoreError, Unmatched, Waiting};
 use crate::domain::{
-    ActionResult, ActionState, Decision, Event, EventId, ProcessGroup, ReasonKind, Run, RunEvent, RunId, RunState,
-    SecretSlot, SourceKind, Status, Subject,
+    ActionResult, ActionState, Decision, Event, EventId, NewEvent, ProcessGroup, ReasonKind, Run, RunEvent, RunId,
+    RunState, SecretSlot, SourceKind, Status, Subject,
 };
 use jiff::Timestamp;
 use std::collections::BTreeMap;
@@ -68,12 +68,31 @@ fn subject(row: &impl Columns) -> Result<Subject, StoreError> {
     Ok(Subject::new(row.opt_text("subject_id")?, row.opt_text("subject_name")?))
 }
 
+/// The newest `received_at` (ms) at which an earlier event no longer holds `event`'s dedupe key
+/// (its `replay_window` has passed); `None` when the key holds forever.
+pub(crate) fn dedupe_cutoff(event: &NewEvent) -> Option<i64> {
+    let window = event.dedupe_window?;
+    let window = i64::try_from(window.as_millis()).unwrap_or(i64::MAX);
+    Some(event.received_at.as_millisecond().saturating_sub(window))
+}
+
 /// A count or attempt number; the store never holds a negative one.
 fn count(row: &impl Columns, column: &str) -> Result<u32, StoreError> {
     Ok(row.int(column)?.clamp(0, i64::from(u32::MAX)) as u32)
 }
 
+/// Every column of `events` a listing shows: all but the raw body and the dedupe keys. A
+/// listing of many events never reads their bodies (up to `max_body` each) off the disk.
+pub(crate) const LISTED_EVENT_COLUMNS: &str = "id, source, kind, provider_event_id, event_type, subject_id, \
+     subject_name, status, test, repeat_of, secret, occurred_at, received_at";
+
+/// One whole event, its raw body included (a `SELECT *` row).
 pub(crate) fn event(row: &impl Columns) -> Result<Event, StoreError> {
+    Ok(Event { body: Some(row.bytes("body")?), ..listed_event(row)? })
+}
+
+/// One event of a listing, without its body (a [`LISTED_EVENT_COLUMNS`] row).
+pub(crate) fn listed_event(row: &impl Columns) -> Result<Event, StoreError> {
     Ok(Event {
         id: EventId(row.text("id")?),
         source: row.text("source")?,
@@ -88,7 +107,7 @@ pub(crate) fn event(row: &impl Columns) -> Result<Event, StoreError> {
         secret: row.opt_text("secret")?.as_deref().and_then(SecretSlot::parse),
         occurred_at: row.time("occurred_at")?,
         received_at: row.time("received_at")?,
-        body: row.bytes("body")?,
+        body: None,
     })
 }
 

@@ -8,9 +8,12 @@ use crate::helpers::*;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
+use handoff::config::Config;
 use handoff::domain::SourceKind;
-use handoff::domain::{Event, Status};
+use handoff::domain::{Event, EventId, Status};
 use handoff::signature::{self, Key};
+use handoff::store::Store;
+use sqlx::Connection;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -91,6 +94,8 @@ async fn send_signs_so_that_an_hmac_source_accepts_it() {
     let out = cli(&[
         "send",
         &url,
+        "--scheme",
+        "hmac",
         "--secret-file",
         text(&secret),
         "--subject",
@@ -107,7 +112,7 @@ async fn send_signs_so_that_an_hmac_source_accepts_it() {
     assert_eq!(event.subject.id.as_deref(), Some("nightly_dbt"));
     assert_eq!(event.status, Status::Failure);
     assert_eq!(event.provider_event_id.as_deref(), Some("dag-run-1"), "the idempotency key is the delivery's identity");
-    let body: serde_json::Value = serde_json::from_slice(&event.body).unwrap();
+    let body: serde_json::Value = serde_json::from_slice(event.body.as_deref().unwrap()).unwrap();
     assert_eq!(body, serde_json::json!({"subject": "nightly_dbt", "status": "failure"}));
 }
 
@@ -164,7 +169,7 @@ async fn send_signs_so_that_a_github_source_accepts_it() {
     assert_eq!(event.subject.id.as_deref(), Some("acme/analytics"));
     assert_eq!(event.status, Status::Failure);
     assert_eq!(event.provider_event_id.as_deref(), Some("gh-delivery-7"), "X-GitHub-Delivery is the key");
-    assert_eq!(event.body, body.as_bytes());
+    assert_eq!(event.body.as_deref(), Some(body.as_bytes()));
 }
 
 #[tokio::test]
@@ -190,10 +195,11 @@ async fn send_refuses_subject_and_status_with_the_github_scheme_as_a_github_sour
 async fn send_reads_the_secret_from_an_environment_variable_and_an_empty_body_is_a_success_with_no_subject() {
     let app = TestApp::spawn().await;
     let url = app.url("/hooks/orchestrator");
-    let mut command = handoff(&["send", &url, "--secret-env", "HANDOFF_CLI_TEST_ORCHESTRATOR_SECRET"]);
+    let mut command =
+        handoff(&["send", &url, "--scheme", "hmac", "--secret-env", "HANDOFF_CLI_TEST_ORCHESTRATOR_SECRET"]);
     command.env("HANDOFF_CLI_TEST_ORCHESTRATOR_SECRET", HMAC_SECRET);
     let event = recorded(&app, &printed_id(&run(command).await)).await;
-    assert!(event.body.is_empty(), "nothing given, nothing sent");
+    assert_eq!(event.body.as_deref(), Some(&b""[..]), "nothing given, nothing sent");
     assert_eq!(event.status, Status::Success);
     assert_eq!(event.subject.id, None);
 }
@@ -206,9 +212,10 @@ async fn send_sends_a_data_file_byte_for_byte() {
     std::fs::write(&file, bytes).unwrap();
     let url = app.url("/hooks/orchestrator");
     let secret = app.dir.path().join("hmac");
-    let out = cli(&["send", &url, "--data-file", text(&file), "--secret-file", text(&secret)]).await;
+    let out =
+        cli(&["send", &url, "--scheme", "hmac", "--data-file", text(&file), "--secret-file", text(&secret)]).await;
     let event = recorded(&app, &printed_id(&out)).await;
-    assert_eq!(event.body, bytes.as_bytes(), "not re-encoded, not trimmed");
+    assert_eq!(event.body.as_deref(), Some(bytes.as_bytes()), "not re-encoded, not trimmed");
     assert_eq!(event.subject.name.as_deref(), Some("Ünïcode DAG"));
     assert_eq!(event.status, Status::Cancelled);
 }
@@ -218,14 +225,25 @@ async fn send_twice_with_the_same_idempotency_key_prints_the_same_event_id() {
     let app = TestApp::spawn().await;
     let url = app.url("/hooks/orchestrator");
     let secret = app.dir.path().join("hmac");
-    let args = ["send", &url, "--secret-file", text(&secret), "--subject", "dag", "--idempotency-key", "run-42"];
+    let args = [
+        "send",
+        &url,
+        "--scheme",
+        "hmac",
+        "--secret-file",
+        text(&secret),
+        "--subject",
+        "dag",
+        "--idempotency-key",
+        "run-42",
+    ];
     let first = printed_id(&cli(&args).await);
     let again = printed_id(&cli(&args).await);
     assert_eq!(first, again, "the repeat is answered with the original event id");
     assert_eq!(app.events().await.len(), 1, "and is not recorded twice");
 
     // Without a key, each call is a delivery of its own.
-    let other = printed_id(&cli(&args[..6]).await);
+    let other = printed_id(&cli(&args[..8]).await);
     assert_ne!(other, first);
     assert_eq!(app.events().await.len(), 2);
 }
@@ -237,7 +255,7 @@ async fn send_with_the_wrong_secret_fails_at_once_with_the_status_and_the_reason
     let url = app.url("/hooks/orchestrator");
     let started = Instant::now();
     // Were a 401 retried, the default backoff (1s, doubling, 5 retries) would take half a minute.
-    let out = cli(&["send", &url, "--secret-file", text(&wrong), "--data", "{}"]).await;
+    let out = cli(&["send", &url, "--scheme", "hmac", "--secret-file", text(&wrong), "--data", "{}"]).await;
     let err = out.failed(1);
     assert!(err.contains("401") && err.contains("signature does not match"), "{err}");
     assert!(!err.contains("retrying"), "a 4xx is final: {err}");
@@ -340,7 +358,9 @@ async fn send_retries_5xx_with_the_same_idempotency_key_and_a_valid_signature_on
     let (url, fake) = spawn_fake(vec![Answer::status(503), Answer::status(503), Answer::accept()]).await;
     let body = r#"{"subject":"nightly_dbt"}"#;
     let secret = dir.path().join("hmac");
-    let out = cli(&["send", &url, "--secret-file", text(&secret), "--data", body, "--backoff", "50ms"]).await;
+    let out =
+        cli(&["send", &url, "--scheme", "hmac", "--secret-file", text(&secret), "--data", body, "--backoff", "50ms"])
+            .await;
     assert_eq!(out.ok(), "x\n", "the receiver's event id is printed");
     assert_eq!(out.stderr.matches("retrying in").count(), 2, "each retry is reported:\n{}", out.stderr);
     assert!(out.stderr.contains("503"), "{}", out.stderr);
@@ -400,6 +420,60 @@ async fn send_retries_a_standard_webhooks_delivery_with_one_webhook_id_and_a_fre
     }
 }
 
+/// A server whose `orchestrator` source is `standard_webhooks` with a short tolerance, as the
+/// bundled handoff.toml has it (with the default 5m).
+async fn app_with_a_standard_webhooks_orchestrator(tolerance: &str) -> TestApp {
+    let config = format!(
+        "[sources.orchestrator]\nkind = \"standard_webhooks\"\nsecret = {{ file = \"sw\" }}\ntolerance = \"{tolerance}\"\n"
+    );
+    TestApp::spawn_with(&config, Default::default()).await
+}
+
+/// Sends `seen` (a request `handoff send` made) to `app` again, header for header, byte for byte.
+async fn replay(app: &TestApp, seen: &Seen) -> (u16, serde_json::Value) {
+    let headers: Vec<(&str, String)> = ["webhook-id", "webhook-timestamp", "webhook-signature", "content-type"]
+        .into_iter()
+        .filter(|name| seen.headers.contains_key(*name))
+        .map(|name| (name, seen.header(name).to_string()))
+        .collect();
+    app.deliver("orchestrator", &seen.body, &headers).await
+}
+
+#[tokio::test]
+async fn a_captured_send_delivery_replayed_within_the_tolerance_is_a_duplicate_and_after_it_is_refused() {
+    // What an attacker on the path would keep: the exact request `handoff send` makes by default.
+    let dir = secrets_dir();
+    let (url, fake) = spawn_fake(vec![Answer::accept()]).await;
+    let secret = dir.path().join("sw");
+    let out = cli(&["send", &url, "--secret-file", text(&secret), "--subject", "nightly_dbt"]).await;
+    assert_eq!(out.ok(), "x\n");
+    let captured = fake.seen().remove(0);
+
+    let app = app_with_a_standard_webhooks_orchestrator("1s").await;
+    let (status, answer) = replay(&app, &captured).await;
+    assert_eq!(status, 202, "the delivery itself is accepted: {answer}");
+    let original = event_id(&answer);
+
+    let (status, answer) = replay(&app, &captured).await;
+    assert_eq!(status, 200, "a replay within the tolerance: {answer}");
+    assert_eq!((event_id(&answer), &answer["duplicate"]), (original.clone(), &serde_json::json!(true)));
+
+    // Another webhook-id does not help: the id is signed with the body and the timestamp.
+    let mut renamed = captured.clone();
+    renamed.headers.insert("webhook-id", "msg_attacker_1".parse().unwrap());
+    let (status, answer) = replay(&app, &renamed).await;
+    assert_eq!(status, 401, "{answer}");
+
+    // Past the tolerance (1s; timestamps are whole seconds) the replay is refused.
+    tokio::time::sleep(Duration::from_millis(3100)).await;
+    let (status, answer) = replay(&app, &captured).await;
+    assert_eq!(status, 401, "{answer}");
+    assert!(answer.to_string().contains("too old"), "{answer}");
+    let events = app.events().await;
+    assert_eq!(events.len(), 1, "one event, however often the delivery was replayed");
+    assert_eq!(events[0].subject.id.as_deref(), Some("nightly_dbt"));
+}
+
 #[tokio::test]
 async fn send_honours_retry_after_on_429() {
     let dir = secrets_dir();
@@ -407,7 +481,7 @@ async fn send_honours_retry_after_on_429() {
     let (url, fake) = spawn_fake(vec![busy, Answer::accept()]).await;
     let secret = dir.path().join("hmac");
     let started = Instant::now();
-    let out = cli(&["send", &url, "--secret-file", text(&secret), "--backoff", "10ms"]).await;
+    let out = cli(&["send", &url, "--scheme", "hmac", "--secret-file", text(&secret), "--backoff", "10ms"]).await;
     assert_eq!(out.ok(), "x\n");
     assert!(started.elapsed() >= Duration::from_millis(900), "waited as Retry-After asked, not 10ms");
     let seen = fake.seen();
@@ -423,7 +497,19 @@ async fn send_retries_an_attempt_that_times_out() {
     let slow = Answer { delay: Duration::from_secs(5), ..Answer::accept() };
     let (url, fake) = spawn_fake(vec![slow, Answer::accept()]).await;
     let secret = dir.path().join("hmac");
-    let out = cli(&["send", &url, "--secret-file", text(&secret), "--timeout", "200ms", "--backoff", "10ms"]).await;
+    let out = cli(&[
+        "send",
+        &url,
+        "--scheme",
+        "hmac",
+        "--secret-file",
+        text(&secret),
+        "--timeout",
+        "200ms",
+        "--backoff",
+        "10ms",
+    ])
+    .await;
     assert_eq!(out.ok(), "x\n");
     let seen = fake.seen();
     assert_eq!(seen.len(), 2);
@@ -435,7 +521,9 @@ async fn send_gives_up_after_its_retries_and_says_how_many_attempts_it_made() {
     let dir = secrets_dir();
     let (url, fake) = spawn_fake(vec![Answer::status(500)]).await;
     let secret = dir.path().join("hmac");
-    let out = cli(&["send", &url, "--secret-file", text(&secret), "--retries", "2", "--backoff", "10ms"]).await;
+    let out =
+        cli(&["send", &url, "--scheme", "hmac", "--secret-file", text(&secret), "--retries", "2", "--backoff", "10ms"])
+            .await;
     let err = out.failed(1);
     assert!(err.contains("gave up after 3 attempts"), "{err}");
     assert!(err.contains("500") && err.contains("scripted 500"), "the last answer and its reason: {err}");
@@ -448,7 +536,9 @@ async fn send_does_not_retry_a_4xx_other_than_429() {
     let dir = secrets_dir();
     let (url, fake) = spawn_fake(vec![Answer::status(422), Answer::accept()]).await;
     let secret = dir.path().join("hmac");
-    let out = cli(&["send", &url, "--secret-file", text(&secret), "--retries", "3", "--backoff", "10ms"]).await;
+    let out =
+        cli(&["send", &url, "--scheme", "hmac", "--secret-file", text(&secret), "--retries", "3", "--backoff", "10ms"])
+            .await;
     let err = out.failed(1);
     assert!(err.contains("422") && err.contains("scripted 422"), "{err}");
     assert_eq!(fake.seen().len(), 1, "a 4xx is final");
@@ -460,7 +550,9 @@ async fn send_to_a_closed_port_retries_then_says_it_cannot_reach_it() {
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
     let url = format!("http://{closed}/hooks/orchestrator");
     let secret = dir.path().join("hmac");
-    let out = cli(&["send", &url, "--secret-file", text(&secret), "--retries", "1", "--backoff", "10ms"]).await;
+    let out =
+        cli(&["send", &url, "--scheme", "hmac", "--secret-file", text(&secret), "--retries", "1", "--backoff", "10ms"])
+            .await;
     let err = out.failed(1);
     assert!(err.contains("cannot reach") && err.contains("gave up after 2 attempts"), "{err}");
     assert_eq!(err.matches("retrying in").count(), 1, "{err}");
@@ -646,7 +738,30 @@ async fn check_and_serve_refuse_a_bad_config_with_the_file_the_line_and_a_hint_a
             "cannot read secret file",
             "check the path",
         ),
+        (
+            format!("{server}{dbt}secret = {{ file = \"one_byte\" }}\n"),
+            5,
+            10,
+            "the secret from file one_byte is 1 bytes; at least 16 are required",
+            "use the secret your sender generated, or make a long random one: openssl rand -hex 32",
+        ),
+        (
+            format!("{server}{dbt}secret = {{ file = \"blank\" }}\n"),
+            5,
+            10,
+            "the secret from file blank is only whitespace",
+            "use the secret your sender generated",
+        ),
+        (
+            format!("{server}{dbt}secret = \"hunter2-written-inline\"\n"),
+            5,
+            10,
+            "a secret must be a reference, not a value written in the config (the value is not shown)",
+            "move the value to an environment variable or a file",
+        ),
     ];
+    std::fs::write(dir.path().join("one_byte"), "x\n").unwrap();
+    std::fs::write(dir.path().join("blank"), " \t                   \n").unwrap();
     let path = dir.path().join("handoff.toml");
     for (text_of_config, line, column, message, hint) in cases {
         std::fs::write(&path, &text_of_config).unwrap();
@@ -659,7 +774,7 @@ async fn check_and_serve_refuse_a_bad_config_with_the_file_the_line_and_a_hint_a
             assert!(err.contains(&at), "{command} on\n{text_of_config}\nsays\n{err}\nnot {at}");
             assert!(err.contains(&format!("hint: {hint}")), "{command}: {err}");
             assert!(out.stdout.is_empty(), "{command}: {}", out.stdout);
-            for secret in ALL_SECRETS {
+            for secret in ALL_SECRETS.into_iter().chain(["hunter2"]) {
                 assert!(!err.contains(secret), "{command} printed {secret}");
             }
         }
@@ -822,6 +937,40 @@ async fn the_config_is_found_by_flag_before_or_after_the_subcommand_by_handoff_c
     let out = run(command).await;
     let err = out.failed(2);
     assert!(err.contains("handoff.toml") && err.contains("hint: pass --config PATH, set HANDOFF_CONFIG"), "{err}");
+}
+
+#[tokio::test]
+async fn events_limit_0_lists_events_with_large_bodies_without_reading_a_body() {
+    let config = "[sources.big]\nkind = \"hmac\"\nsecret = { file = \"hmac\" }\nmax_body = \"2MiB\"\n";
+    let app = TestApp::spawn_with(config, Default::default()).await;
+    let mut ids = Vec::new();
+    for n in 0..8 {
+        let body = format!(r#"{{"subject":"load_{n}","padding":"{}"}}"#, "x".repeat(1536 * 1024));
+        let headers = [("authorization", hex_sig(HMAC_SECRET, body.as_bytes()))];
+        let (status, answer) = app.deliver("big", body.as_bytes(), &headers).await;
+        assert_eq!(status, 202, "{answer}");
+        ids.push(event_id(&answer));
+    }
+    let dir = app.stop().await;
+    // Take the bodies out of the listing's reach: a listing that read them would fail now.
+    let db = dir.path().join("handoff.db");
+    let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", db.display())).await.unwrap();
+    sqlx::query("ALTER TABLE events RENAME COLUMN body TO body_elsewhere").execute(&mut conn).await.unwrap();
+    conn.close().await.unwrap();
+
+    let config = dir.path().join("handoff.toml");
+    let out = cli(&["events", "--limit", "0", "--json", "--config", text(&config)]).await;
+    let listed = json_array(out.ok());
+    ids.reverse();
+    assert_eq!(ids_of(&listed), ids.iter().map(String::as_str).collect::<Vec<_>>(), "every event, newest first");
+    assert_eq!(listed[0]["subject"]["id"], "load_7");
+    let out = cli(&["events", "--limit", "0", "--config", text(&config)]).await;
+    assert_eq!(out.ok().lines().count(), 9, "a header and 8 rows");
+
+    // The single-event read is the one that loads the body: here it finds none.
+    let store = Store::open_existing(&Config::load(&config).unwrap().store).await.unwrap();
+    assert!(store.event(&EventId(ids[0].clone())).await.is_err(), "the body is read for one event");
+    store.close().await;
 }
 
 #[tokio::test]

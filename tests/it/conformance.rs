@@ -75,6 +75,7 @@ conformance!(
     a_schedule_tick_fires_once_and_a_downtime_fires_once,
     a_manual_request_joins_the_queued_run,
     listings_are_newest_first_and_limited,
+    a_dedupe_key_with_a_window_folds_repeats_within_it_and_passes_to_the_next_event_after_it,
 );
 
 const SOURCES: &str = "[sources.a]\nkind = \"hmac\"\nsecret = { env = \"PATH\" }\n\
@@ -102,6 +103,7 @@ fn event(source: &str, subject: &str, key: &str, received_at: Timestamp) -> NewE
         secret: None,
         peer: Some("127.0.0.1".into()),
         body: format!("{{\"id\":\"{key}\"}}").into_bytes(),
+        dedupe_window: None,
     }
 }
 
@@ -139,7 +141,7 @@ async fn a_delivery_is_recorded_once_and_its_retry_is_a_duplicate_with_the_same_
     assert!(matches!(record(store, "b", "k1", at(2)).await, Recorded::New(_)));
     let stored = store.event(&id).await.unwrap().unwrap();
     assert_eq!((stored.source.as_str(), stored.received_at), ("a", at(0)));
-    assert_eq!(stored.body, b"{\"id\":\"k1\"}");
+    assert_eq!(stored.body.as_deref(), Some(&b"{\"id\":\"k1\"}"[..]));
     assert_eq!(store.events(&EventFilter::default()).await.unwrap().len(), 2);
 }
 
@@ -346,6 +348,29 @@ async fn a_manual_request_joins_the_queued_run(store: &Store) {
     assert_eq!(first, second);
     let run = store.run(&first).await.unwrap().unwrap();
     assert_eq!((run.state, run.reason), (RunState::Queued, ReasonKind::Manual));
+}
+
+async fn a_dedupe_key_with_a_window_folds_repeats_within_it_and_passes_to_the_next_event_after_it(store: &Store) {
+    // What an `hmac` source with replay_window = "10s" records: the key is the body's hash.
+    let windowed =
+        |received_at| NewEvent { dedupe_window: Some(Duration::from_secs(10)), ..event("a", "x", "body", received_at) };
+    let Recorded::New(first) = store.record(windowed(at(0))).await.unwrap() else { panic!("not new") };
+    assert_eq!(store.record(windowed(at(9))).await.unwrap(), Recorded::Duplicate(first.clone()));
+    let Recorded::New(second) = store.record(windowed(at(10))).await.unwrap() else { panic!("10s later is new") };
+    assert_ne!(second, first);
+    assert_eq!(store.record(windowed(at(19))).await.unwrap(), Recorded::Duplicate(second.clone()));
+    // Deliveries committed together (one group commit) are folded the same way.
+    let (a, b) = tokio::join!(store.record(windowed(at(30))), store.record(windowed(at(30))));
+    let mut outcomes = [a.unwrap(), b.unwrap()];
+    outcomes.sort_by_key(|o| matches!(o, Recorded::Duplicate(_)));
+    let Recorded::New(third) = &outcomes[0] else { panic!("{outcomes:?}") };
+    assert_eq!(outcomes[1], Recorded::Duplicate(third.clone()));
+    // A key without a window (a provider's delivery id) holds forever.
+    assert!(matches!(record(store, "a", "forever", at(0)).await, Recorded::New(_)));
+    assert!(matches!(record(store, "a", "forever", at(100_000)).await, Recorded::Duplicate(_)));
+    assert_eq!(store.events(&EventFilter::default()).await.unwrap().len(), 4);
+    let kept = store.event(&first).await.unwrap().unwrap();
+    assert_eq!(kept.received_at, at(0), "the earlier event is kept as it was");
 }
 
 async fn listings_are_newest_first_and_limited(store: &Store) {

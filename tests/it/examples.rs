@@ -3,15 +3,15 @@
 use std::process::Command;
 
 const VARIABLES: [(&str, &str); 11] = [
-    ("FIVETRAN_WEBHOOK_SECRET", "f"),
+    ("FIVETRAN_WEBHOOK_SECRET", "fivetran-secret-for-check"),
     ("DBT_CLOUD_URL", "https://ab123.us1.dbt.com"),
     ("DBT_CLOUD_API_TOKEN", "t"),
     ("SLACK_WEBHOOK_URL", "https://hooks.slack.com/services/T0/B0/x"),
-    ("AIRBYTE_WEBHOOK_TOKEN", "a"),
-    ("DBT_CLOUD_WEBHOOK_SECRET", "d"),
+    ("AIRBYTE_WEBHOOK_TOKEN", "airbyte-token-for-check"),
+    ("DBT_CLOUD_WEBHOOK_SECRET", "dbt-cloud-secret-for-check"),
     ("ELEMENTARY_WEBHOOK_URL", "https://elementary.example/webhook"),
     ("ELEMENTARY_WEBHOOK_SECRET", "e"),
-    ("HANDOFF_AIRFLOW_SECRET", "h"),
+    ("HANDOFF_AIRFLOW_SECRET", "whsec_aGFuZG9mZi1haXJmbG93LXNlY3JldA=="),
     ("DASHBOARD_REFRESH_URL", "https://bi.example.com/api/refresh/sales"),
     ("DASHBOARD_API_TOKEN", "Bearer b"),
 ];

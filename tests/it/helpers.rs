@@ -13,9 +13,9 @@ use tokio::sync::oneshot;
 /// Secrets every test app knows, by file name under its temp folder.
 pub const DBT_SECRET: &str = "dbt-secret-current";
 pub const DBT_OLD_SECRET: &str = "dbt-secret-previous";
-pub const FIVETRAN_SECRET: &str = "my_secret";
+pub const FIVETRAN_SECRET: &str = "fivetran-secret-current";
 pub const AIRBYTE_TOKEN: &str = "airbyte-token-7f3a9c";
-pub const HMAC_SECRET: &str = "test-secret";
+pub const HMAC_SECRET: &str = "hmac-secret-current";
 pub const GITHUB_SECRET: &str = "It's a Secret to Everybody";
 pub const SW_SECRET: &str = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
 
@@ -126,11 +126,15 @@ impl TestApp {
         (status, json)
     }
 
-    /// All recorded events, newest first, read from the SQLite file directly.
+    /// All recorded events, newest first, bodies included, read from the SQLite file directly.
     pub async fn events(&self) -> Vec<Event> {
         let config = Config::load(&self.config_path()).unwrap();
         let store = Store::open_existing(&config.store).await.unwrap();
-        let events = store.events(&EventFilter::default()).await.unwrap();
+        let mut events = Vec::new();
+        // A listing leaves bodies in the store; each event is read whole.
+        for listed in store.events(&EventFilter::default()).await.unwrap() {
+            events.push(store.event(&listed.id).await.unwrap().expect("a listed event exists"));
+        }
         store.close().await;
         events
     }

@@ -14,6 +14,7 @@ mod logs;
 mod pg;
 mod providers;
 mod rejections;
+mod replay;
 mod replicas;
 mod schedules;
 mod store_copy;

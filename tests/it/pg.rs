@@ -96,6 +96,7 @@ fn delivery(source: &str, dedupe_key: Option<&str>, news_key: Option<&str>) -> N
         secret: Some(SecretSlot::Current),
         peer: Some("10.0.0.7".into()),
         body: b"{\"raw\":\"\xff bytes\"}".to_vec(),
+        dedupe_window: None,
     }
 }
 
@@ -129,7 +130,7 @@ async fn deliveries_are_recorded_in_postgresql_and_read_back_whole() {
     assert_eq!(event.secret, Some(SecretSlot::Current));
     assert_eq!(event.occurred_at, "2026-11-24T10:00:00.123Z".parse::<Timestamp>().unwrap());
     assert_eq!(event.received_at.as_millisecond(), sent.received_at.as_millisecond());
-    assert_eq!(event.body, sent.body, "the raw body, byte for byte");
+    assert_eq!(event.body, Some(sent.body), "the raw body, byte for byte");
 
     let all = store.events(&EventFilter::default()).await.unwrap();
     assert_eq!(all.iter().map(|e| e.id.clone()).collect::<Vec<_>>(), vec![second.clone(), first.clone()]);
@@ -249,6 +250,81 @@ async fn a_postgresql_password_never_appears_in_a_connection_error() {
     };
     assert!(!message.contains("hunter2"), "{message}");
     assert!(message.contains("postgres://handoff:***@127.0.0.1:1/handoff"), "{message}");
+}
+
+#[tokio::test]
+async fn a_postgresql_listing_never_reads_a_body_and_the_single_event_read_does() {
+    let db = TestDb::create().await;
+    let store = db.open().await;
+    let mut ids = Vec::new();
+    for n in 0..3 {
+        let mut event = delivery("fivetran", Some(&format!("big-{n}")), None);
+        event.body = vec![b'x'; 512 * 1024];
+        let Recorded::New(id) = store.record(event).await.unwrap() else { panic!("new") };
+        ids.push(id);
+    }
+    assert_eq!(store.event(&ids[0]).await.unwrap().unwrap().body.map(|b| b.len()), Some(512 * 1024));
+    let mut conn = PgConnection::connect(&db.url).await.unwrap();
+    sqlx::query("ALTER TABLE events RENAME COLUMN body TO body_elsewhere").execute(&mut conn).await.unwrap();
+    conn.close().await.unwrap();
+    for filter in [EventFilter { source: None, limit: 0 }, EventFilter { source: Some("fivetran".into()), limit: 2 }] {
+        let listed = store.events(&filter).await.unwrap_or_else(|e| panic!("a listing reads no body: {e}"));
+        assert_eq!(listed.len(), if filter.limit == 0 { 3 } else { 2 });
+        assert!(listed.iter().all(|e| e.body.is_none()));
+    }
+    assert!(store.event(&ids[0]).await.is_err(), "the single-event read selects the body");
+    store.close().await;
+}
+
+#[tokio::test]
+async fn check_serve_and_events_never_print_a_password_written_in_the_postgresql_url() {
+    let db = TestDb::create().await;
+    // Trust auth ignores the password, so the server starts with it.
+    let password = "pg-Pa55word-in-the-url";
+    let url = db.url.replacen("postgres://postgres@", &format!("postgres://postgres:{password}@"), 1);
+    assert_ne!(url, db.url);
+    let dir = tempfile::tempdir().unwrap();
+    write_secrets(dir.path());
+    let sources = format!("[store]\nurl = \"{url}\"\n{}", standard_sources());
+    let server = ServerProcess::start(dir.path(), &sources).await;
+    let body = br#"{"subject":"nightly"}"#;
+    let answer = reqwest::Client::new()
+        .post(format!("{}/hooks/orchestrator", server.base))
+        .header("authorization", hex_sig(HMAC_SECRET, body))
+        .body(body.to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 202);
+    let masked = format!("postgres://postgres:***@{}", db.url.split_once('@').unwrap().1);
+    let check = server.cli(&["check"]);
+    let events = server.cli(&["events", "--json"]);
+    let (_, log) = server.terminate();
+    assert!(log.contains(&format!("store={masked}")), "serve says where the store is: {log}");
+    let check_out = String::from_utf8_lossy(&check.stdout);
+    assert!(check_out.contains(&masked), "{check_out}");
+    assert!(events.status.success(), "{}", String::from_utf8_lossy(&events.stderr));
+    for (what, text) in [
+        ("serve", log),
+        ("check", format!("{check_out}{}", String::from_utf8_lossy(&check.stderr))),
+        ("events", format!("{}{}", String::from_utf8_lossy(&events.stdout), String::from_utf8_lossy(&events.stderr))),
+    ] {
+        assert!(!text.contains(password), "{what} printed the password:\n{text}");
+    }
+
+    // `events` on a database with no store yet fails naming it, still without the password.
+    let empty = TestDb::create().await;
+    let url = empty.url.replacen("postgres://postgres@", &format!("postgres://postgres:{password}@"), 1);
+    std::fs::write(dir.path().join("handoff.toml"), format!("[store]\nurl = \"{url}\"\n")).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_handoff"))
+        .args(["events", "--config"])
+        .arg(dir.path().join("handoff.toml"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains(&empty.name) && err.contains("***"), "{err}");
+    assert!(!err.contains(password), "{err}");
 }
 
 #[tokio::test]

@@ -85,7 +85,7 @@ async fn a_dbt_cloud_completed_run_is_recorded_with_its_job_as_subject() {
     assert_eq!(e.subject.name.as_deref(), Some("Daily Job (dbt build)"));
     assert_eq!(e.occurred_at.to_string(), "2023-01-31T19:29:35.789Z", "kept to the millisecond");
     assert_eq!(e.secret, Some(SecretSlot::Current));
-    assert_eq!(e.body, body, "the raw body is kept byte for byte");
+    assert_eq!(e.body.as_deref(), Some(body), "the raw body is kept byte for byte");
 }
 
 #[tokio::test]
@@ -239,7 +239,8 @@ async fn an_empty_body_signed_with_pythons_hmac_module_as_elementary_documents_i
         .expect("python3 runs");
     assert!(out.status.success());
     let signature = String::from_utf8(out.stdout).unwrap().trim().to_string();
-    assert_eq!(signature, "a41bc6d81d6413576ae0994995e0ad89a416ec97389515c3604f47722122eeeb");
+    // (signature.rs pins Elementary's published vector for its 11-byte "test-secret".)
+    assert_eq!(signature, hex_sig(HMAC_SECRET, b""));
     let (status, answer) = app.deliver("orchestrator", b"", &[("authorization", signature)]).await;
     assert_eq!(status, 202, "{answer}");
     let e = &app.events().await[0];

@@ -191,6 +191,47 @@ async fn behind_a_trusted_proxy_the_forwarded_client_address_is_checked() {
 }
 
 #[tokio::test]
+async fn a_server_listening_on_all_ipv6_addresses_matches_an_ipv4_client_as_ipv4_and_logs_it_so() {
+    // On `[::]` an IPv4 client connects as ::ffff:127.0.0.1; allow_ips and the log speak IPv4.
+    let dir = tempfile::tempdir().unwrap();
+    write_secrets(dir.path());
+    let port = std::net::TcpListener::bind("[::]:0").unwrap().local_addr().unwrap().port();
+    let config = format!(
+        "[server]\nlisten = \"[::]:{port}\"\ntrusted_proxies = [\"127.0.0.1\"]\n\
+         [sources.guarded]\nkind = \"hmac\"\nsecret = {{ file = \"hmac\" }}\nallow_ips = [\"127.0.0.1\"]\n\
+         [sources.proxied]\nkind = \"hmac\"\nsecret = {{ file = \"hmac\" }}\nallow_ips = [\"203.0.113.0/24\"]\n"
+    );
+    std::fs::write(dir.path().join("handoff.toml"), config).unwrap();
+    let server = ServerProcess::restart(dir.path(), port).await;
+    let client = reqwest::Client::new();
+    let post = |source: &str, forwarded: Option<&str>| {
+        let mut request = client
+            .post(format!("{}/hooks/{source}", server.base))
+            .header("authorization", hex_sig(HMAC_SECRET, b""))
+            .header("idempotency-key", source.to_string());
+        if let Some(hop) = forwarded {
+            request = request.header("x-forwarded-for", hop);
+        }
+        request.send()
+    };
+    let direct = post("guarded", None).await.unwrap();
+    assert_eq!(direct.status(), 202, "127.0.0.1 is in allow_ips: {}", direct.text().await.unwrap());
+    // 127.0.0.1 is a trusted proxy (matched as IPv4), so it may name the client.
+    let forwarded = post("proxied", Some("203.0.113.9")).await.unwrap();
+    assert_eq!(forwarded.status(), 202, "{}", forwarded.text().await.unwrap());
+
+    let url = format!("sqlite://{}?mode=ro", dir.path().join("handoff.db").display());
+    let mut db = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    let mut peers: Vec<String> = sqlx::query_scalar("SELECT peer FROM events").fetch_all(&mut db).await.unwrap();
+    peers.sort();
+    assert_eq!(peers, ["127.0.0.1", "203.0.113.9"], "stored as IPv4");
+    db.close().await.unwrap();
+    let (_, log) = server.terminate();
+    assert!(log.contains("peer=127.0.0.1"), "{log}");
+    assert!(!log.contains("::ffff:"), "{log}");
+}
+
+#[tokio::test]
 async fn behind_an_untrusted_proxy_x_forwarded_for_is_ignored() {
     let app = TestApp::spawn_with(ALLOW_LIST_NO_PROXY, StoreOptions::default()).await;
     let headers = [("authorization", hex_sig(HMAC_SECRET, b"")), ("x-forwarded-for", "203.0.113.7".to_string())];

@@ -40,6 +40,8 @@ pub(super) const BYTES_PER_STATEMENT: usize = 12 * 1024;
 /// The first key of the advisory locks taken per news key (`pg_advisory_xact_lock(int, int)`,
 /// a key space apart from the single-key lock of the decision step).
 const NEWS_LOCKS: i32 = 0x686f_6666; // "hoff"
+/// The first key of the advisory locks taken per dedupe key that a `replay_window` lets expire.
+const DEDUPE_LOCKS: i32 = 0x6472_6570; // "drep"
 
 type Reply = oneshot::Sender<Result<Recorded, StoreError>>;
 
@@ -107,22 +109,16 @@ impl PostgresStore {
 
     pub async fn events(&self, filter: &EventFilter) -> Result<Vec<Event>, StoreError> {
         let limit = i64::from(if filter.limit == 0 { u32::MAX } else { filter.limit });
-        let rows = match &filter.source {
-            Some(source) => {
-                sqlx::query("SELECT * FROM events WHERE source = $1 ORDER BY received_at DESC, id DESC LIMIT $2")
-                    .bind(source)
-                    .bind(limit)
-                    .fetch_all(&self.pool)
-                    .await?
-            }
-            None => {
-                sqlx::query("SELECT * FROM events ORDER BY received_at DESC, id DESC LIMIT $1")
-                    .bind(limit)
-                    .fetch_all(&self.pool)
-                    .await?
-            }
+        let (filter_sql, source) = match &filter.source {
+            Some(source) => ("WHERE source = $2", Some(source)),
+            None => ("WHERE $2::text IS NULL", None),
         };
-        rows.iter().map(rows::event).collect()
+        let sql = format!(
+            "SELECT {} FROM events {filter_sql} ORDER BY received_at DESC, id DESC LIMIT $1",
+            rows::LISTED_EVENT_COLUMNS
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(limit).bind(source).fetch_all(&self.pool).await?;
+        rows.iter().map(rows::listed_event).collect()
     }
 
     pub async fn event(&self, id: &EventId) -> Result<Option<Event>, StoreError> {
@@ -314,6 +310,7 @@ async fn commit(pool: &PgPool, events: &[NewEvent]) -> Result<Vec<Recorded>, Sto
             .await?;
     }
     let earlier = earliest_news(&mut tx, fresh.iter().filter_map(|&i| news(i)).collect()).await?;
+    release_expired_keys(&mut tx, events, &fresh).await?;
 
     // Rows in (source, dedupe_key) order: concurrent batches wait for each other's keys in one
     // order, never in a cycle.
@@ -422,6 +419,43 @@ async fn commit(pool: &PgPool, events: &[NewEvent]) -> Result<Vec<Recorded>, Sto
         .collect()
 }
 
+/// A dedupe key past its window (`replay_window`) passes to the new delivery: the event that
+/// holds it lets go of it, so the insert below records the delivery instead of folding it. A
+/// lock per key, taken in key order after the news locks, makes replicas releasing the same
+/// key wait for each other; the loser's insert then meets the winner's row and is a duplicate.
+async fn release_expired_keys(conn: &mut PgConnection, events: &[NewEvent], fresh: &[usize]) -> Result<(), StoreError> {
+    let mut keys: Vec<(&str, &str, i64)> = fresh
+        .iter()
+        .filter_map(|&i| {
+            let key = events[i].normalised.dedupe_key.as_deref()?;
+            Some((events[i].source.as_str(), key, rows::dedupe_cutoff(&events[i])?))
+        })
+        .collect();
+    if keys.is_empty() {
+        return Ok(());
+    }
+    keys.sort();
+    let locks: BTreeSet<i32> = keys.iter().map(|(source, key, _)| news_lock(source, key)).collect();
+    sqlx::query("SELECT count(pg_advisory_xact_lock($1, k)) FROM unnest($2::int4[]) AS k")
+        .bind(DEDUPE_LOCKS)
+        .bind(locks.into_iter().collect::<Vec<_>>())
+        .execute(&mut *conn)
+        .await?;
+    let sources: Vec<&str> = keys.iter().map(|k| k.0).collect();
+    let dedupe: Vec<&str> = keys.iter().map(|k| k.1).collect();
+    let cutoffs: Vec<i64> = keys.iter().map(|k| k.2).collect();
+    sqlx::query(
+        "UPDATE events e SET dedupe_key = NULL FROM unnest($1::text[], $2::text[], $3::int8[]) AS u(source, key, cutoff) \
+         WHERE e.source = u.source AND e.dedupe_key = u.key AND e.received_at <= u.cutoff",
+    )
+    .bind(&sources)
+    .bind(&dedupe)
+    .bind(&cutoffs)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
 /// The earliest recorded event per (source, news key), by id.
 async fn earliest_news<'k>(
     conn: &mut PgConnection,
@@ -480,7 +514,7 @@ async fn originals<'e>(
     Ok(originals)
 }
 
-/// The second key of a news key's advisory lock: the same on every replica and every version
+/// The second key of a news key's (or an expiring dedupe key's) advisory lock: the same on every replica and every version
 /// of PostgreSQL (a collision only makes two news keys wait for each other).
 fn news_lock(source: &str, news_key: &str) -> i32 {
     let digest = Sha256::new().chain_update(source).chain_update([0]).chain_update(news_key).finalize();

@@ -103,22 +103,14 @@ impl SqliteStore {
 
     pub async fn events(&self, filter: &EventFilter) -> Result<Vec<Event>, StoreError> {
         let limit = i64::from(if filter.limit == 0 { u32::MAX } else { filter.limit });
-        let rows = match &filter.source {
-            Some(source) => {
-                sqlx::query("SELECT * FROM events WHERE source = ?1 ORDER BY received_at DESC, id DESC LIMIT ?2")
-                    .bind(source)
-                    .bind(limit)
-                    .fetch_all(&self.reads)
-                    .await?
-            }
-            None => {
-                sqlx::query("SELECT * FROM events ORDER BY received_at DESC, id DESC LIMIT ?1")
-                    .bind(limit)
-                    .fetch_all(&self.reads)
-                    .await?
-            }
-        };
-        rows.iter().map(rows::event).collect()
+        let filter_sql = if filter.source.is_some() { "WHERE source = ?2" } else { "WHERE ?2 IS NULL" };
+        let sql = format!(
+            "SELECT {} FROM events {filter_sql} ORDER BY received_at DESC, id DESC LIMIT ?1",
+            rows::LISTED_EVENT_COLUMNS
+        );
+        let rows =
+            sqlx::query(sqlx::AssertSqlSafe(sql)).bind(limit).bind(&filter.source).fetch_all(&self.reads).await?;
+        rows.iter().map(rows::listed_event).collect()
     }
 
     pub async fn event(&self, id: &EventId) -> Result<Option<Event>, StoreError> {
@@ -249,15 +241,19 @@ async fn commit(conn: &mut SqliteConnection, events: &[NewEvent]) -> Result<Vec<
     for event in events {
         let n = &event.normalised;
         if let Some(key) = &n.dedupe_key {
-            let existing: Option<String> =
-                sqlx::query_scalar("SELECT id FROM events WHERE source = ?1 AND dedupe_key = ?2")
+            let existing: Option<(String, i64)> =
+                sqlx::query_as("SELECT id, received_at FROM events WHERE source = ?1 AND dedupe_key = ?2")
                     .bind(&event.source)
                     .bind(key)
                     .fetch_optional(&mut *tx)
                     .await?;
-            if let Some(id) = existing {
-                outcomes.push(Recorded::Duplicate(EventId(id)));
-                continue;
+            if let Some((id, received_at)) = existing {
+                if rows::dedupe_cutoff(event).is_none_or(|cutoff| received_at > cutoff) {
+                    outcomes.push(Recorded::Duplicate(EventId(id)));
+                    continue;
+                }
+                // Past its window the key passes to this delivery: the old event lets go of it.
+                sqlx::query("UPDATE events SET dedupe_key = NULL WHERE id = ?1").bind(&id).execute(&mut *tx).await?;
             }
         }
         let repeat_of: Option<String> = match &n.news_key {
@@ -321,6 +317,7 @@ mod tests {
             secret: None,
             peer: None,
             body: b"{}".to_vec(),
+            dedupe_window: None,
         }
     }
 
