@@ -547,7 +547,7 @@ mod tests {
         assert_eq!(std::fs::metadata(path.parent().unwrap()).unwrap().mode() & 0o777, 0o700);
         let read: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
         assert_eq!(read, events);
-        assert_eq!(sweep(path.parent().unwrap(), Duration::ZERO), 0, "a held file is never swept");
+        // (Sweeping is tested on a folder of its own below: this one is shared with other tests.)
         assert!(path.exists());
         drop(file);
         assert!(!path.exists());
