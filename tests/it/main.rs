@@ -4,6 +4,7 @@
 mod actions;
 mod cli;
 mod conformance;
+mod connections;
 mod crash;
 mod examples;
 mod helpers;
