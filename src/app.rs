@@ -4,7 +4,7 @@
 //! real listener, the real store file and real HTTP.
 
 use crate::config::{Config, StoreLocation};
-use crate::http::{AppState, router};
+use crate::http::{AppState, BodyMemory, router, server};
 use crate::scheduler::service::Scheduler;
 use crate::scheduler::tick;
 use crate::store::{Store, StoreError, StoreOptions};
@@ -107,6 +107,7 @@ impl App {
         if !interrupted.is_empty() {
             tracing::warn!(runs = interrupted.len(), "runs interrupted by the last stop are queued again");
         }
+        let config_limits = config.limits.clone();
         let state = AppState {
             config: Arc::new(config),
             store,
@@ -114,6 +115,7 @@ impl App {
             commit_timeout: COMMIT_TIMEOUT,
             wake: Arc::new(Notify::new()),
             health: Arc::new(Health::default()),
+            body_memory: Arc::new(BodyMemory::new(config_limits.max_body_memory)),
         };
         Ok(App { state, listener, owner, _lock: lock })
     }
@@ -154,11 +156,13 @@ impl App {
         let mut scheduling = tokio::spawn(scheduler.run(stop.clone()));
         let store = self.state.store.clone();
         let health = self.state.health.clone();
-        let app = router(self.state).into_make_service_with_connect_info::<SocketAddr>();
-        let stopped = stop.clone();
-        let serving = tokio::spawn(async move {
-            axum::serve(self.listener, app).with_graceful_shutdown(async move { stopped.cancelled().await }).await
-        });
+        let mut limits = config.limits.clone();
+        limits.max_connections = server::connection_cap(limits.max_connections, reserved_descriptors(&config));
+        // A request in flight at stop has at most its body timeout, then its commit, to finish.
+        let drain = limits.body_timeout + COMMIT_TIMEOUT + Duration::from_secs(2);
+        let metrics = self.state.metrics.clone();
+        let app = router(self.state);
+        let serving = tokio::spawn(server::serve(self.listener, app, limits, metrics, stop.clone(), drain));
 
         // Whichever of the three ends first on its own is the reason the process stops.
         let (failure, scheduler_done) = supervise(&stop, &mut scheduling, store.stopped()).await;
@@ -180,6 +184,16 @@ impl App {
             None => served,
         }
     }
+}
+
+/// Descriptors kept apart from connections: the store, action processes' pipes and outbound
+/// HTTP, logs, the listener.
+fn reserved_descriptors(config: &Config) -> usize {
+    let pool = match &config.store {
+        StoreLocation::Postgres(pg) => pg.pool as usize,
+        StoreLocation::Sqlite(_) => 8,
+    };
+    64 + pool + 8 * config.workers
 }
 
 /// Waits until `stop` fires or a core task ends on its own. Returns why the server must stop

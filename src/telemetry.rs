@@ -6,6 +6,7 @@
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use std::sync::Mutex;
@@ -17,6 +18,12 @@ pub const UNKNOWN_SOURCE: &str = "_unknown";
 pub struct DeliveryLabels {
     pub source: String,
     pub outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TimeoutLabels {
+    /// `header`, `body` or `idle`.
+    pub timeout: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -32,6 +39,17 @@ pub struct Metrics {
     commit_seconds: Histogram,
     runs: Family<RunLabels, Counter>,
     matched: Counter,
+    connections_open: Gauge,
+    timed_out: Family<TimeoutLabels, Counter>,
+}
+
+/// An open connection, counted in `connections_open` until dropped.
+pub struct OpenConnection(Gauge);
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
 }
 
 impl Default for Metrics {
@@ -58,7 +76,15 @@ impl Default for Metrics {
         );
         let matched = Counter::default();
         registry.register("events_matched", "Events matched to jobs", matched.clone());
-        Self { registry: Mutex::new(registry), deliveries, commit_seconds, runs, matched }
+        let connections_open = Gauge::default();
+        registry.register("connections_open", "HTTP connections open now", connections_open.clone());
+        let timed_out = Family::<TimeoutLabels, Counter>::default();
+        registry.register(
+            "connections_timed_out",
+            "Connections closed because a request head or body was late (header, body) or they sat idle (idle)",
+            timed_out.clone(),
+        );
+        Self { registry: Mutex::new(registry), deliveries, commit_seconds, runs, matched, connections_open, timed_out }
     }
 }
 
@@ -79,6 +105,15 @@ impl Metrics {
 
     pub fn commit_latency(&self, seconds: f64) {
         self.commit_seconds.observe(seconds);
+    }
+
+    pub fn connection_opened(&self) -> OpenConnection {
+        self.connections_open.inc();
+        OpenConnection(self.connections_open.clone())
+    }
+
+    pub fn connection_timed_out(&self, timeout: &str) {
+        self.timed_out.get_or_create(&TimeoutLabels { timeout: timeout.to_string() }).inc();
     }
 
     /// The OpenMetrics text exposition.

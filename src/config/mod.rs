@@ -13,6 +13,7 @@ mod size;
 pub use secret::{SecretError, SecretRef};
 
 use crate::domain::{SourceKind, words};
+use crate::http::Limits;
 use crate::scheduler::Job;
 use crate::signature::{self, Key};
 use ipnet::IpNet;
@@ -75,6 +76,16 @@ struct FileServer {
     /// How long a run stays this replica's without renewal; renewed every third of it. After a
     /// replica dies, another takes its runs over once their lease has ended (default "30s").
     lease: Option<Spanned<String>>,
+    /// Time to receive a request's head, from accept or from its first byte (default "10s").
+    header_timeout: Option<Spanned<String>>,
+    /// Time to receive a whole request body, from the end of its head (default "30s").
+    body_timeout: Option<Spanned<String>>,
+    /// How long a keep-alive connection may wait for its next request (default "60s").
+    idle_timeout: Option<Spanned<String>>,
+    /// Connections served at once; more wait in the accept backlog (default 1024).
+    max_connections: Option<Spanned<usize>>,
+    /// Request body bytes held in memory at once, across all connections (default "64MiB").
+    max_body_memory: Option<Spanned<size::ByteSize>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -272,6 +283,8 @@ pub struct Config {
     pub shutdown_grace: Duration,
     pub workers: usize,
     pub lease: Duration,
+    /// Timeouts, the connection cap and the body memory budget of `[server]`.
+    pub limits: Limits,
     /// Legal but probably unintended settings, for `handoff check`.
     pub warnings: Vec<String>,
 }
@@ -450,6 +463,8 @@ impl Config {
             None => DEFAULT_LEASE,
         };
 
+        let limits = build_limits(&mut problems, &file.server, &file.sources);
+
         problems.found.sort_by_key(|p| (p.line, p.column));
         if problems.found.is_empty() {
             Ok(Config {
@@ -463,6 +478,7 @@ impl Config {
                 shutdown_grace,
                 workers,
                 lease,
+                limits,
                 warnings,
             })
         } else {
@@ -519,6 +535,52 @@ fn edit_distance(a: &str, b: &str) -> usize {
         }
     }
     row[b.len()]
+}
+
+/// `[server]` timeouts, connection cap and body memory budget; every source's `max_body` must
+/// fit in the budget, or its largest deliveries would always be refused.
+fn build_limits(
+    problems: &mut Problems<'_>,
+    server: &FileServer,
+    sources: &BTreeMap<String, Spanned<FileSource>>,
+) -> Limits {
+    let defaults = Limits::default();
+    let mut timeout = |key: &str, value: Option<&Spanned<String>>, default: Duration| match problems.duration(value) {
+        Some(d) if d.is_zero() => {
+            let hint = format!(r#"{key} = "{}""#, words(default));
+            problems.add(value.map(|v| v.span()), format!("{key} must be more than 0"), Some(hint));
+            default
+        }
+        Some(d) => d,
+        None => default,
+    };
+    let header_timeout = timeout("header_timeout", server.header_timeout.as_ref(), defaults.header_timeout);
+    let body_timeout = timeout("body_timeout", server.body_timeout.as_ref(), defaults.body_timeout);
+    let idle_timeout = timeout("idle_timeout", server.idle_timeout.as_ref(), defaults.idle_timeout);
+    let max_connections = match &server.max_connections {
+        Some(n) if *n.get_ref() == 0 => {
+            problems.add(Some(n.span()), "max_connections must be at least 1", Some("max_connections = 1024".into()));
+            defaults.max_connections
+        }
+        Some(n) => *n.get_ref(),
+        None => defaults.max_connections,
+    };
+    let max_body_memory = server.max_body_memory.as_ref().map_or(defaults.max_body_memory, |m| m.get_ref().0);
+    for (name, table) in sources {
+        let max_body = table.get_ref().max_body.as_ref();
+        let bytes = max_body.map_or(DEFAULT_MAX_BODY, |m| m.get_ref().0);
+        if bytes > max_body_memory {
+            let span = max_body.map(|m| m.span()).or_else(|| server.max_body_memory.as_ref().map(|m| m.span()));
+            problems.add(
+                span,
+                format!(
+                    "source `{name}` accepts bodies of {bytes} bytes, more than [server] max_body_memory ({max_body_memory} bytes) holds: its largest deliveries would always be refused"
+                ),
+                Some("raise [server] max_body_memory or lower this source's max_body".into()),
+            );
+        }
+    }
+    Limits { header_timeout, body_timeout, idle_timeout, max_connections, max_body_memory }
 }
 
 /// `[store]`: the location, with a PostgreSQL password resolved from its reference.
@@ -1008,6 +1070,36 @@ mod tests {
         assert!(source.allows("127.0.0.1".parse().unwrap()));
         assert!(!source.allows("::ffff:127.0.0.2".parse().unwrap()));
         assert!(!source.allows("::1".parse().unwrap()));
+    }
+
+    #[test]
+    fn connection_limits_default_to_what_real_senders_never_hit_and_can_be_set() {
+        assert_eq!(parse("").unwrap().limits, Limits::default());
+        let text = "[server]\nheader_timeout = \"2s\"\nbody_timeout = \"5s\"\nidle_timeout = \"1m\"\nmax_connections = 50\nmax_body_memory = \"8MiB\"\n";
+        let limits = parse(text).unwrap().limits;
+        assert_eq!(
+            limits,
+            Limits {
+                header_timeout: Duration::from_secs(2),
+                body_timeout: Duration::from_secs(5),
+                idle_timeout: Duration::from_secs(60),
+                max_connections: 50,
+                max_body_memory: 8 << 20,
+            }
+        );
+    }
+
+    #[test]
+    fn a_zero_timeout_or_a_source_larger_than_the_body_memory_is_reported_with_its_line() {
+        let err = parse("[server]\nbody_timeout = \"0s\"\nmax_connections = 0\n").unwrap_err();
+        assert_eq!(err.problems.len(), 2, "{err}");
+        assert!(err.problems[0].message.contains("body_timeout must be more than 0"), "{err}");
+        assert_eq!(err.problems[1].line, 3, "{err}");
+        let text =
+            "[server]\nmax_body_memory = \"512KiB\"\n[sources.d]\nkind = \"dbt_cloud\"\nsecret = { env = \"PATH\" }\n";
+        let err = parse(text).unwrap_err();
+        assert_eq!(err.problems[0].line, 2, "{err}");
+        assert!(err.to_string().contains("source `d` accepts bodies of 1048576 bytes"), "{err}");
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Error answers: a status and a JSON body that says what is wrong, without internals.
 
 use axum::Json;
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
@@ -14,6 +14,10 @@ pub enum ApiError {
     Unauthenticated(String),
     BadBody(String),
     StoreUnavailable,
+    /// The body did not arrive within `[server] body_timeout`.
+    BodyTimeout(std::time::Duration),
+    /// The body would exceed `[server] max_body_memory`.
+    Busy,
 }
 
 impl ApiError {
@@ -26,6 +30,8 @@ impl ApiError {
             ApiError::Unauthenticated(_) => "unauthenticated",
             ApiError::BadBody(_) => "bad_body",
             ApiError::StoreUnavailable => "store_unavailable",
+            ApiError::BodyTimeout(_) => "body_timeout",
+            ApiError::Busy => "busy",
         }
     }
 
@@ -36,7 +42,8 @@ impl ApiError {
             ApiError::Forbidden => StatusCode::FORBIDDEN,
             ApiError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
             ApiError::BadBody(_) => StatusCode::BAD_REQUEST,
-            ApiError::StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::StoreUnavailable | ApiError::Busy => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
         }
     }
 
@@ -49,6 +56,10 @@ impl ApiError {
             ApiError::Unauthenticated(reason) => format!("authentication failed: {reason}"),
             ApiError::BadBody(reason) => format!("body not accepted: {reason}"),
             ApiError::StoreUnavailable => "the event store cannot commit right now; retry later".into(),
+            ApiError::BodyTimeout(timeout) => {
+                format!("the body did not arrive within {}; send it in one go", crate::domain::words(*timeout))
+            }
+            ApiError::Busy => "the server is holding as many request bodies as it may; retry later".into(),
         }
     }
 }
@@ -56,8 +67,13 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut response = (self.status(), Json(json!({ "error": self.message() }))).into_response();
-        if matches!(self, ApiError::StoreUnavailable) {
-            response.headers_mut().insert("retry-after", axum::http::HeaderValue::from_static("5"));
+        let headers = response.headers_mut();
+        if matches!(self, ApiError::StoreUnavailable | ApiError::Busy) {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+        }
+        // The rest of the body is not read: the connection cannot carry another request.
+        if matches!(self, ApiError::Busy | ApiError::BodyTimeout(_)) {
+            headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
         response
     }

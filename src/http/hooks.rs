@@ -1,9 +1,10 @@
 //! `POST /hooks/{source}`: the receiving path of DESIGN.md, in its order.
 //!
-//! source lookup (404) → declared size (413) → allow-list (403) → read at most the limit
-//! (413) → authenticate on the raw bytes (401) → normalise (400) → commit, deduplicated
-//! (202 new, 200 repeat, 503 store down). The answer is sent only after the commit.
+//! source lookup (404) → declared size (413) → allow-list (403) → body memory budget (503) →
+//! read at most the limit within the body timeout (413, 408) → authenticate on the raw bytes
+//! (401) → normalise (400) → commit, deduplicated (202 new, 200 repeat, 503 store down). The answer is sent only after the commit.
 
+use super::body::{BodyError, read_body};
 use super::{AppState, client_ip};
 use crate::domain::NewEvent;
 use crate::http::ApiError;
@@ -38,6 +39,9 @@ pub async fn receive(State(state): State<AppState>, Path(name): Path<String>, re
         }
         Err((client, error)) => {
             state.metrics.delivery(label, error.outcome());
+            if matches!(error, ApiError::BodyTimeout(_)) {
+                state.metrics.connection_timed_out("body");
+            }
             tracing::warn!(source = %name, peer = %client, outcome = error.outcome(), reason = %error.message(), "delivery rejected");
             error.into_response()
         }
@@ -65,16 +69,20 @@ async fn handle(
         return Err((client, ApiError::Forbidden));
     }
     let fail = |error| (client, error);
-    let bytes = axum::body::to_bytes(body, source.max_body).await.map_err(|err| {
-        if is_length_limit(&err) {
-            fail(ApiError::TooLarge(source.max_body))
-        } else {
-            fail(ApiError::BadBody("the body could not be read".into()))
-        }
-    })?;
+    let limits = &state.config.limits;
+    let held =
+        read_body(body, declared, source.max_body, &state.body_memory, limits.body_timeout).await.map_err(|err| {
+            match err {
+                BodyError::TooLarge => fail(ApiError::TooLarge(source.max_body)),
+                BodyError::TimedOut => fail(ApiError::BodyTimeout(limits.body_timeout)),
+                BodyError::NoMemory => fail(ApiError::Busy),
+                BodyError::Unreadable => fail(ApiError::BadBody("the body could not be read".into())),
+            }
+        })?;
+    let bytes = &held.bytes;
 
     let now = Timestamp::now();
-    let delivery = Delivery { headers: &parts.headers, query: parts.uri.query(), body: &bytes, now };
+    let delivery = Delivery { headers: &parts.headers, query: parts.uri.query(), body: bytes, now };
     let accepted = sources::receive(source, &delivery).map_err(|rejection| match rejection {
         Rejection::Unauthenticated(reason) => fail(ApiError::Unauthenticated(reason)),
         Rejection::BadBody(reason) => fail(ApiError::BadBody(reason)),
@@ -110,15 +118,4 @@ async fn handle(
             Err(fail(ApiError::StoreUnavailable))
         }
     }
-}
-
-fn is_length_limit(err: &axum::Error) -> bool {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
-    while let Some(e) = source {
-        if e.is::<http_body_util::LengthLimitError>() {
-            return true;
-        }
-        source = e.source();
-    }
-    false
 }

@@ -1,16 +1,21 @@
 //! The HTTP interface: `router(state)`, shared by `handoff serve` and the tests.
 //!
-//! Routes: `POST /hooks/{source}` (hooks.rs), `GET /healthz`, `/readyz`, `/metrics` (ops.rs).
+//! Routes: `POST /hooks/{source}` (hooks.rs), `GET /healthz`, `/readyz`, `/metrics` (ops.rs);
+//! server.rs accepts and bounds connections, body.rs reads bodies within their limits.
 //! Handlers read raw bytes and never use a JSON extractor on signed routes: a signature
 //! covers the exact bytes sent.
 
+mod body;
 mod client_ip;
 mod error;
 mod hooks;
 mod ops;
+pub mod server;
 
+pub use body::BodyMemory;
 pub use client_ip::client_ip;
 pub use error::ApiError;
+pub use server::Limits;
 
 use crate::config::Config;
 use crate::store::Store;
@@ -33,6 +38,8 @@ pub struct AppState {
     pub wake: Arc<tokio::sync::Notify>,
     /// Set when the scheduler or the store's writer stopped: `/readyz` is red then.
     pub health: Arc<crate::app::Health>,
+    /// Request body bytes held at once, across connections (`[server] max_body_memory`).
+    pub body_memory: Arc<BodyMemory>,
 }
 
 pub fn router(state: AppState) -> Router {

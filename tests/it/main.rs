@@ -5,6 +5,7 @@ mod actions;
 mod cli;
 mod commands;
 mod conformance;
+mod connections;
 mod crash;
 mod examples;
 mod helpers;
