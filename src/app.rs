@@ -4,6 +4,8 @@
 //! real listener, the real store file and real HTTP.
 
 use crate::config::{Config, StoreLocation};
+use crate::http::limits::{PeerBudgets, SourceLimits};
+use crate::http::reject_log::RejectLog;
 use crate::http::{AppState, router};
 use crate::scheduler::service::Scheduler;
 use crate::scheduler::tick;
@@ -106,6 +108,8 @@ impl App {
         if !interrupted.is_empty() {
             tracing::warn!(runs = interrupted.len(), "runs interrupted by the last stop are queued again");
         }
+        let peer_budgets = Arc::new(PeerBudgets::new(config.reject_budget));
+        let source_limits = Arc::new(SourceLimits::new(config.sources.values(), std::time::Instant::now()));
         let state = AppState {
             config: Arc::new(config),
             store,
@@ -113,6 +117,9 @@ impl App {
             commit_timeout: COMMIT_TIMEOUT,
             wake: Arc::new(Notify::new()),
             health: Arc::new(Health::default()),
+            peer_budgets,
+            source_limits,
+            rejections: Arc::new(RejectLog::default()),
         };
         Ok(App { state, listener, owner, _lock: lock })
     }
@@ -153,6 +160,11 @@ impl App {
         let mut scheduling = tokio::spawn(scheduler.run(stop.clone()));
         let store = self.state.store.clone();
         let health = self.state.health.clone();
+        let rejections = self.state.rejections.clone();
+        let logging = {
+            let (rejections, stop) = (rejections.clone(), stop.clone());
+            tokio::spawn(async move { rejections.run(stop).await })
+        };
         let app = router(self.state).into_make_service_with_connect_info::<SocketAddr>();
         let stopped = stop.clone();
         let serving = tokio::spawn(async move {
@@ -173,6 +185,9 @@ impl App {
             Ok(served) => served.map_err(AppError::Serve),
             Err(err) => Err(AppError::Stopped(format!("the HTTP server panicked: {err}"))),
         };
+        // What was folded since the last interval still reaches the log.
+        let _ = logging.await;
+        rejections.drain();
         store.close().await;
         match failure {
             Some(reason) => Err(AppError::Stopped(reason)),

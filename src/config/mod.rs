@@ -7,9 +7,11 @@
 
 mod actions;
 mod jobs;
+mod rate;
 mod secret;
 mod size;
 
+pub use rate::Rate;
 pub use secret::{SecretError, SecretRef};
 
 use crate::domain::{SourceKind, words};
@@ -42,6 +44,10 @@ pub const DEFAULT_POOL: u32 = 16;
 pub const DEFAULT_LEASE: Duration = Duration::from_secs(30);
 /// How many runs execute at once, unless `workers` is set.
 pub const DEFAULT_WORKERS: usize = 4;
+/// How fast a peer's budget of rejected requests refills, unless `reject_rate` is set.
+pub const DEFAULT_REJECT_RATE: Rate = Rate { count: 10, per: Duration::from_secs(1) };
+/// How many rejected requests a peer may have in a row, unless `reject_burst` is set.
+pub const DEFAULT_REJECT_BURST: u32 = 100;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -75,6 +81,11 @@ struct FileServer {
     /// How long a run stays this replica's without renewal; renewed every third of it. After a
     /// replica dies, another takes its runs over once their lease has ended (default "30s").
     lease: Option<Spanned<String>>,
+    /// How fast a client address's budget of rejected requests refills, e.g. "10/s", or "off"
+    /// (default "10/s"). A client that spent its budget is answered 429 until it refills.
+    reject_rate: Option<Spanned<String>>,
+    /// How many rejected requests a client address may have before it is answered 429 (default 100).
+    reject_burst: Option<Spanned<u32>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -108,6 +119,8 @@ struct FileSource {
     max_body: Option<Spanned<size::ByteSize>>,
     /// How far a Standard Webhooks timestamp may be from now (standard_webhooks only).
     tolerance: Option<Spanned<String>>,
+    /// Most requests to this source, accepted or not, e.g. "50/s"; more are answered 429 (default: no limit).
+    rate_limit: Option<Spanned<String>>,
 }
 
 /// A current value and, during rotation, the previous one.
@@ -148,6 +161,8 @@ pub struct Source {
     pub allow_ips: Vec<IpNet>,
     pub max_body: usize,
     pub tolerance: Duration,
+    /// Most requests to this source per period (a burst of `count`); `None` is no limit.
+    pub rate_limit: Option<Rate>,
 }
 
 impl Source {
@@ -265,8 +280,17 @@ pub struct Config {
     pub shutdown_grace: Duration,
     pub workers: usize,
     pub lease: Duration,
+    /// Each client address's budget of rejected requests; `None` when `reject_rate = "off"`.
+    pub reject_budget: Option<RejectBudget>,
     /// Legal but probably unintended settings, for `handoff check`.
     pub warnings: Vec<String>,
+}
+
+/// How many rejected requests one client address may have: `burst` in a row, refilled at `rate`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RejectBudget {
+    pub rate: Rate,
+    pub burst: u32,
 }
 
 /// One thing wrong with a config file.
@@ -318,6 +342,20 @@ impl Problems<'_> {
                 Some(v.span()),
                 format!("`{}` is not a duration", v.get_ref()),
                 Some(r#"write e.g. "90s", "15m" or "2h""#.into()),
+            );
+        }
+        parsed
+    }
+
+    /// Parses an optional rate setting; a bad one is reported here and reads as `None`.
+    fn rate(&mut self, value: Option<&Spanned<String>>) -> Option<Rate> {
+        let v = value?;
+        let parsed = Rate::parse(v.get_ref());
+        if parsed.is_none() {
+            self.add(
+                Some(v.span()),
+                format!("`{}` is not a rate", v.get_ref()),
+                Some(r#"write a count per time, e.g. "10/s", "600/m" or "5/10s""#.into()),
             );
         }
         parsed
@@ -425,6 +463,7 @@ impl Config {
             Some(lease) => lease,
             None => DEFAULT_LEASE,
         };
+        let reject_budget = reject_budget(&mut problems, &file.server);
 
         problems.found.sort_by_key(|p| (p.line, p.column));
         if problems.found.is_empty() {
@@ -439,12 +478,32 @@ impl Config {
                 shutdown_grace,
                 workers,
                 lease,
+                reject_budget,
                 warnings,
             })
         } else {
             Err(ConfigError { path: path.to_path_buf(), problems: problems.found })
         }
     }
+}
+
+/// `[server] reject_rate` and `reject_burst`: the default budget unless "off".
+fn reject_budget(problems: &mut Problems<'_>, server: &FileServer) -> Option<RejectBudget> {
+    let burst = match &server.reject_burst {
+        None => DEFAULT_REJECT_BURST,
+        Some(b) if *b.get_ref() == 0 => {
+            let hint = r#"reject_burst = 100, or reject_rate = "off" to answer rejected requests without a budget"#;
+            problems.add(Some(b.span()), "reject_burst must be at least 1", Some(hint.into()));
+            DEFAULT_REJECT_BURST
+        }
+        Some(b) => *b.get_ref(),
+    };
+    let rate = match &server.reject_rate {
+        Some(r) if r.get_ref().trim() == "off" => return None,
+        None => DEFAULT_REJECT_RATE,
+        r => problems.rate(r.as_ref()).unwrap_or(DEFAULT_REJECT_RATE),
+    };
+    Some(RejectBudget { rate, burst })
 }
 
 /// A hint for the serde/toml messages users meet most.
@@ -676,6 +735,7 @@ fn build_source(problems: &mut Problems<'_>, base: &Path, name: &str, table: &Sp
         }
         Some(t) => problems.duration(Some(t)).unwrap_or(DEFAULT_TOLERANCE),
     };
+    let rate_limit = problems.rate(raw.rate_limit.as_ref());
 
     if problems.found.len() > before {
         return None;
@@ -686,7 +746,16 @@ fn build_source(problems: &mut Problems<'_>, base: &Path, name: &str, table: &Sp
     } else {
         Credentials::Keys(Box::new(Rotating { current: Key::new(&current), previous: previous.map(|p| Key::new(&p)) }))
     };
-    Some(Source { name: name.to_string(), kind, credentials, credentials_from, allow_ips, max_body, tolerance })
+    Some(Source {
+        name: name.to_string(),
+        kind,
+        credentials,
+        credentials_from,
+        allow_ips,
+        max_body,
+        tolerance,
+        rate_limit,
+    })
 }
 
 /// Parses "90s", "15m", "1h 30m" (jiff's friendly format) into a non-negative duration.
@@ -798,6 +867,27 @@ mod tests {
         assert!(err.contains("hint: did you mean `token`?"), "{err}");
         let err = parse("[sources.d]\nkind = \"dbt\"\n").unwrap_err().to_string();
         assert!(err.contains("hint: did you mean `dbt_cloud`?"), "{err}");
+    }
+
+    #[test]
+    fn rejection_budget_and_source_rate_limits_have_defaults_and_bad_ones_name_their_line() {
+        let config = parse("").unwrap();
+        assert_eq!(config.reject_budget, Some(RejectBudget { rate: DEFAULT_REJECT_RATE, burst: DEFAULT_REJECT_BURST }));
+        let config = parse("[server]\nreject_rate = \"off\"\n").unwrap();
+        assert_eq!(config.reject_budget, None);
+        let text = "[server]\nreject_rate = \"600/m\"\nreject_burst = 20\n[sources.h]\nkind = \"hmac\"\nsecret = { env = \"PATH\" }\nrate_limit = \"50/s\"\n";
+        let config = parse(text).unwrap();
+        let budget = config.reject_budget.unwrap();
+        assert_eq!((budget.rate.count, budget.rate.per, budget.burst), (600, Duration::from_secs(60), 20));
+        assert_eq!(config.sources["h"].rate_limit, Some(Rate { count: 50, per: Duration::from_secs(1) }));
+
+        let text = "[server]\nreject_rate = \"lots\"\nreject_burst = 0\n[sources.h]\nkind = \"hmac\"\nsecret = { env = \"PATH\" }\nrate_limit = \"fast\"\n";
+        let err = parse(text).unwrap_err();
+        let lines: Vec<usize> = err.problems.iter().map(|p| p.line).collect();
+        assert_eq!(lines, [2, 3, 7], "{err}");
+        let text = err.to_string();
+        assert!(text.contains("handoff.toml:7:14: `fast` is not a rate"), "{text}");
+        assert!(text.contains(r#"hint: write a count per time, e.g. "10/s""#), "{text}");
     }
 
     #[test]

@@ -7,7 +7,9 @@
 mod client_ip;
 mod error;
 mod hooks;
+pub mod limits;
 mod ops;
+pub mod reject_log;
 
 pub use client_ip::client_ip;
 pub use error::ApiError;
@@ -33,6 +35,12 @@ pub struct AppState {
     pub wake: Arc<tokio::sync::Notify>,
     /// Set when the scheduler or the store's writer stopped: `/readyz` is red then.
     pub health: Arc<crate::app::Health>,
+    /// Each client address's budget of rejected requests.
+    pub peer_budgets: Arc<limits::PeerBudgets>,
+    /// Each source's `rate_limit`.
+    pub source_limits: Arc<limits::SourceLimits>,
+    /// Rejected requests, logged in aggregate.
+    pub rejections: Arc<reject_log::RejectLog>,
 }
 
 pub fn router(state: AppState) -> Router {
