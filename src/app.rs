@@ -4,6 +4,8 @@
 //! real listener, the real store file and real HTTP.
 
 use crate::config::{Config, StoreLocation};
+use crate::http::limits::{PeerBudgets, SourceLimits};
+use crate::http::reject_log::RejectLog;
 use crate::http::{AppState, BodyMemory, router, server};
 use crate::scheduler::service::Scheduler;
 use crate::scheduler::tick;
@@ -108,6 +110,8 @@ impl App {
             tracing::warn!(runs = interrupted.len(), "runs interrupted by the last stop are queued again");
         }
         let config_limits = config.limits.clone();
+        let peer_budgets = Arc::new(PeerBudgets::new(config.reject_budget));
+        let source_limits = Arc::new(SourceLimits::new(config.sources.values(), std::time::Instant::now()));
         let state = AppState {
             config: Arc::new(config),
             store,
@@ -116,6 +120,9 @@ impl App {
             wake: Arc::new(Notify::new()),
             health: Arc::new(Health::default()),
             body_memory: Arc::new(BodyMemory::new(config_limits.max_body_memory)),
+            peer_budgets,
+            source_limits,
+            rejections: Arc::new(RejectLog::default()),
         };
         Ok(App { state, listener, owner, _lock: lock })
     }
@@ -156,6 +163,11 @@ impl App {
         let mut scheduling = tokio::spawn(scheduler.run(stop.clone()));
         let store = self.state.store.clone();
         let health = self.state.health.clone();
+        let rejections = self.state.rejections.clone();
+        let logging = {
+            let (rejections, stop) = (rejections.clone(), stop.clone());
+            tokio::spawn(async move { rejections.run(stop).await })
+        };
         let mut limits = config.limits.clone();
         limits.max_connections = server::connection_cap(limits.max_connections, reserved_descriptors(&config));
         // A request in flight at stop has at most its body timeout, then its commit, to finish.
@@ -178,6 +190,9 @@ impl App {
             Ok(served) => served.map_err(AppError::Serve),
             Err(err) => Err(AppError::Stopped(format!("the HTTP server panicked: {err}"))),
         };
+        // What was folded since the last interval still reaches the log.
+        let _ = logging.await;
+        rejections.drain();
         store.close().await;
         match failure {
             Some(reason) => Err(AppError::Stopped(reason)),

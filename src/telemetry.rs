@@ -125,6 +125,37 @@ impl Metrics {
     }
 }
 
+/// How many characters of a caller-chosen string [`shown`] keeps.
+pub const SHOWN_CHARS: usize = 128;
+
+/// A string taken from a request, made safe to write to a log or an error answer: at most
+/// [`SHOWN_CHARS`] characters (then `…(N bytes)` with the original length), and every control
+/// character, line or paragraph separator and bidi override rendered visibly (`\n`, `\u{1b}`),
+/// so a caller can neither start a forged log line nor colour or reorder a terminal.
+pub fn shown(text: &str) -> String {
+    use std::fmt::Write;
+    let mut out = String::with_capacity(text.len().min(SHOWN_CHARS + 24));
+    let mut chars = text.chars();
+    for c in chars.by_ref().take(SHOWN_CHARS) {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c.is_control()
+                || matches!(c, '\u{2028}' | '\u{2029}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}') =>
+            {
+                let _ = write!(out, "\\u{{{:x}}}", u32::from(c));
+            }
+            c => out.push(c),
+        }
+    }
+    if chars.next().is_some() {
+        let _ = write!(out, "…({} bytes)", text.len());
+    }
+    out
+}
+
 /// Log format for `--log-format`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum LogFormat {
@@ -143,4 +174,30 @@ pub fn init(format: LogFormat) {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().try_init(),
     };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_shown_string_cannot_start_a_line_or_send_an_escape_sequence() {
+        assert_eq!(shown("dbt"), "dbt");
+        assert_eq!(shown("x\n2026-01-01 INFO event recorded"), "x\\n2026-01-01 INFO event recorded");
+        assert_eq!(shown("\u{1b}[31mred\r\t\u{7f}"), "\\u{1b}[31mred\\r\\t\\u{7f}");
+        assert_eq!(shown("a\\nb"), "a\\\\nb", "a literal backslash-n stays distinguishable from a newline");
+        assert_eq!(shown("\u{2028}\u{202e}é"), "\\u{2028}\\u{202e}é");
+        assert!(!shown("\u{85}\u{0}").chars().any(char::is_control));
+    }
+
+    #[test]
+    fn a_long_string_is_cut_with_its_original_length() {
+        let long = "é".repeat(30_000);
+        let cut = shown(&long);
+        assert_eq!(cut, format!("{}…(60000 bytes)", "é".repeat(SHOWN_CHARS)));
+        let exact = "a".repeat(SHOWN_CHARS);
+        assert_eq!(shown(&exact), exact, "exactly the limit is not cut");
+        let escaped = shown(&"\n".repeat(1000));
+        assert!(escaped.len() < 2 * SHOWN_CHARS + 24, "{}", escaped.len());
+    }
 }

@@ -7,9 +7,11 @@
 
 mod actions;
 mod jobs;
+mod rate;
 mod secret;
 mod size;
 
+pub use rate::Rate;
 pub use secret::{SecretError, SecretRef};
 
 use crate::domain::{SourceKind, words};
@@ -43,6 +45,10 @@ pub const DEFAULT_POOL: u32 = 16;
 pub const DEFAULT_LEASE: Duration = Duration::from_secs(30);
 /// How many runs execute at once, unless `workers` is set.
 pub const DEFAULT_WORKERS: usize = 4;
+/// How fast a peer's budget of rejected requests refills, unless `reject_rate` is set.
+pub const DEFAULT_REJECT_RATE: Rate = Rate { count: 10, per: Duration::from_secs(1) };
+/// How many rejected requests a peer may have in a row, unless `reject_burst` is set.
+pub const DEFAULT_REJECT_BURST: u32 = 100;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -86,6 +92,11 @@ struct FileServer {
     max_connections: Option<Spanned<usize>>,
     /// Request body bytes held in memory at once, across all connections (default "64MiB").
     max_body_memory: Option<Spanned<size::ByteSize>>,
+    /// How fast a client address's budget of rejected requests refills, e.g. "10/s", or "off"
+    /// (default "10/s"). A client that spent its budget is answered 429 until it refills.
+    reject_rate: Option<Spanned<String>>,
+    /// How many rejected requests a client address may have before it is answered 429 (default 100).
+    reject_burst: Option<Spanned<u32>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -122,6 +133,8 @@ struct FileSource {
     /// hmac, github: answer a body identical to one recorded within this long as a duplicate,
     /// since these kinds sign the body only and their delivery id header is not signed.
     replay_window: Option<Spanned<String>>,
+    /// Most requests to this source, accepted or not, e.g. "50/s"; more are answered 429 (default: no limit).
+    rate_limit: Option<Spanned<String>>,
 }
 
 /// A current value and, during rotation, the previous one.
@@ -164,6 +177,8 @@ pub struct Source {
     pub tolerance: Duration,
     /// hmac, github: a body identical to one recorded within this long is a duplicate.
     pub replay_window: Option<Duration>,
+    /// Most requests to this source per period (a burst of `count`); `None` is no limit.
+    pub rate_limit: Option<Rate>,
 }
 
 impl Source {
@@ -285,8 +300,17 @@ pub struct Config {
     pub lease: Duration,
     /// Timeouts, the connection cap and the body memory budget of `[server]`.
     pub limits: Limits,
+    /// Each client address's budget of rejected requests; `None` when `reject_rate = "off"`.
+    pub reject_budget: Option<RejectBudget>,
     /// Legal but probably unintended settings, for `handoff check`.
     pub warnings: Vec<String>,
+}
+
+/// How many rejected requests one client address may have: `burst` in a row, refilled at `rate`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RejectBudget {
+    pub rate: Rate,
+    pub burst: u32,
 }
 
 /// One thing wrong with a config file.
@@ -338,6 +362,20 @@ impl Problems<'_> {
                 Some(v.span()),
                 format!("`{}` is not a duration", v.get_ref()),
                 Some(r#"write e.g. "90s", "15m" or "2h""#.into()),
+            );
+        }
+        parsed
+    }
+
+    /// Parses an optional rate setting; a bad one is reported here and reads as `None`.
+    fn rate(&mut self, value: Option<&Spanned<String>>) -> Option<Rate> {
+        let v = value?;
+        let parsed = Rate::parse(v.get_ref());
+        if parsed.is_none() {
+            self.add(
+                Some(v.span()),
+                format!("`{}` is not a rate", v.get_ref()),
+                Some(r#"write a count per time, e.g. "10/s", "600/m" or "5/10s""#.into()),
             );
         }
         parsed
@@ -462,6 +500,7 @@ impl Config {
             Some(lease) => lease,
             None => DEFAULT_LEASE,
         };
+        let reject_budget = reject_budget(&mut problems, &file.server);
 
         let limits = build_limits(&mut problems, &file.server, &file.sources);
 
@@ -479,12 +518,32 @@ impl Config {
                 workers,
                 lease,
                 limits,
+                reject_budget,
                 warnings,
             })
         } else {
             Err(ConfigError { path: path.to_path_buf(), problems: problems.found })
         }
     }
+}
+
+/// `[server] reject_rate` and `reject_burst`: the default budget unless "off".
+fn reject_budget(problems: &mut Problems<'_>, server: &FileServer) -> Option<RejectBudget> {
+    let burst = match &server.reject_burst {
+        None => DEFAULT_REJECT_BURST,
+        Some(b) if *b.get_ref() == 0 => {
+            let hint = r#"reject_burst = 100, or reject_rate = "off" to answer rejected requests without a budget"#;
+            problems.add(Some(b.span()), "reject_burst must be at least 1", Some(hint.into()));
+            DEFAULT_REJECT_BURST
+        }
+        Some(b) => *b.get_ref(),
+    };
+    let rate = match &server.reject_rate {
+        Some(r) if r.get_ref().trim() == "off" => return None,
+        None => DEFAULT_REJECT_RATE,
+        r => problems.rate(r.as_ref()).unwrap_or(DEFAULT_REJECT_RATE),
+    };
+    Some(RejectBudget { rate, burst })
 }
 
 /// A hint for the serde/toml messages users meet most.
@@ -789,6 +848,7 @@ fn build_source(problems: &mut Problems<'_>, base: &Path, name: &str, table: &Sp
         }
         Some(t) => problems.duration(Some(t)).unwrap_or(DEFAULT_TOLERANCE),
     };
+    let rate_limit = problems.rate(raw.rate_limit.as_ref());
 
     let replay_window = match &raw.replay_window {
         None => None,
@@ -838,6 +898,7 @@ fn build_source(problems: &mut Problems<'_>, base: &Path, name: &str, table: &Sp
         max_body,
         tolerance,
         replay_window,
+        rate_limit,
     })
 }
 
@@ -1100,6 +1161,27 @@ mod tests {
         let err = parse(text).unwrap_err();
         assert_eq!(err.problems[0].line, 2, "{err}");
         assert!(err.to_string().contains("source `d` accepts bodies of 1048576 bytes"), "{err}");
+    }
+
+    #[test]
+    fn rejection_budget_and_source_rate_limits_have_defaults_and_bad_ones_name_their_line() {
+        let config = parse("").unwrap();
+        assert_eq!(config.reject_budget, Some(RejectBudget { rate: DEFAULT_REJECT_RATE, burst: DEFAULT_REJECT_BURST }));
+        let config = parse("[server]\nreject_rate = \"off\"\n").unwrap();
+        assert_eq!(config.reject_budget, None);
+        let text = "[server]\nreject_rate = \"600/m\"\nreject_burst = 20\n[sources.h]\nkind = \"hmac\"\nsecret = { env = \"PATH\" }\nrate_limit = \"50/s\"\n";
+        let config = parse(text).unwrap();
+        let budget = config.reject_budget.unwrap();
+        assert_eq!((budget.rate.count, budget.rate.per, budget.burst), (600, Duration::from_secs(60), 20));
+        assert_eq!(config.sources["h"].rate_limit, Some(Rate { count: 50, per: Duration::from_secs(1) }));
+
+        let text = "[server]\nreject_rate = \"lots\"\nreject_burst = 0\n[sources.h]\nkind = \"hmac\"\nsecret = { env = \"PATH\" }\nrate_limit = \"fast\"\n";
+        let err = parse(text).unwrap_err();
+        let lines: Vec<usize> = err.problems.iter().map(|p| p.line).collect();
+        assert_eq!(lines, [2, 3, 7], "{err}");
+        let text = err.to_string();
+        assert!(text.contains("handoff.toml:7:14: `fast` is not a rate"), "{text}");
+        assert!(text.contains(r#"hint: write a count per time, e.g. "10/s""#), "{text}");
     }
 
     #[test]

@@ -1,16 +1,20 @@
 //! `POST /hooks/{source}`: the receiving path of DESIGN.md, in its order.
 //!
-//! source lookup (404) → declared size (413) → allow-list (403) → body memory budget (503) →
-//! read at most the limit within the body timeout (413, 408) → authenticate on the raw bytes
-//! (401) → normalise (400) → commit, deduplicated (202 new, 200 repeat, 503 store down). The answer is sent only after the commit.
+//! the client's budget of rejected requests (429) → source lookup (404) → the source's
+//! rate_limit (429) → declared size (413) → allow-list (403) → body memory budget (503) →
+//! read at most the limit within the body timeout (413, 408) → authenticate on the raw
+//! bytes (401) → normalise (400) → commit, deduplicated (202 new, 200 repeat, 503 store
+//! down). The answer is sent only after the commit. Rejections spend the client's budget
+//! and are logged in aggregate (`reject_log.rs`).
 
 use super::body::{BodyError, read_body};
+use super::reject_log::RejectKey;
 use super::{AppState, client_ip};
 use crate::domain::NewEvent;
 use crate::http::ApiError;
 use crate::sources::{self, Delivery, Rejection};
 use crate::store::Recorded;
-use crate::telemetry::UNKNOWN_SOURCE;
+use crate::telemetry::{UNKNOWN_SOURCE, shown};
 use axum::Json;
 use axum::extract::{ConnectInfo, Path, Request, State};
 use axum::http::{StatusCode, header};
@@ -26,8 +30,11 @@ pub async fn receive(State(state): State<AppState>, Path(name): Path<String>, re
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0.ip().to_canonical());
-    let label = if state.config.sources.contains_key(&name) { name.as_str() } else { UNKNOWN_SOURCE };
-    match handle(&state, &name, peer, request).await {
+    let forwarded = request.headers().get_all("x-forwarded-for").iter().filter_map(|v| v.to_str().ok());
+    let client = client_ip(peer, forwarded, &state.config.trusted_proxies);
+    let known = state.config.sources.contains_key(&name);
+    let label = if known { name.as_str() } else { UNKNOWN_SOURCE };
+    match handle(&state, &name, client, request).await {
         Ok((status, recorded)) => {
             let (outcome, id, duplicate) = match recorded {
                 Recorded::New(id) => ("accepted", id, false),
@@ -37,12 +44,26 @@ pub async fn receive(State(state): State<AppState>, Path(name): Path<String>, re
             let body = if duplicate { json!({ "event_id": id, "duplicate": true }) } else { json!({ "event_id": id }) };
             (status, Json(body)).into_response()
         }
-        Err((client, error)) => {
+        Err(error) => {
             state.metrics.delivery(label, error.outcome());
             if matches!(error, ApiError::BodyTimeout(_)) {
                 state.metrics.connection_timed_out("body");
             }
-            tracing::warn!(source = %name, peer = %client, outcome = error.outcome(), reason = %error.message(), "delivery rejected");
+            if error.spends_budget() {
+                state.peer_budgets.spend(client, Instant::now());
+            }
+            // An unknown name folds into one key; the first one asked for is shown as `name`.
+            let (reason, name) = match &error {
+                ApiError::UnknownSource(_) => ("unknown source".to_string(), Some(shown(&name))),
+                _ => (error.message(), None),
+            };
+            let key = RejectKey {
+                source: label.to_string(),
+                peer: client.to_string(),
+                status: error.status().as_u16(),
+                reason,
+            };
+            state.rejections.record(key, error.outcome(), name);
             error.into_response()
         }
     }
@@ -51,32 +72,39 @@ pub async fn receive(State(state): State<AppState>, Path(name): Path<String>, re
 async fn handle(
     state: &AppState,
     name: &str,
-    peer: IpAddr,
+    client: IpAddr,
     request: Request,
-) -> Result<(StatusCode, Recorded), (IpAddr, ApiError)> {
+) -> Result<(StatusCode, Recorded), ApiError> {
+    // Limits come first: a limited request costs a lookup, never a body read or an HMAC.
+    let arrived = Instant::now();
+    state.peer_budgets.check(client, arrived).map_err(|retry_after| ApiError::RateLimited {
+        retry_after,
+        reason: "too many rejected requests from this address",
+    })?;
     let Some(source) = state.config.sources.get(name) else {
-        return Err((peer, ApiError::UnknownSource(name.to_string())));
+        return Err(ApiError::UnknownSource(name.to_string()));
     };
+    state
+        .source_limits
+        .take(&source.name, arrived)
+        .map_err(|retry_after| ApiError::RateLimited { retry_after, reason: "this source's rate_limit is reached" })?;
     let (parts, body) = request.into_parts();
     let declared =
         parts.headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|len| len > source.max_body as u64) {
-        return Err((peer, ApiError::TooLarge(source.max_body)));
+        return Err(ApiError::TooLarge(source.max_body));
     }
-    let forwarded = parts.headers.get_all("x-forwarded-for").iter().filter_map(|v| v.to_str().ok());
-    let client = client_ip(peer, forwarded, &state.config.trusted_proxies);
     if !source.allows(client) {
-        return Err((client, ApiError::Forbidden));
+        return Err(ApiError::Forbidden);
     }
-    let fail = |error| (client, error);
     let limits = &state.config.limits;
     let held =
         read_body(body, declared, source.max_body, &state.body_memory, limits.body_timeout).await.map_err(|err| {
             match err {
-                BodyError::TooLarge => fail(ApiError::TooLarge(source.max_body)),
-                BodyError::TimedOut => fail(ApiError::BodyTimeout(limits.body_timeout)),
-                BodyError::NoMemory => fail(ApiError::Busy),
-                BodyError::Unreadable => fail(ApiError::BadBody("the body could not be read".into())),
+                BodyError::TooLarge => ApiError::TooLarge(source.max_body),
+                BodyError::TimedOut => ApiError::BodyTimeout(limits.body_timeout),
+                BodyError::NoMemory => ApiError::Busy,
+                BodyError::Unreadable => ApiError::BadBody("the body could not be read".into()),
             }
         })?;
     let bytes = &held.bytes;
@@ -84,8 +112,8 @@ async fn handle(
     let now = Timestamp::now();
     let delivery = Delivery { headers: &parts.headers, query: parts.uri.query(), body: bytes, now };
     let accepted = sources::receive(source, &delivery).map_err(|rejection| match rejection {
-        Rejection::Unauthenticated(reason) => fail(ApiError::Unauthenticated(reason)),
-        Rejection::BadBody(reason) => fail(ApiError::BadBody(reason)),
+        Rejection::Unauthenticated(reason) => ApiError::Unauthenticated(reason),
+        Rejection::BadBody(reason) => ApiError::BadBody(reason),
     })?;
 
     let event = NewEvent {
@@ -111,11 +139,11 @@ async fn handle(
         Ok(Ok(recorded @ Recorded::Duplicate(_))) => Ok((StatusCode::OK, recorded)),
         Ok(Err(err)) => {
             tracing::error!(source = %source.name, error = %err, "cannot record delivery");
-            Err(fail(ApiError::StoreUnavailable))
+            Err(ApiError::StoreUnavailable)
         }
         Err(_) => {
             tracing::error!(source = %source.name, timeout = ?state.commit_timeout, "commit timed out");
-            Err(fail(ApiError::StoreUnavailable))
+            Err(ApiError::StoreUnavailable)
         }
     }
 }

@@ -9,7 +9,9 @@ mod body;
 mod client_ip;
 mod error;
 mod hooks;
+pub mod limits;
 mod ops;
+pub mod reject_log;
 pub mod server;
 
 pub use body::BodyMemory;
@@ -40,6 +42,12 @@ pub struct AppState {
     pub health: Arc<crate::app::Health>,
     /// Request body bytes held at once, across connections (`[server] max_body_memory`).
     pub body_memory: Arc<BodyMemory>,
+    /// Each client address's budget of rejected requests.
+    pub peer_budgets: Arc<limits::PeerBudgets>,
+    /// Each source's `rate_limit`.
+    pub source_limits: Arc<limits::SourceLimits>,
+    /// Rejected requests, logged in aggregate.
+    pub rejections: Arc<reject_log::RejectLog>,
 }
 
 pub fn router(state: AppState) -> Router {

@@ -1,6 +1,7 @@
 //! Integration tests: one binary, real HTTP on loopback, real SQLite files, a real PostgreSQL
 //! server (see `pg.rs`), the real CLI.
 
+mod abuse;
 mod actions;
 mod cli;
 mod commands;
