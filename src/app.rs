@@ -14,14 +14,11 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-/// How long a delivery waits for its commit before the sender is told to retry.
-/// Below the 10 s that dbt Cloud and GitHub wait for an answer.
-pub const COMMIT_TIMEOUT: Duration = Duration::from_secs(8);
+pub use crate::store::COMMIT_TIMEOUT;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
@@ -91,6 +88,7 @@ impl App {
         options: StoreOptions,
     ) -> Result<App, AppError> {
         let lock = lock_store(&config.store)?;
+        let commit_timeout = options.commit_timeout;
         let store = Store::open(&config.store, options).await?;
         let owner: Arc<str> = owner_id().into();
         // SQLite: this process holds the file alone, so every run left `running` was the previous
@@ -110,7 +108,7 @@ impl App {
             config: Arc::new(config),
             store,
             metrics: Arc::new(Metrics::default()),
-            commit_timeout: COMMIT_TIMEOUT,
+            commit_timeout,
             wake: Arc::new(Notify::new()),
             health: Arc::new(Health::default()),
         };
