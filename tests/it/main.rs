@@ -16,3 +16,4 @@ mod rejections;
 mod replicas;
 mod schedules;
 mod store_copy;
+mod store_faults;
