@@ -104,10 +104,12 @@ impl App {
         if !interrupted.is_empty() {
             tracing::warn!(runs = interrupted.len(), "runs interrupted by the last stop are queued again");
         }
+        let metrics = Metrics::default();
+        metrics.show_store_failures(store.write_failures());
         let state = AppState {
             config: Arc::new(config),
             store,
-            metrics: Arc::new(Metrics::default()),
+            metrics: Arc::new(metrics),
             commit_timeout,
             wake: Arc::new(Notify::new()),
             health: Arc::new(Health::default()),

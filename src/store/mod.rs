@@ -18,6 +18,7 @@ use crate::domain::{
     ActionResult, Decision, Event, EventId, NewEvent, ProcessGroup, ReasonKind, Run, RunEvent, RunId, RunState, Status,
     Subject, Transition,
 };
+use crate::telemetry::{StoreFailureLabels, StoreFailures};
 use jiff::Timestamp;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -157,11 +158,18 @@ async fn until<F: std::future::Future>(deadline: Option<tokio::time::Instant>, w
 #[derive(Debug, Default)]
 pub(crate) struct WriteHealth {
     failing: std::sync::Mutex<Option<String>>,
+    /// Failed commits of deliveries, by kind, for `/metrics`.
+    failures: StoreFailures,
 }
 
 impl WriteHealth {
     pub fn failed(&self, why: &str) {
         *self.failing.lock().unwrap_or_else(|p| p.into_inner()) = Some(why.to_string());
+    }
+
+    /// Deliveries a failed commit answered 503, counted by kind (see [`StoreFailureLabels`]).
+    pub fn count(&self, kind: &'static str, deliveries: usize) {
+        self.failures.get_or_create(&StoreFailureLabels { kind }).inc_by(deliveries as u64);
     }
 
     pub fn succeeded(&self) {
@@ -381,6 +389,14 @@ impl Store {
         match self {
             Store::Sqlite(s) => s.event(id).await,
             Store::Postgres(s) => s.event(id).await,
+        }
+    }
+
+    /// The store's write failures by kind, for the server's `/metrics`.
+    pub fn write_failures(&self) -> StoreFailures {
+        match self {
+            Store::Sqlite(s) => s.write_failures(),
+            Store::Postgres(s) => s.write_failures(),
         }
     }
 

@@ -110,6 +110,8 @@ async fn after_the_disk_was_full_deliveries_and_runs_go_on_without_a_restart() {
         }
     }
     assert!(refused, "a full disk never refused a delivery");
+    let metrics = app.metrics().await;
+    assert!(metrics.contains(r#"handoff_store_write_failures_total{kind="disk_full"}"#), "{metrics}");
     let (status, ready) = readyz(&app).await;
     assert_eq!(status, 503, "{ready}");
     assert!(ready["reason"].as_str().unwrap_or_default().contains("min_free_space"), "{ready}");
@@ -152,6 +154,8 @@ async fn a_deleted_store_file_gets_503_and_a_red_readyz_that_names_it() {
     assert_eq!(status, 503, "{ready}");
     let reason = ready["reason"].as_str().unwrap_or_default();
     assert!(reason.contains(&db.display().to_string()) && reason.contains("deleted"), "{ready}");
+    let metrics = app.metrics().await;
+    assert!(metrics.contains(r#"handoff_store_write_failures_total{kind="file_lost"} 5"#), "{metrics}");
     app.stop().await;
 }
 
@@ -159,8 +163,11 @@ async fn a_deleted_store_file_gets_503_and_a_red_readyz_that_names_it() {
 async fn deliveries_answered_503_while_another_process_held_the_write_lock_were_not_recorded() {
     // The lock outlasts the commit timeout but not the busy timeout: the writer is still
     // waiting for it when the callers give up, and gets it right after.
-    let options =
-        StoreOptions { busy_timeout: Duration::from_secs(4), commit_timeout: Duration::from_secs(1), ..Default::default() };
+    let options = StoreOptions {
+        busy_timeout: Duration::from_secs(4),
+        commit_timeout: Duration::from_secs(1),
+        ..Default::default()
+    };
     let app = TestApp::spawn_with(SOURCES, options).await;
     let db = app.dir.path().join("handoff.db");
     let mut other = SqliteConnection::connect_with(&SqliteConnectOptions::new().filename(&db)).await.unwrap();

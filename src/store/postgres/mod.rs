@@ -95,6 +95,10 @@ impl PostgresStore {
     }
 
     /// The connection pool, for tools that copy whole tables.
+    pub fn write_failures(&self) -> crate::telemetry::StoreFailures {
+        self.health.failures.clone()
+    }
+
     fn writer_stopped(&self) -> StoreError {
         StoreError::Unavailable(format!("the writer of {} has stopped", self.shown))
     }
@@ -298,6 +302,7 @@ async fn flush(pool: &PgPool, pending: Vec<Pending>, health: &WriteHealth) {
         Err(err) => {
             tracing::error!(error = %err, deliveries = pending.len(), "store commit failed; answering 503");
             health.failed(&err.to_string());
+            health.count(if err.as_database_error().is_some() { "other" } else { "unreachable" }, pending.len());
             for delivery in pending {
                 delivery.answer(Err(StoreError::Unavailable(err.to_string())));
             }
@@ -319,6 +324,7 @@ async fn flush(pool: &PgPool, pending: Vec<Pending>, health: &WriteHealth) {
         Err(err) => {
             tracing::error!(error = %err, deliveries = events.len(), "store commit failed; answering 503");
             health.failed(&err.to_string());
+            health.count("other", events.len());
             for reply in replies {
                 let _ = reply.send(Err(StoreError::Unavailable(err.to_string())));
             }

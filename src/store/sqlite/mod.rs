@@ -152,6 +152,10 @@ impl SqliteStore {
         Ok(SqliteStore { writes: None, reads, path: path.display().to_string().into(), watch: None })
     }
 
+    pub fn write_failures(&self) -> crate::telemetry::StoreFailures {
+        self.watch.as_ref().map(|w| w.health.failures.clone()).unwrap_or_default()
+    }
+
     fn writer_stopped(&self) -> StoreError {
         StoreError::Unavailable(format!("the writer of {} has stopped", self.path))
     }
@@ -376,9 +380,13 @@ impl Writer {
             return;
         }
         let mut taken = Vec::with_capacity(pending.len());
+        let watch = self.watch.clone();
         let result = match self.connection().await {
-            Ok(conn) => commit(conn, pending, &mut taken).await.map_err(|e| StoreError::Unavailable(e.to_string())),
-            Err(refused) => Err(refused),
+            Ok(conn) => commit(conn, pending, &mut taken)
+                .await
+                .map_err(|e| (failure_kind(&e), StoreError::Unavailable(e.to_string()))),
+            Err(refused) if watch.file_problem().is_some() => Err(("file_lost", refused)),
+            Err(refused) => Err(("unreachable", refused)),
         };
         match result {
             Ok(outcomes) => {
@@ -389,9 +397,10 @@ impl Writer {
                     delivery.answer(Ok(outcome));
                 }
             }
-            Err(err) => {
+            Err((kind, err)) => {
                 let failed = pending.len() + taken.len();
-                tracing::error!(error = %err, deliveries = failed, "store commit failed; answering 503");
+                tracing::error!(error = %err, kind, deliveries = failed, "store commit failed; answering 503");
+                self.watch.health.count(kind, failed);
                 let why = err.to_string();
                 for delivery in pending.drain(..).chain(taken.drain(..)) {
                     delivery.answer(Err(StoreError::Unavailable(why.clone())));
@@ -454,6 +463,18 @@ async fn durability(conn: &mut SqliteConnection, mode: Sync) {
     };
     if let Err(err) = sqlx::query(pragma).execute(&mut *conn).await {
         tracing::warn!(error = %err, pragma, "cannot set the store's durability mode");
+    }
+}
+
+/// The kind of a failed write, by SQLite's primary result code (the extended code's low byte).
+fn failure_kind(err: &sqlx::Error) -> &'static str {
+    let code = err.as_database_error().and_then(|e| e.code()).and_then(|c| c.parse::<i32>().ok());
+    match code.map(|c| c & 0xff) {
+        Some(13) => "disk_full", // SQLITE_FULL
+        Some(10) => "io_error",  // SQLITE_IOERR
+        Some(5 | 6) => "locked", // SQLITE_BUSY, SQLITE_LOCKED
+        _ if matches!(err, sqlx::Error::Io(_)) => "io_error",
+        _ => "other",
     }
 }
 
