@@ -16,14 +16,11 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-/// How long a delivery waits for its commit before the sender is told to retry.
-/// Below the 10 s that dbt Cloud and GitHub wait for an answer.
-pub const COMMIT_TIMEOUT: Duration = Duration::from_secs(8);
+pub use crate::store::COMMIT_TIMEOUT;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
@@ -93,6 +90,7 @@ impl App {
         options: StoreOptions,
     ) -> Result<App, AppError> {
         let lock = lock_store(&config.store)?;
+        let commit_timeout = options.commit_timeout;
         let store = Store::open(&config.store, options).await?;
         let owner: Arc<str> = owner_id().into();
         // SQLite: this process holds the file alone, so every run left `running` was the previous
@@ -112,11 +110,13 @@ impl App {
         let config_limits = config.limits.clone();
         let peer_budgets = Arc::new(PeerBudgets::new(config.reject_budget));
         let source_limits = Arc::new(SourceLimits::new(config.sources.values(), std::time::Instant::now()));
+        let metrics = Metrics::default();
+        metrics.show_store_failures(store.write_failures());
         let state = AppState {
             config: Arc::new(config),
             store,
-            metrics: Arc::new(Metrics::default()),
-            commit_timeout: COMMIT_TIMEOUT,
+            metrics: Arc::new(metrics),
+            commit_timeout,
             wake: Arc::new(Notify::new()),
             health: Arc::new(Health::default()),
             body_memory: Arc::new(BodyMemory::new(config_limits.max_body_memory)),
@@ -171,7 +171,7 @@ impl App {
         let mut limits = config.limits.clone();
         limits.max_connections = server::connection_cap(limits.max_connections, reserved_descriptors(&config));
         // A request in flight at stop has at most its body timeout, then its commit, to finish.
-        let drain = limits.body_timeout + COMMIT_TIMEOUT + Duration::from_secs(2);
+        let drain = limits.body_timeout + self.state.commit_timeout + std::time::Duration::from_secs(2);
         let metrics = self.state.metrics.clone();
         let app = router(self.state);
         let serving = tokio::spawn(server::serve(self.listener, app, limits, metrics, stop.clone(), drain));

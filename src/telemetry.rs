@@ -20,6 +20,17 @@ pub struct DeliveryLabels {
     pub outcome: String,
 }
 
+/// Why a write to the store failed: `disk_full`, `io_error`, `locked` (another process held
+/// the write lock past the busy timeout), `file_lost` (the SQLite file was deleted or
+/// replaced), `unreachable` (no connection), `other`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StoreFailureLabels {
+    pub kind: &'static str,
+}
+
+/// Store write failures by kind; the store counts them, the server's registry shows them.
+pub type StoreFailures = Family<StoreFailureLabels, Counter>;
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct TimeoutLabels {
     /// `header`, `body` or `idle`.
@@ -101,6 +112,16 @@ impl Metrics {
 
     pub fn matched(&self, events: u64) {
         self.matched.inc_by(events);
+    }
+
+    /// Shows the store's write failures (counted by the store itself).
+    pub fn show_store_failures(&self, failures: StoreFailures) {
+        let mut registry = self.registry.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        registry.register(
+            "store_write_failures",
+            "Deliveries the store failed to commit, by kind of failure (each answered 503, not recorded)",
+            failures,
+        );
     }
 
     pub fn commit_latency(&self, seconds: f64) {

@@ -24,6 +24,8 @@ use tracing::Instrument;
 
 /// Between SIGTERM and SIGKILL when a command times out or the server stops.
 pub const KILL_GRACE: Duration = Duration::from_secs(10);
+/// The pause between two tries to record a run's progress while the store fails.
+const STORE_RETRY: Duration = Duration::from_secs(1);
 
 /// What every run needs besides its own data.
 #[derive(Clone)]
@@ -68,7 +70,7 @@ impl Step<'_> {
     }
 
     async fn note(&self, record: ActionResult) {
-        if let Err(err) = self.worker.store.record_action(record).await {
+        if let Err(err) = self.worker.persist(|| self.worker.store.record_action(record.clone())).await {
             tracing::warn!(error = %err, "cannot record an action's progress");
         }
     }
@@ -264,13 +266,43 @@ impl Worker {
         }
     }
 
+    /// Writes what a run did, trying again every [`STORE_RETRY`] while the store fails (a full
+    /// disk, a lock held elsewhere): a run's record is never dropped, and the run waits for the
+    /// store meanwhile. Gives up only when the shutdown grace is over (the run then resumes
+    /// after restart, as any interrupted run).
+    async fn persist<T, F, Fut>(&self, mut write: F) -> Result<T, StoreError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, StoreError>>,
+    {
+        let mut failures = 0u32;
+        loop {
+            let err = match write().await {
+                Ok(value) => return Ok(value),
+                Err(err) => err,
+            };
+            failures += 1;
+            if failures == 1 || failures.is_multiple_of(60) {
+                tracing::error!(error = %err, failures, "cannot record the run's progress; retrying until the store accepts it");
+            }
+            tokio::select! {
+                () = tokio::time::sleep(STORE_RETRY) => {}
+                () = self.cancel.cancelled() => return Err(err),
+            }
+        }
+    }
+
     async fn end(
         &self,
         claimed: &Claimed,
         outcome: Outcome,
         last: Option<ActionResult>,
     ) -> Result<Option<RunState>, StoreError> {
-        tick::finish(&self.store, claimed.run.id.clone(), outcome, last, self.owner.clone(), None).await
+        self.persist(|| {
+            let (outcome, last) = (outcome.clone(), last.clone());
+            tick::finish(&self.store, claimed.run.id.clone(), outcome, last, self.owner.clone(), None)
+        })
+        .await
     }
 
     async fn attempt(
@@ -297,7 +329,10 @@ impl Worker {
             if outcome.is_cancelled() {
                 let record = step.record(ActionState::Cancelled, Some(&outcome), None);
                 if lost.is_cancelled() {
-                    let _ = self.store.record_action(record).await;
+                    // Taken over by another replica: `end` leaves the run alone. Unrenewed because
+                    // the store failed (on SQLite, the only way): still ours, it goes back to the
+                    // queue and runs again once the store works.
+                    self.end(claimed, Outcome::Interrupted, Some(record)).await?;
                     return Ok(None);
                 }
                 tracing::warn!(job = %job.name, run_id = %run.id, action = %action.name, "run interrupted by shutdown; it resumes after restart");
@@ -318,7 +353,7 @@ impl Worker {
                 // The last action's result is written with the run's end, in one transaction.
                 last_action = Some(record);
             } else {
-                self.store.record_action(record).await?;
+                self.persist(|| self.store.record_action(record.clone())).await?;
             }
         }
 
@@ -360,7 +395,8 @@ impl Worker {
                 tracing::error!(job = %job.name, run_id = %run.id, action = %action.name, error = ?outcome.error, "outcome action failed");
             }
             let state = if outcome.ok { ActionState::Succeeded } else { ActionState::Failed };
-            self.store.record_action(step.record(state, Some(&outcome), None)).await?;
+            let record = step.record(state, Some(&outcome), None);
+            self.persist(|| self.store.record_action(record.clone())).await?;
         }
         Ok(Some(state))
     }

@@ -49,6 +49,9 @@ pub const DEFAULT_WORKERS: usize = 4;
 pub const DEFAULT_REJECT_RATE: Rate = Rate { count: 10, per: Duration::from_secs(1) };
 /// How many rejected requests a peer may have in a row, unless `reject_burst` is set.
 pub const DEFAULT_REJECT_BURST: u32 = 100;
+/// Free bytes a SQLite store's filesystem must keep for `/readyz` to be green, unless
+/// `[store] min_free_space` is set: room for the WAL between checkpoints and a burst of bodies.
+pub const DEFAULT_MIN_FREE_SPACE: u64 = 64 << 20;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -109,6 +112,9 @@ struct FileStore {
     password: Option<Spanned<SecretRef>>,
     /// PostgreSQL: most connections this process opens (default 16).
     pool: Option<Spanned<u32>>,
+    /// SQLite: below this much free space on the file's filesystem, `/readyz` answers 503
+    /// (default "64MiB").
+    min_free_space: Option<Spanned<size::ByteSize>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -293,6 +299,8 @@ pub struct Config {
     pub trusted_proxies: Vec<IpNet>,
     pub store_url: String,
     pub store: StoreLocation,
+    /// SQLite: free bytes on the store's filesystem below which `/readyz` is red.
+    pub min_free_space: u64,
     pub sources: BTreeMap<String, Source>,
     pub jobs: BTreeMap<String, Job>,
     pub shutdown_grace: Duration,
@@ -449,6 +457,7 @@ impl Config {
 
         let store = build_store(&mut problems, &base, &file.store);
         let store_url = store.shown();
+        let min_free_space = build_min_free_space(&mut problems, &store, &file.store);
 
         let mut sources = BTreeMap::new();
         for (name, table) in &file.sources {
@@ -512,6 +521,7 @@ impl Config {
                 trusted_proxies,
                 store_url,
                 store,
+                min_free_space,
                 sources,
                 jobs,
                 shutdown_grace,
@@ -689,6 +699,19 @@ fn build_store(problems: &mut Problems<'_>, base: &Path, file: &FileStore) -> St
             sqlite
         }
     }
+}
+
+/// `[store] min_free_space`: SQLite only; a PostgreSQL server watches its own disk.
+fn build_min_free_space(problems: &mut Problems<'_>, store: &StoreLocation, file: &FileStore) -> u64 {
+    let Some(size) = &file.min_free_space else { return DEFAULT_MIN_FREE_SPACE };
+    if let StoreLocation::Postgres(_) = store {
+        problems.add(
+            Some(size.span()),
+            "`min_free_space` applies to a SQLite store only",
+            Some("remove min_free_space: the PostgreSQL server watches its own disk".into()),
+        );
+    }
+    size.get_ref().0 as u64
 }
 
 fn store_location(url: &str, base: &Path) -> Result<StoreLocation, String> {
@@ -1004,6 +1027,18 @@ mod tests {
         assert_eq!(pg.password.as_ref().map(|p| p.expose_secret().to_string()), std::env::var("PATH").ok());
         assert_eq!(pg.pool, 4);
         assert_eq!(config.store_url, "postgres://handoff:***@db:5432/h");
+    }
+
+    #[test]
+    fn min_free_space_is_a_size_with_a_default_and_applies_to_sqlite_only() {
+        assert_eq!(parse("").unwrap().min_free_space, DEFAULT_MIN_FREE_SPACE);
+        let config = parse("[store]\nurl = \"sqlite://h.db\"\nmin_free_space = \"1GiB\"\n").unwrap();
+        assert_eq!(config.min_free_space, 1 << 30);
+        let err = parse("[store]\nmin_free_space = \"lots\"\n").unwrap_err();
+        assert_eq!(err.problems[0].line, 2, "{err}");
+        let err = parse("[store]\nurl = \"postgres://h@db/h\"\nmin_free_space = \"1GiB\"\n").unwrap_err();
+        assert_eq!(err.problems[0].line, 3, "{err}");
+        assert!(err.problems[0].message.contains("SQLite store only"), "{err}");
     }
 
     #[test]

@@ -13,7 +13,7 @@ use super::{AppState, client_ip};
 use crate::domain::NewEvent;
 use crate::http::ApiError;
 use crate::sources::{self, Delivery, Rejection};
-use crate::store::Recorded;
+use crate::store::{Recorded, StoreError};
 use crate::telemetry::{UNKNOWN_SOURCE, shown};
 use axum::Json;
 use axum::extract::{ConnectInfo, Path, Request, State};
@@ -127,22 +127,23 @@ async fn handle(
         dedupe_window: accepted.dedupe_window,
     };
     let started = Instant::now();
-    let recorded = tokio::time::timeout(state.commit_timeout, state.store.record(event)).await;
+    // Given up after the timeout means not recorded (the store guarantees it): the 503 is true.
+    let recorded = state.store.record_within(event, state.commit_timeout).await;
     state.metrics.commit_latency(started.elapsed().as_secs_f64());
     match recorded {
-        Ok(Ok(Recorded::New(id))) => {
+        Ok(Recorded::New(id)) => {
             tracing::info!(source = %source.name, event_id = %id, peer = %client, "event recorded");
             // The scheduler matches it now rather than at its next idle tick.
             state.wake.notify_one();
             Ok((StatusCode::ACCEPTED, Recorded::New(id)))
         }
-        Ok(Ok(recorded @ Recorded::Duplicate(_))) => Ok((StatusCode::OK, recorded)),
-        Ok(Err(err)) => {
-            tracing::error!(source = %source.name, error = %err, "cannot record delivery");
+        Ok(recorded @ Recorded::Duplicate(_)) => Ok((StatusCode::OK, recorded)),
+        Err(StoreError::TimedOut(_)) => {
+            tracing::error!(source = %source.name, timeout = ?state.commit_timeout, "commit timed out; not recorded");
             Err(ApiError::StoreUnavailable)
         }
-        Err(_) => {
-            tracing::error!(source = %source.name, timeout = ?state.commit_timeout, "commit timed out");
+        Err(err) => {
+            tracing::error!(source = %source.name, error = %err, "cannot record delivery");
             Err(ApiError::StoreUnavailable)
         }
     }

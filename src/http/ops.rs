@@ -1,4 +1,5 @@
-//! Operations endpoints: liveness, readiness (the store answers), Prometheus metrics.
+//! Operations endpoints: liveness, readiness (the store can record: see `Store::ready`),
+//! Prometheus metrics.
 
 use super::AppState;
 use axum::Json;
@@ -16,11 +17,11 @@ pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
         tracing::warn!(reason = %reason, "readiness check failed");
         return (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "status": "stopped", "reason": reason })));
     }
-    match state.store.ping().await {
+    match state.store.ready(state.config.min_free_space).await {
         Ok(()) => (StatusCode::OK, Json(json!({ "status": "ready" }))),
-        Err(err) => {
-            tracing::warn!(error = %err, "readiness check failed");
-            (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "status": "store unavailable" })))
+        Err(reason) => {
+            tracing::warn!(reason = %reason, "readiness check failed");
+            (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "status": "store unavailable", "reason": reason })))
         }
     }
 }

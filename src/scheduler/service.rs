@@ -123,7 +123,7 @@ impl Scheduler {
                                 Ok(Some(state)) => metrics.run_ended(&name, state.as_str()),
                                 Ok(None) => {}
                                 Err(err) => {
-                                    tracing::error!(error = %err, "recording a run failed; it resumes after its lease ends")
+                                    tracing::error!(error = %err, "recording a run failed at shutdown; it resumes after restart (with replicas, once its lease ends)")
                                 }
                             }
                             drop(slot);

@@ -18,9 +18,17 @@ use crate::domain::{
     ActionResult, Decision, Event, EventId, NewEvent, ProcessGroup, ReasonKind, Run, RunEvent, RunId, RunState, Status,
     Subject, Transition,
 };
+use crate::telemetry::{StoreFailureLabels, StoreFailures};
 use jiff::Timestamp;
 use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
+
+/// How long a delivery waits for its commit before the sender is told to retry (503).
+/// Below the 10 s that dbt Cloud and GitHub wait for an answer.
+pub const COMMIT_TIMEOUT: Duration = Duration::from_secs(8);
 
 /// Store failures. Callers answer 503 (the sender retries) and never show the detail.
 #[derive(Debug, thiserror::Error)]
@@ -29,6 +37,9 @@ pub enum StoreError {
     Unavailable(String),
     #[error("the store {0} does not exist yet (has `handoff serve` run with this config?)")]
     Missing(String),
+    /// The delivery waited this long without being taken into a commit; it was not recorded.
+    #[error("the store did not take the delivery within {0:?}; it was not recorded")]
+    TimedOut(Duration),
 }
 
 impl From<sqlx::Error> for StoreError {
@@ -60,11 +71,114 @@ pub struct StoreOptions {
     /// How long a write waits for a lock held by another process (on PostgreSQL also for a
     /// free connection) before giving up.
     pub busy_timeout: Duration,
+    /// How long a delivery waits to be taken into a commit before it is given up, unrecorded
+    /// (the sender hears 503 and retries).
+    pub commit_timeout: Duration,
 }
 
 impl Default for StoreOptions {
     fn default() -> Self {
-        Self { max_batch: 256, busy_timeout: Duration::from_secs(5) }
+        Self { max_batch: 256, busy_timeout: Duration::from_secs(5), commit_timeout: COMMIT_TIMEOUT }
+    }
+}
+
+/// A delivery's fate is decided once: [`QUEUED`] until the writer takes it into a commit
+/// ([`TAKEN`]) or its caller stops waiting ([`GIVEN_UP`]), whichever comes first.
+const QUEUED: u8 = 0;
+const TAKEN: u8 = 1;
+const GIVEN_UP: u8 = 2;
+
+type Reply = oneshot::Sender<Result<Recorded, StoreError>>;
+
+/// A delivery handed to a backend's writer, with the caller waiting for its answer.
+///
+/// This is what makes a 503 mean "not recorded": the caller that gives up waiting and the
+/// writer that starts a commit race for one flag, and only one of them wins. A writer takes a
+/// delivery only once its transaction holds the write lock, so after that nothing is left to
+/// wait for but the inserts and the commit itself, and a caller that finds its delivery taken
+/// waits for that commit's outcome instead of answering 503.
+pub(crate) struct Pending {
+    pub event: NewEvent,
+    reply: Reply,
+    fate: Arc<AtomicU8>,
+}
+
+impl Pending {
+    /// Takes the delivery into the commit being made; `false` when its caller has given up
+    /// (or is gone): then it must not be written.
+    pub fn take(&self) -> bool {
+        !self.reply.is_closed()
+            && self.fate.compare_exchange(QUEUED, TAKEN, Ordering::AcqRel, Ordering::Acquire).is_ok()
+    }
+
+    pub fn answer(self, outcome: Result<Recorded, StoreError>) {
+        let _ = self.reply.send(outcome);
+    }
+}
+
+/// Hands `event` to a writer's queue (wrapped by `message`) and waits for its answer, giving up
+/// after `timeout` unless the writer has taken it by then (see [`Pending`]).
+pub(crate) async fn hand_over<M>(
+    writes: &mpsc::Sender<M>,
+    message: impl FnOnce(Pending) -> M,
+    event: NewEvent,
+    timeout: Option<Duration>,
+    stopped: impl Fn() -> StoreError,
+) -> Result<Recorded, StoreError> {
+    let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
+    let (reply, mut answer) = oneshot::channel();
+    let fate = Arc::new(AtomicU8::new(QUEUED));
+    let pending = Pending { event, reply, fate: fate.clone() };
+    let given_up = || StoreError::TimedOut(timeout.unwrap_or_default());
+    // A full queue counts against the timeout too; a delivery never queued is never written.
+    match until(deadline, writes.send(message(pending))).await {
+        None => return Err(given_up()),
+        Some(sent) => sent.map_err(|_| stopped())?,
+    }
+    if let Some(answered) = until(deadline, &mut answer).await {
+        return answered.map_err(|_| stopped())?;
+    }
+    if fate.compare_exchange(QUEUED, GIVEN_UP, Ordering::AcqRel, Ordering::Acquire).is_ok() {
+        return Err(given_up());
+    }
+    // Taken into a commit already: its outcome is the answer.
+    answer.await.map_err(|_| stopped())?
+}
+
+/// `work`'s output, or `None` if `deadline` came first.
+async fn until<F: std::future::Future>(deadline: Option<tokio::time::Instant>, work: F) -> Option<F::Output> {
+    match deadline {
+        Some(at) => tokio::time::timeout_at(at, work).await.ok(),
+        None => Some(work.await),
+    }
+}
+
+/// Whether the writer's last write failed, for readiness: set by a failed write, cleared by
+/// a delivery's commit or a write probe that succeeds.
+#[derive(Debug, Default)]
+pub(crate) struct WriteHealth {
+    failing: std::sync::Mutex<Option<String>>,
+    /// Failed commits of deliveries, by kind, for `/metrics`.
+    failures: StoreFailures,
+}
+
+impl WriteHealth {
+    pub fn failed(&self, why: &str) {
+        *self.failing.lock().unwrap_or_else(|p| p.into_inner()) = Some(why.to_string());
+    }
+
+    /// Deliveries a failed commit answered 503, counted by kind (see [`StoreFailureLabels`]).
+    pub fn count(&self, kind: &'static str, deliveries: usize) {
+        self.failures.get_or_create(&StoreFailureLabels { kind }).inc_by(deliveries as u64);
+    }
+
+    pub fn succeeded(&self) {
+        *self.failing.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+
+    /// Why the last write failed, if it did.
+    pub fn failing(&self) -> Option<String> {
+        self.failing.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 }
 
@@ -246,11 +360,22 @@ impl Store {
 
     /// Records a delivery durably; returns only once it is committed (or known to be a repeat).
     pub async fn record(&self, event: NewEvent) -> Result<Recorded, StoreError> {
+        self.record_with(event, None).await
+    }
+
+    /// Like [`Store::record`], giving up after `timeout` with [`StoreError::TimedOut`] unless
+    /// the delivery was taken into a commit by then. Given up means not recorded, ever: the
+    /// sender's retry is not a duplicate.
+    pub async fn record_within(&self, event: NewEvent, timeout: Duration) -> Result<Recorded, StoreError> {
+        self.record_with(event, Some(timeout)).await
+    }
+
+    async fn record_with(&self, event: NewEvent, timeout: Option<Duration>) -> Result<Recorded, StoreError> {
         // The one place every event passes: provider strings are capped here (docs/receiving.md).
         let event = NewEvent { normalised: event.normalised.capped(), ..event };
         match self {
-            Store::Sqlite(s) => s.record(event).await,
-            Store::Postgres(s) => s.record(event).await,
+            Store::Sqlite(s) => s.record(event, timeout).await,
+            Store::Postgres(s) => s.record(event, timeout).await,
         }
     }
 
@@ -270,11 +395,31 @@ impl Store {
         }
     }
 
-    /// Whether the store answers a query now (for `/readyz`).
+    /// The store's write failures by kind, for the server's `/metrics`.
+    pub fn write_failures(&self) -> StoreFailures {
+        match self {
+            Store::Sqlite(s) => s.write_failures(),
+            Store::Postgres(s) => s.write_failures(),
+        }
+    }
+
+    /// Whether the store answers a query now.
     pub async fn ping(&self) -> Result<(), StoreError> {
         match self {
             Store::Sqlite(s) => s.ping().await,
             Store::Postgres(s) => s.ping().await,
+        }
+    }
+
+    /// Whether the store can record deliveries now (for `/readyz`); the reason if not. SQLite:
+    /// the writer runs, the file is still the one opened, at least `min_free_space` bytes are
+    /// free on its filesystem, and the last write succeeded (else a write probe must).
+    /// PostgreSQL: the writer runs, the pool answers, and the last commit succeeded (else a
+    /// probe must); the server's disk is the database's business.
+    pub async fn ready(&self, min_free_space: u64) -> Result<(), String> {
+        match self {
+            Store::Sqlite(s) => s.ready(min_free_space).await,
+            Store::Postgres(s) => s.ready().await,
         }
     }
 

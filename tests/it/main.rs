@@ -20,3 +20,4 @@ mod replay;
 mod replicas;
 mod schedules;
 mod store_copy;
+mod store_faults;

@@ -14,7 +14,7 @@
 mod decide;
 mod runs;
 
-use super::{EventFilter, Recorded, StoreError, StoreOptions, rows};
+use super::{EventFilter, Pending, Recorded, StoreError, StoreOptions, WriteHealth, rows};
 use crate::config::PostgresLocation;
 use crate::domain::{Event, EventId, NewEvent, SecretSlot};
 use secrecy::ExposeSecret;
@@ -23,6 +23,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions, Postgres};
 use sqlx::{Connection, PgConnection, PgPool, QueryBuilder};
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
 /// Group commits in flight at once: while they wait for the server, the next batch gathers.
@@ -43,10 +44,8 @@ const NEWS_LOCKS: i32 = 0x686f_6666; // "hoff"
 /// The first key of the advisory locks taken per dedupe key that a `replay_window` lets expire.
 const DEDUPE_LOCKS: i32 = 0x6472_6570; // "drep"
 
-type Reply = oneshot::Sender<Result<Recorded, StoreError>>;
-
 enum Message {
-    Write(Box<NewEvent>, Reply),
+    Write(Box<Pending>),
     /// Stop taking deliveries; answer once every commit in flight has ended.
     Close(oneshot::Sender<()>),
 }
@@ -58,6 +57,8 @@ pub struct PostgresStore {
     pool: PgPool,
     /// The URL without its password, for messages.
     shown: Arc<str>,
+    /// How the writer's commits went.
+    health: Arc<WriteHealth>,
 }
 
 impl PostgresStore {
@@ -76,8 +77,9 @@ impl PostgresStore {
         let pool = connect_pool(&connect, &options, location.pool, &shown).await?;
         let max_batch = options.max_batch.max(1);
         let (writes, queue) = mpsc::channel(max_batch * COMMITS_IN_FLIGHT);
-        tokio::spawn(write_loop(pool.clone(), queue, max_batch));
-        Ok(PostgresStore { writes: Some(writes), pool, shown: shown.into() })
+        let health = Arc::new(WriteHealth::default());
+        tokio::spawn(write_loop(pool.clone(), queue, max_batch, health.clone()));
+        Ok(PostgresStore { writes: Some(writes), pool, shown: shown.into(), health })
     }
 
     /// Connects for the read commands: no migration, no writer; [`StoreError::Missing`] if
@@ -91,20 +93,45 @@ impl PostgresStore {
             pool.close().await;
             return Err(StoreError::Missing(shown));
         }
-        Ok(PostgresStore { writes: None, pool, shown: shown.into() })
+        Ok(PostgresStore { writes: None, pool, shown: shown.into(), health: Arc::default() })
     }
 
     /// The connection pool, for tools that copy whole tables.
+    pub fn write_failures(&self) -> crate::telemetry::StoreFailures {
+        self.health.failures.clone()
+    }
+
     fn writer_stopped(&self) -> StoreError {
         StoreError::Unavailable(format!("the writer of {} has stopped", self.shown))
     }
 
-    pub async fn record(&self, event: NewEvent) -> Result<Recorded, StoreError> {
+    /// Records a delivery; gives up after `timeout` unless a commit has taken it by then
+    /// (see [`Pending`]).
+    pub async fn record(&self, event: NewEvent, timeout: Option<Duration>) -> Result<Recorded, StoreError> {
         let writes =
             self.writes.as_ref().ok_or_else(|| StoreError::Unavailable(format!("{} is open read-only", self.shown)))?;
-        let (reply, answer) = oneshot::channel();
-        writes.send(Message::Write(Box::new(event), reply)).await.map_err(|_| self.writer_stopped())?;
-        answer.await.map_err(|_| self.writer_stopped())?
+        super::hand_over(writes, |p| Message::Write(Box::new(p)), event, timeout, || self.writer_stopped()).await
+    }
+
+    /// Whether deliveries can be recorded now: the writer runs, the pool answers, and the
+    /// last commit succeeded (else an empty write transaction must). Free space is the
+    /// database server's to watch.
+    pub async fn ready(&self) -> Result<(), String> {
+        self.ping().await.map_err(|e| e.to_string())?;
+        if let Some(failed) = self.health.failing() {
+            let probe = async {
+                let mut tx = self.pool.begin().await?;
+                sqlx::query("SELECT pg_current_xact_id()").execute(&mut *tx).await?;
+                tx.commit().await
+            };
+            match probe.await {
+                Ok(()) => self.health.succeeded(),
+                Err(err) => {
+                    return Err(format!("the last commit to {} failed ({failed}); so does a probe: {err}", self.shown));
+                }
+            }
+        }
+        Ok(())
     }
 
     pub async fn events(&self, filter: &EventFilter) -> Result<Vec<Event>, StoreError> {
@@ -227,7 +254,7 @@ async fn warn_unless_durable(conn: &mut PgConnection) {
 
 /// Takes every waiting delivery (up to `max_batch`) and commits them together, up to
 /// [`COMMITS_IN_FLIGHT`] commits at once; answers each caller after its commit.
-async fn write_loop(pool: PgPool, mut queue: mpsc::Receiver<Message>, max_batch: usize) {
+async fn write_loop(pool: PgPool, mut queue: mpsc::Receiver<Message>, max_batch: usize, health: Arc<WriteHealth>) {
     let in_flight = Arc::new(Semaphore::new(COMMITS_IN_FLIGHT));
     let mut batch = Vec::with_capacity(max_batch);
     loop {
@@ -237,25 +264,21 @@ async fn write_loop(pool: PgPool, mut queue: mpsc::Receiver<Message>, max_batch:
         if queue.recv_many(&mut batch, max_batch).await == 0 {
             return;
         }
-        let mut events = Vec::with_capacity(batch.len());
-        let mut replies = Vec::with_capacity(batch.len());
+        let mut pending = Vec::with_capacity(batch.len());
         let mut close = None;
         for message in batch.drain(..) {
             match message {
-                Message::Write(event, reply) => {
-                    events.push(*event);
-                    replies.push(reply);
-                }
+                Message::Write(delivery) => pending.push(*delivery),
                 Message::Close(done) => close = Some(done),
             }
         }
-        if events.is_empty() {
+        if pending.is_empty() {
             drop(permit);
         } else {
-            let pool = pool.clone();
+            let (pool, health) = (pool.clone(), health.clone());
             // A panic inside ends this task only: its callers hear that the store failed.
             tokio::spawn(async move {
-                flush(&pool, &events, replies).await;
+                flush(&pool, pending, &health).await;
                 drop(permit);
             });
         }
@@ -267,15 +290,37 @@ async fn write_loop(pool: PgPool, mut queue: mpsc::Receiver<Message>, max_batch:
     }
 }
 
-async fn flush(pool: &PgPool, events: &[NewEvent], replies: Vec<Reply>) {
-    match commit(pool, events).await {
+/// Begins a transaction, takes the deliveries whose callers still wait (see [`Pending`]),
+/// commits them, and answers each.
+async fn flush(pool: &PgPool, pending: Vec<Pending>, health: &WriteHealth) {
+    let tx = match pool.begin().await {
+        Ok(tx) => tx,
+        Err(err) => {
+            tracing::error!(error = %err, deliveries = pending.len(), "store commit failed; answering 503");
+            health.failed(&err.to_string());
+            health.count(if err.as_database_error().is_some() { "other" } else { "unreachable" }, pending.len());
+            for delivery in pending {
+                delivery.answer(Err(StoreError::Unavailable(err.to_string())));
+            }
+            return;
+        }
+    };
+    let (events, replies): (Vec<NewEvent>, Vec<_>) =
+        pending.into_iter().filter(Pending::take).map(|Pending { event, reply, .. }| (event, reply)).unzip();
+    if events.is_empty() {
+        return;
+    }
+    match commit(tx, &events).await {
         Ok(outcomes) => {
+            health.succeeded();
             for (reply, outcome) in replies.into_iter().zip(outcomes) {
                 let _ = reply.send(Ok(outcome));
             }
         }
         Err(err) => {
             tracing::error!(error = %err, deliveries = events.len(), "store commit failed; answering 503");
+            health.failed(&err.to_string());
+            health.count("other", events.len());
             for reply in replies {
                 let _ = reply.send(Err(StoreError::Unavailable(err.to_string())));
             }
@@ -284,7 +329,10 @@ async fn flush(pool: &PgPool, events: &[NewEvent], replies: Vec<Reply>) {
 }
 
 /// Records `events` in one transaction; one outcome per event, in order.
-async fn commit(pool: &PgPool, events: &[NewEvent]) -> Result<Vec<Recorded>, StoreError> {
+async fn commit(
+    mut tx: sqlx::Transaction<'static, Postgres>,
+    events: &[NewEvent],
+) -> Result<Vec<Recorded>, StoreError> {
     let ids: Vec<EventId> = events.iter().map(|_| EventId::generate()).collect();
     // Within the batch, the first delivery with a dedupe key stands for the later ones.
     let mut first_of_key: HashMap<(&str, &str), usize> = HashMap::new();
@@ -298,7 +346,6 @@ async fn commit(pool: &PgPool, events: &[NewEvent]) -> Result<Vec<Recorded>, Sto
     let fresh: Vec<usize> = (0..events.len()).filter(|&i| same_as[i].is_none()).collect();
     let news = |i: usize| events[i].normalised.news_key.as_deref().map(|key| (events[i].source.as_str(), key));
 
-    let mut tx = pool.begin().await?;
     // "Same news" is decided under a lock per news key, taken in key order: a replica
     // recording the other delivery of the same news waits for this commit and then sees it.
     let locks: BTreeSet<i32> = fresh.iter().filter_map(|&i| news(i)).map(|(s, k)| news_lock(s, k)).collect();

@@ -5,31 +5,102 @@
 //! `BEGIN IMMEDIATE` transaction, so concurrent deliveries share one fsync; each caller
 //! hears back only after that commit. Reads use a separate small pool (WAL lets them run
 //! beside the writer).
+//!
+//! The writer outlives store faults. After a failed write (disk full, I/O error, a lock held
+//! too long) it checks its connection: one left inside a transaction that SQLite already
+//! rolled back is dropped and reopened, so the next write works as soon as the fault is gone.
+//! Before each write it checks that the path still names the file it opened (device and
+//! inode): a store file deleted or replaced under a running server refuses every write
+//! instead of recording into a file nobody will read again.
 
 mod decide;
 mod runs;
 
-use super::{EventFilter, Recorded, StoreError, StoreOptions, rows};
+use super::{EventFilter, Pending, Recorded, StoreError, StoreOptions, WriteHealth, rows};
 use crate::domain::{Event, EventId, NewEvent, SecretSlot};
 use futures_util::FutureExt;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Connection, SqlitePool};
+use std::os::unix::fs::MetadataExt;
 use std::panic::AssertUnwindSafe;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
-type Reply = oneshot::Sender<Result<Recorded, StoreError>>;
-
-/// A write operation run on the writer's connection; it answers its caller itself.
-type Op = Box<dyn for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, ()> + Send>;
+/// A write operation run on the writer's connection (or told why there is none); it answers
+/// its caller itself and returns why it failed, if it did.
+type Op = Box<dyn for<'c> FnOnce(Result<&'c mut SqliteConnection, StoreError>) -> BoxFuture<'c, Option<String>> + Send>;
 type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
 
+/// How long `/readyz` waits for a write probe (it queues behind other writes).
+const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+
 enum Message {
-    Write(Box<NewEvent>, Reply),
+    Write(Box<Pending>),
     Op(Op),
     /// Close the write connection (checkpointing the WAL) once the writes queued before it are done.
     Close(oneshot::Sender<()>),
+}
+
+/// A file's identity: the same path may name another file after a delete or a rename.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FileId {
+    dev: u64,
+    ino: u64,
+}
+
+impl FileId {
+    fn of(path: &Path) -> std::io::Result<FileId> {
+        let meta = std::fs::metadata(path)?;
+        Ok(FileId { dev: meta.dev(), ino: meta.ino() })
+    }
+}
+
+/// The file the server opened and how its writes went, shared by the writer and readiness.
+#[derive(Debug)]
+struct Watch {
+    path: PathBuf,
+    file: FileId,
+    health: WriteHealth,
+    /// The file's loss has been logged (once, until it is back).
+    reported: AtomicBool,
+}
+
+impl Watch {
+    /// Why the path no longer names the file opened, if it does not.
+    fn file_problem(&self) -> Option<String> {
+        let path = self.path.display();
+        match FileId::of(&self.path) {
+            Ok(id) if id == self.file => None,
+            Ok(_) => Some(format!(
+                "the store file {path} was replaced by another file while handoff runs; restart handoff to use it"
+            )),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => Some(format!(
+                "the store file {path} was deleted while handoff runs; move it back, or restore it and restart handoff"
+            )),
+            Err(err) => Some(format!("cannot check the store file {path}: {err}")),
+        }
+    }
+
+    /// [`Watch::file_problem`] as an error, logged the first time it is seen.
+    fn check_file(&self) -> Result<(), StoreError> {
+        match self.file_problem() {
+            None => {
+                if self.reported.swap(false, Ordering::Relaxed) {
+                    tracing::info!(path = %self.path.display(), "the store file is back; writes go on");
+                }
+                Ok(())
+            }
+            Some(problem) => {
+                if !self.reported.swap(true, Ordering::Relaxed) {
+                    tracing::error!(problem = %problem, "store file lost; every write is refused (deliveries get 503)");
+                }
+                Err(StoreError::Unavailable(problem))
+            }
+        }
+    }
 }
 
 #[derive(Clone)]
@@ -38,6 +109,8 @@ pub struct SqliteStore {
     writes: Option<mpsc::Sender<Message>>,
     reads: SqlitePool,
     path: Arc<str>,
+    /// The server's store only: the file opened, and how the writes went.
+    watch: Option<Arc<Watch>>,
 }
 
 impl SqliteStore {
@@ -51,13 +124,22 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(options.busy_timeout)
             .foreign_keys(true);
-        let mut writer = SqliteConnection::connect_with(&connect).await?;
-        sqlx::migrate!("./migrations/sqlite").run(&mut writer).await?;
-        let reads = SqlitePoolOptions::new().max_connections(4).connect_with(connect).await?;
+        let mut conn = SqliteConnection::connect_with(&connect).await?;
+        sqlx::migrate!("./migrations/sqlite").run(&mut conn).await?;
+        let reads = SqlitePoolOptions::new().max_connections(4).connect_with(connect.clone()).await?;
+        let file = FileId::of(path).map_err(|e| StoreError::Unavailable(format!("{}: {e}", path.display())))?;
+        let watch = Arc::new(Watch {
+            path: path.to_path_buf(),
+            file,
+            health: WriteHealth::default(),
+            reported: AtomicBool::new(false),
+        });
 
         let (writes, queue) = mpsc::channel(options.max_batch.max(1) * 4);
+        // A reopened connection must find the file it replaces, never create an empty one.
+        let writer = Writer { conn: Some(conn), connect: connect.create_if_missing(false), watch: watch.clone() };
         tokio::spawn(write_loop(writer, queue, options.max_batch.max(1)));
-        Ok(SqliteStore { writes: Some(writes), reads, path: path.display().to_string().into() })
+        Ok(SqliteStore { writes: Some(writes), reads, path: path.display().to_string().into(), watch: Some(watch) })
     }
 
     /// Opens an existing file for reading only: no writer, no migration, no lock taken.
@@ -67,18 +149,26 @@ impl SqliteStore {
         }
         let connect = SqliteConnectOptions::new().filename(path).read_only(true);
         let reads = SqlitePoolOptions::new().max_connections(2).connect_with(connect).await?;
-        Ok(SqliteStore { writes: None, reads, path: path.display().to_string().into() })
+        Ok(SqliteStore { writes: None, reads, path: path.display().to_string().into(), watch: None })
     }
 
-    pub async fn record(&self, event: NewEvent) -> Result<Recorded, StoreError> {
-        let (reply, answer) = oneshot::channel();
-        let writes =
-            self.writes.as_ref().ok_or_else(|| StoreError::Unavailable(format!("{} is open read-only", self.path)))?;
-        writes
-            .send(Message::Write(Box::new(event), reply))
-            .await
-            .map_err(|_| StoreError::Unavailable(format!("the writer of {} has stopped", self.path)))?;
-        answer.await.map_err(|_| StoreError::Unavailable(format!("the writer of {} has stopped", self.path)))?
+    pub fn write_failures(&self) -> crate::telemetry::StoreFailures {
+        self.watch.as_ref().map(|w| w.health.failures.clone()).unwrap_or_default()
+    }
+
+    fn writer_stopped(&self) -> StoreError {
+        StoreError::Unavailable(format!("the writer of {} has stopped", self.path))
+    }
+
+    fn writes(&self) -> Result<&mpsc::Sender<Message>, StoreError> {
+        self.writes.as_ref().ok_or_else(|| StoreError::Unavailable(format!("{} is open read-only", self.path)))
+    }
+
+    /// Records a delivery; gives up after `timeout` unless the writer has taken it by then
+    /// (see [`Pending`]).
+    pub async fn record(&self, event: NewEvent, timeout: Option<Duration>) -> Result<Recorded, StoreError> {
+        let writes = self.writes()?;
+        super::hand_over(writes, |p| Message::Write(Box::new(p)), event, timeout, || self.writer_stopped()).await
     }
 
     /// Runs `f` on the write connection, in order with deliveries; `f` opens its own transaction.
@@ -88,17 +178,73 @@ impl SqliteStore {
         E: Into<StoreError> + Send + 'static,
         F: for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, Result<T, E>> + Send + 'static,
     {
-        let writes =
-            self.writes.as_ref().ok_or_else(|| StoreError::Unavailable(format!("{} is open read-only", self.path)))?;
+        let writes = self.writes()?;
         let (reply, answer) = oneshot::channel();
         let op: Op = Box::new(move |conn| {
             Box::pin(async move {
-                let _ = reply.send(f(conn).await.map_err(Into::into));
+                let result = match conn {
+                    Ok(conn) => f(conn).await.map_err(Into::into),
+                    Err(refused) => Err(refused),
+                };
+                let failed = result.as_ref().err().map(ToString::to_string);
+                let _ = reply.send(result);
+                failed
             })
         });
-        let stopped = || StoreError::Unavailable(format!("the writer of {} has stopped", self.path));
-        writes.send(Message::Op(op)).await.map_err(|_| stopped())?;
-        answer.await.map_err(|_| stopped())?
+        writes.send(Message::Op(op)).await.map_err(|_| self.writer_stopped())?;
+        answer.await.map_err(|_| self.writer_stopped())?
+    }
+
+    /// A write that needs a page on disk and the write lock, as a delivery does, and changes
+    /// nothing: the header's `user_version` (unused by handoff) rewritten with its own value.
+    async fn probe(&self) -> Result<(), StoreError> {
+        self.exec(|conn| {
+            Box::pin(async move {
+                let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
+                let version: i64 = sqlx::query_scalar("PRAGMA user_version").fetch_one(&mut *tx).await?;
+                let rewrite = format!("PRAGMA user_version = {version}");
+                sqlx::query(sqlx::AssertSqlSafe(rewrite)).execute(&mut *tx).await?;
+                tx.commit().await
+            })
+        })
+        .await
+    }
+
+    /// Whether deliveries can be recorded now; the reason (naming the file) if not.
+    pub async fn ready(&self, min_free_space: u64) -> Result<(), String> {
+        let Some(watch) = &self.watch else { return self.ping().await.map_err(|e| e.to_string()) };
+        if self.writes.as_ref().is_some_and(mpsc::Sender::is_closed) {
+            return Err(self.writer_stopped().to_string());
+        }
+        if let Some(problem) = watch.file_problem() {
+            return Err(problem);
+        }
+        let dir = watch.path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        match free_space(dir) {
+            Ok(free) if free < min_free_space => {
+                return Err(format!(
+                    "only {} free on the filesystem of the store file {}, below [store] min_free_space = {}",
+                    shown_size(free),
+                    self.path,
+                    shown_size(min_free_space)
+                ));
+            }
+            Ok(_) => {}
+            Err(err) => return Err(format!("cannot read the free space of {}: {err}", dir.display())),
+        }
+        if let Some(failed) = watch.health.failing() {
+            match tokio::time::timeout(PROBE_TIMEOUT, self.probe()).await {
+                Ok(Ok(())) => watch.health.succeeded(),
+                Ok(Err(err)) => return Err(format!("writes to the store file {} fail: {err}", self.path)),
+                Err(_) => {
+                    return Err(format!(
+                        "the last write to the store file {} failed ({failed}) and a write probe did not finish within {PROBE_TIMEOUT:?}",
+                        self.path
+                    ));
+                }
+            }
+        }
+        self.ping().await.map_err(|e| e.to_string())
     }
 
     pub async fn events(&self, filter: &EventFilter) -> Result<Vec<Event>, StoreError> {
@@ -144,49 +290,151 @@ impl SqliteStore {
     }
 }
 
+/// The one write connection and what it needs to reopen itself.
+struct Writer {
+    /// `None` after it was dropped as stuck, until the next write reopens it.
+    conn: Option<SqliteConnection>,
+    connect: SqliteConnectOptions,
+    watch: Arc<Watch>,
+}
+
+impl Writer {
+    /// The connection to write on, once the path is known to name the file opened; reopens
+    /// it if it was dropped.
+    async fn connection(&mut self) -> Result<&mut SqliteConnection, StoreError> {
+        self.watch.check_file()?;
+        if self.conn.is_none() {
+            let conn = SqliteConnection::connect_with(&self.connect).await.map_err(|err| {
+                StoreError::Unavailable(format!("cannot reopen the store file {}: {err}", self.watch.path.display()))
+            })?;
+            tracing::info!(path = %self.watch.path.display(), "reopened the store's write connection");
+            self.conn = Some(conn);
+        }
+        Ok(self.conn.as_mut().expect("the connection was just opened"))
+    }
+
+    /// After a failed write. SQLite rolls a transaction back by itself on some errors (disk
+    /// full, I/O error, out of memory); sqlx then still counts it open and refuses every later
+    /// `BEGIN` ("non-zero transaction depth"). Such a connection is dropped (closing it rolls
+    /// back whatever is left) and the next write opens a new one.
+    async fn unstick(&mut self) {
+        let Some(conn) = &mut self.conn else { return };
+        // sqlx's rollback of the failed transaction is queued on the connection; a ping runs after it.
+        if conn.ping().await.is_ok() && !conn.is_in_transaction() {
+            return;
+        }
+        tracing::warn!("the store's write connection was left inside a failed transaction; reopening it");
+        if let Some(stuck) = self.conn.take()
+            && let Err(err) = stuck.close().await
+        {
+            tracing::debug!(error = %err, "closing the stuck write connection failed");
+        }
+    }
+
+    /// Runs one operation; a failure of it (or a panic inside it) leaves the writer working.
+    async fn run(&mut self, op: Op) {
+        let conn = match self.connection().await {
+            Ok(conn) => conn,
+            Err(refused) => {
+                op(Err(refused)).await;
+                return;
+            }
+        };
+        durability(conn, Sync::Normal).await;
+        // A panic inside an operation fails that operation (its caller hears that the store
+        // failed) and never the writer: deliveries keep being committed.
+        match AssertUnwindSafe(op(Ok(conn))).catch_unwind().await {
+            Ok(None) => {}
+            Ok(Some(failed)) => {
+                self.watch.health.failed(&failed);
+                self.unstick().await;
+            }
+            Err(panic) => {
+                let message = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned());
+                tracing::error!(
+                    panic = message.as_deref().unwrap_or("(no message)"),
+                    "a store operation panicked; it was rolled back"
+                );
+                self.unstick().await;
+            }
+        }
+        if let Some(conn) = &mut self.conn {
+            durability(conn, Sync::Full).await;
+        }
+    }
+
+    /// Commits the waiting deliveries whose callers still wait, and answers each.
+    async fn flush(&mut self, pending: &mut Vec<Pending>) {
+        if pending.is_empty() {
+            return;
+        }
+        let mut taken = Vec::with_capacity(pending.len());
+        let watch = self.watch.clone();
+        let result = match self.connection().await {
+            Ok(conn) => commit(conn, pending, &mut taken)
+                .await
+                .map_err(|e| (failure_kind(&e), StoreError::Unavailable(e.to_string()))),
+            Err(refused) if watch.file_problem().is_some() => Err(("file_lost", refused)),
+            Err(refused) => Err(("unreachable", refused)),
+        };
+        match result {
+            Ok(outcomes) => {
+                if !taken.is_empty() {
+                    self.watch.health.succeeded();
+                }
+                for (delivery, outcome) in taken.drain(..).zip(outcomes) {
+                    delivery.answer(Ok(outcome));
+                }
+            }
+            Err((kind, err)) => {
+                let failed = pending.len() + taken.len();
+                tracing::error!(error = %err, kind, deliveries = failed, "store commit failed; answering 503");
+                self.watch.health.count(kind, failed);
+                let why = err.to_string();
+                for delivery in pending.drain(..).chain(taken.drain(..)) {
+                    delivery.answer(Err(StoreError::Unavailable(why.clone())));
+                }
+                self.watch.health.failed(&why);
+                self.unstick().await;
+            }
+        }
+        pending.clear();
+    }
+
+    async fn close(mut self) {
+        if let Some(conn) = self.conn.take()
+            && let Err(err) = conn.close().await
+        {
+            tracing::warn!(error = %err, "closing the store's write connection failed");
+        }
+    }
+}
+
 /// Takes every waiting message; runs operations one by one and commits all the deliveries
 /// among them together (one fsync for all); answers each caller.
-async fn write_loop(mut conn: SqliteConnection, mut queue: mpsc::Receiver<Message>, max_batch: usize) {
+async fn write_loop(mut writer: Writer, mut queue: mpsc::Receiver<Message>, max_batch: usize) {
     let mut batch = Vec::with_capacity(max_batch);
-    let mut events = Vec::with_capacity(max_batch);
-    let mut replies = Vec::with_capacity(max_batch);
+    let mut pending = Vec::with_capacity(max_batch);
     while queue.recv_many(&mut batch, max_batch).await > 0 {
         for message in batch.drain(..) {
             match message {
-                Message::Write(event, reply) => {
-                    events.push(*event);
-                    replies.push(reply);
-                }
+                Message::Write(delivery) => pending.push(*delivery),
                 // Operations go ahead of the deliveries waiting with them: no caller sends an
                 // operation before its own delivery was answered, so none depends on them, and
                 // a run's bookkeeping does not wait behind a burst of deliveries.
-                Message::Op(op) => {
-                    durability(&mut conn, Sync::Normal).await;
-                    // A panic inside an operation fails that operation (its caller hears that the
-                    // store failed) and never the writer: deliveries keep being committed.
-                    if let Err(panic) = AssertUnwindSafe(op(&mut conn)).catch_unwind().await {
-                        let message = panic
-                            .downcast_ref::<&str>()
-                            .map(|s| s.to_string())
-                            .or_else(|| panic.downcast_ref::<String>().cloned());
-                        tracing::error!(
-                            panic = message.as_deref().unwrap_or("(no message)"),
-                            "a store operation panicked; it was rolled back"
-                        );
-                    }
-                    durability(&mut conn, Sync::Full).await;
-                }
+                Message::Op(op) => writer.run(op).await,
                 Message::Close(done) => {
-                    flush(&mut conn, &mut events, &mut replies).await;
-                    if let Err(err) = conn.close().await {
-                        tracing::warn!(error = %err, "closing the store's write connection failed");
-                    }
+                    writer.flush(&mut pending).await;
+                    writer.close().await;
                     let _ = done.send(());
                     return;
                 }
             }
         }
-        flush(&mut conn, &mut events, &mut replies).await;
+        writer.flush(&mut pending).await;
     }
 }
 
@@ -210,35 +458,53 @@ async fn durability(conn: &mut SqliteConnection, mode: Sync) {
     }
 }
 
-async fn flush(conn: &mut SqliteConnection, events: &mut Vec<NewEvent>, replies: &mut Vec<Reply>) {
-    if events.is_empty() {
-        return;
+/// The kind of a failed write, by SQLite's primary result code (the extended code's low byte).
+fn failure_kind(err: &sqlx::Error) -> &'static str {
+    let code = err.as_database_error().and_then(|e| e.code()).and_then(|c| c.parse::<i32>().ok());
+    match code.map(|c| c & 0xff) {
+        Some(13) => "disk_full", // SQLITE_FULL
+        Some(10) => "io_error",  // SQLITE_IOERR
+        Some(5 | 6) => "locked", // SQLITE_BUSY, SQLITE_LOCKED
+        _ if matches!(err, sqlx::Error::Io(_)) => "io_error",
+        _ => "other",
     }
-    match commit(conn, events).await {
-        Ok(outcomes) => {
-            for (reply, outcome) in replies.drain(..).zip(outcomes) {
-                let _ = reply.send(Ok(outcome));
-            }
-        }
-        Err(err) => {
-            tracing::error!(error = %err, deliveries = events.len(), "store commit failed; answering 503");
-            for reply in replies.drain(..) {
-                let _ = reply.send(Err(StoreError::Unavailable(err.to_string())));
-            }
-        }
-    }
-    events.clear();
 }
 
-async fn commit(conn: &mut SqliteConnection, events: &[NewEvent]) -> Result<Vec<Recorded>, sqlx::Error> {
-    if events.is_empty() {
-        return Ok(Vec::new());
+/// Bytes an unprivileged writer may still use on the filesystem holding `dir`.
+// The field types are u64 on 64-bit Linux but narrower elsewhere.
+#[allow(clippy::useless_conversion)]
+fn free_space(dir: &Path) -> Result<u64, nix::Error> {
+    let stat = nix::sys::statvfs::statvfs(dir)?;
+    Ok(u64::from(stat.blocks_available()).saturating_mul(u64::from(stat.fragment_size())))
+}
+
+/// A size for messages: `12.5 MiB`, `300 KiB`.
+fn shown_size(bytes: u64) -> String {
+    if bytes >= 1 << 20 {
+        format!("{:.1} MiB", bytes as f64 / f64::from(1u32 << 20))
+    } else {
+        format!("{} KiB", bytes / 1024)
     }
+}
+
+/// Takes the write lock, then the deliveries whose callers still wait (into `taken`; the
+/// others stay unwritten), and commits those. Taking them only once the lock is held keeps
+/// what a caller may have to wait for after its timeout short: the inserts and the fsync.
+async fn commit(
+    conn: &mut SqliteConnection,
+    pending: &mut Vec<Pending>,
+    taken: &mut Vec<Pending>,
+) -> Result<Vec<Recorded>, sqlx::Error> {
     // IMMEDIATE takes the write lock up front, so a lock held elsewhere fails here after
     // busy_timeout instead of mid-transaction.
     let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
-    let mut outcomes = Vec::with_capacity(events.len());
-    for event in events {
+    taken.extend(pending.drain(..).filter(Pending::take));
+    if taken.is_empty() {
+        tx.rollback().await?;
+        return Ok(Vec::new());
+    }
+    let mut outcomes = Vec::with_capacity(taken.len());
+    for event in taken.iter().map(|p| &p.event) {
         let n = &event.normalised;
         if let Some(key) = &n.dedupe_key {
             let existing: Option<(String, i64)> =
@@ -325,15 +591,108 @@ mod tests {
     async fn a_panic_inside_a_store_operation_fails_that_operation_and_deliveries_go_on() {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(&dir.path().join("h.db"), Default::default()).await.unwrap();
-        assert!(matches!(store.record(delivery("a")).await, Ok(Recorded::New(_))));
+        assert!(matches!(store.record(delivery("a"), None).await, Ok(Recorded::New(_))));
         let failed = store
             .exec(|_conn| -> BoxFuture<'_, Result<(), sqlx::Error>> {
                 Box::pin(async { panic!("a bug in a decision") })
             })
             .await;
         assert!(failed.is_err());
-        assert!(matches!(store.record(delivery("b")).await, Ok(Recorded::New(_))));
+        assert!(matches!(store.record(delivery("b"), None).await, Ok(Recorded::New(_))));
         assert!(store.ping().await.is_ok());
+        store.close().await;
+    }
+
+    async fn count(store: &SqliteStore) -> usize {
+        store.events(&EventFilter::default()).await.unwrap().len()
+    }
+
+    #[tokio::test]
+    async fn a_write_connection_left_in_a_transaction_sqlite_rolled_back_is_reopened_and_writes_go_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("h.db"), Default::default()).await.unwrap();
+        // What a failed COMMIT after disk full leaves: SQLite has rolled back, sqlx still
+        // counts the transaction open (its own rollback fails too).
+        let failed = store
+            .exec(|conn| -> BoxFuture<'_, Result<(), sqlx::Error>> {
+                Box::pin(async move {
+                    let mut tx = conn.begin().await?;
+                    sqlx::query("ROLLBACK").execute(&mut *tx).await?;
+                    tx.commit().await
+                })
+            })
+            .await;
+        assert!(failed.is_err());
+        assert!(matches!(store.record(delivery("a"), None).await, Ok(Recorded::New(_))));
+        let work: crate::store::TxWork<()> = Box::new(|_tx| Box::pin(async { Ok(()) }));
+        store.transaction(work).await.expect("decision transactions work again too");
+        assert_eq!(count(&store).await, 1);
+        store.close().await;
+    }
+
+    #[tokio::test]
+    async fn a_delivery_given_up_while_queued_is_never_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("h.db"), Default::default()).await.unwrap();
+        // Keeps the writer busy past the delivery's timeout.
+        let (started, busy) = oneshot::channel();
+        let blocking = tokio::spawn({
+            let store = store.clone();
+            async move {
+                store
+                    .exec(move |_conn| -> BoxFuture<'_, Result<(), sqlx::Error>> {
+                        Box::pin(async move {
+                            let _ = started.send(());
+                            tokio::time::sleep(Duration::from_millis(400)).await;
+                            Ok(())
+                        })
+                    })
+                    .await
+            }
+        });
+        busy.await.unwrap();
+        let given_up = store.record(delivery("late"), Some(Duration::from_millis(50))).await;
+        assert!(matches!(given_up, Err(StoreError::TimedOut(_))), "{given_up:?}");
+        blocking.await.unwrap().unwrap();
+        assert!(matches!(store.record(delivery("next"), None).await, Ok(Recorded::New(_))));
+        let events = store.events(&EventFilter::default()).await.unwrap();
+        assert_eq!(events.len(), 1, "only the delivery answered with success is stored");
+        store.close().await;
+    }
+
+    #[tokio::test]
+    async fn a_deleted_store_file_refuses_writes_and_readiness_until_it_is_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("h.db");
+        let store = SqliteStore::open(&path, Default::default()).await.unwrap();
+        assert_eq!(store.ready(0).await, Ok(()));
+        let away = dir.path().join("moved.db");
+        std::fs::rename(&path, &away).unwrap();
+        let refused = store.record(delivery("a"), None).await.unwrap_err().to_string();
+        assert!(refused.contains("was deleted") && refused.contains("h.db"), "{refused}");
+        let work: crate::store::TxWork<()> = Box::new(|_tx| Box::pin(async { Ok(()) }));
+        assert!(store.transaction(work).await.is_err(), "the scheduler's writes are refused too");
+        let reason = store.ready(0).await.unwrap_err();
+        assert!(reason.contains(&path.display().to_string()), "{reason}");
+        // Another file under the name is not the file opened.
+        std::fs::write(&path, b"").unwrap();
+        assert!(store.ready(0).await.unwrap_err().contains("replaced"));
+        std::fs::rename(&away, &path).unwrap();
+        assert!(matches!(store.record(delivery("b"), None).await, Ok(Recorded::New(_))));
+        assert_eq!(store.ready(0).await, Ok(()));
+        assert_eq!(count(&store).await, 1);
+        store.close().await;
+    }
+
+    #[tokio::test]
+    async fn readiness_after_a_failed_write_rests_on_a_write_probe_and_on_free_space() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("h.db"), Default::default()).await.unwrap();
+        store.watch.as_ref().unwrap().health.failed("disk I/O error");
+        assert_eq!(store.ready(0).await, Ok(()), "the probe write succeeds");
+        assert_eq!(store.watch.as_ref().unwrap().health.failing(), None);
+        let reason = store.ready(u64::MAX).await.unwrap_err();
+        assert!(reason.contains("min_free_space") && reason.contains("h.db"), "{reason}");
         store.close().await;
     }
 }
