@@ -103,6 +103,40 @@ impl<'de> serde::de::Visitor<'de> for SecretRefVisitor {
     }
 }
 
+/// The most a secret file may hold. Real secrets are well under a kilobyte; the bound keeps a
+/// reference to `/dev/zero` or a huge file from eating memory at start.
+pub const MAX_SECRET_FILE: u64 = 64 * 1024;
+
+/// Reads a secret file: a regular file (a symlink to one is fine, as Kubernetes mounts them) of
+/// at most [`MAX_SECRET_FILE`] bytes. A device or a pipe (`/dev/stdin`) would block or never end.
+fn read_secret_file(full: &Path) -> Result<String, SecretError> {
+    use std::io::Read;
+    let cannot = |err: std::io::Error| SecretError {
+        message: format!("cannot read secret file {}: {err}", full.display()),
+        hint: "check the path and that handoff's user may read it (relative paths start at the config file's folder)"
+            .into(),
+    };
+    let file = std::fs::File::open(full).map_err(cannot)?;
+    if !file.metadata().map_err(cannot)?.is_file() {
+        return Err(SecretError {
+            message: format!("secret file {} is not a regular file", full.display()),
+            hint: "point the reference at a file that holds the secret (a device or a pipe is not read)".into(),
+        });
+    }
+    let mut bytes = Vec::new();
+    file.take(MAX_SECRET_FILE + 1).read_to_end(&mut bytes).map_err(cannot)?;
+    if bytes.len() as u64 > MAX_SECRET_FILE {
+        return Err(SecretError {
+            message: format!("secret file {} is larger than {} KiB", full.display(), MAX_SECRET_FILE / 1024),
+            hint: "a secret file holds the secret alone; check the path".into(),
+        });
+    }
+    String::from_utf8(bytes).map_err(|_| SecretError {
+        message: format!("secret file {} is not UTF-8 text", full.display()),
+        hint: "write the secret as text (hex or base64 if it is binary)".into(),
+    })
+}
+
 /// Why a reference could not be resolved; `hint` tells the user what to do.
 #[derive(Debug)]
 pub struct SecretError {
@@ -141,10 +175,7 @@ impl SecretRef {
             }
             (None, Some(path)) => {
                 let full = base.join(path);
-                std::fs::read_to_string(&full).map_err(|err| SecretError {
-                    message: format!("cannot read secret file {}: {err}", full.display()),
-                    hint: "check the path and that handoff's user may read it (relative paths start at the config file's folder)".into(),
-                })?
+                read_secret_file(&full)?
             }
         };
         // Files written by `echo` or editors end with a newline; it is never part of a secret.
@@ -156,5 +187,29 @@ impl SecretRef {
             });
         }
         Ok(SecretString::from(trimmed.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(path: &str) -> SecretRef {
+        SecretRef { env: None, file: Some(PathBuf::from(path)) }
+    }
+
+    #[test]
+    fn a_device_or_a_huge_file_is_refused_rather_than_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = file("/dev/zero").resolve(dir.path()).unwrap_err();
+        assert!(err.message.contains("/dev/zero is not a regular file"), "{}", err.message);
+
+        std::fs::write(dir.path().join("big"), vec![b'a'; 100 * 1024]).unwrap();
+        let err = file("big").resolve(dir.path()).unwrap_err();
+        assert!(err.message.contains("larger than 64 KiB"), "{}", err.message);
+
+        std::fs::write(dir.path().join("ok"), "a-long-enough-secret-value\n").unwrap();
+        let secret = file("ok").resolve(dir.path()).unwrap();
+        assert_eq!(secrecy::ExposeSecret::expose_secret(&secret), "a-long-enough-secret-value");
     }
 }
