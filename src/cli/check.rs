@@ -19,6 +19,12 @@ pub fn summary(config: &Config) -> String {
         let proxies: Vec<String> = config.trusted_proxies.iter().map(ToString::to_string).collect();
         out += &format!("trusted proxies: {}\n", proxies.join(", "));
     }
+    out += &match config.reject_budget {
+        Some(budget) => {
+            format!("rejections: {} per client address, refilled at {}; past it 429\n", budget.burst, budget.rate)
+        }
+        None => "rejections: no budget per client address (reject_rate = \"off\")\n".to_string(),
+    };
     if config.sources.is_empty() {
         out += "sources: none (add a [sources.NAME] table)\n";
     } else {
@@ -37,6 +43,9 @@ pub fn summary(config: &Config) -> String {
         out += &format!("    limit:  {} bytes\n", source.max_body);
         if source.kind == crate::domain::SourceKind::StandardWebhooks {
             out += &format!("    tolerance: {}s\n", source.tolerance.as_secs());
+        }
+        if let Some(rate) = source.rate_limit {
+            out += &format!("    rate limit: {rate} (all requests; past it 429)\n");
         }
         if let Some(window) = source.replay_window {
             out += &format!(
@@ -99,5 +108,17 @@ mod tests {
         assert!(out.contains("replay window: 10m (an identical body within it is a duplicate)"), "{out}");
         assert!(out.contains("warning: source `p` (hmac) signs the body only"), "{out}");
         assert!(!out.contains("source `e` (hmac)"), "{out}");
+    }
+
+    #[test]
+    fn check_shows_the_rejection_budget_and_a_sources_rate_limit() {
+        let text = "[server]\nreject_rate = \"5/s\"\nreject_burst = 20\n\
+                    [sources.e]\nkind = \"hmac\"\nsecret = { env = \"PATH\" }\nrate_limit = \"50/s\"\n";
+        let config = Config::parse(std::path::Path::new("/etc/handoff/handoff.toml"), text).unwrap();
+        let out = summary(&config);
+        assert!(out.contains("rejections: 20 per client address, refilled at 5/s; past it 429"), "{out}");
+        assert!(out.contains("rate limit: 50/s (all requests; past it 429)"), "{out}");
+        let off = Config::parse(std::path::Path::new("/h.toml"), "[server]\nreject_rate = \"off\"\n").unwrap();
+        assert!(summary(&off).contains("rejections: no budget per client address"), "{}", summary(&off));
     }
 }

@@ -30,7 +30,9 @@ impl Rate {
 
 impl fmt::Display for Rate {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.count, crate::domain::words(self.per))
+        // "10/s", not "10/1s": a single unit is written as the user would write it.
+        let per = crate::domain::words(self.per);
+        write!(f, "{}/{}", self.count, per.strip_prefix('1').filter(|unit| unit.len() == 1).unwrap_or(&per))
     }
 }
 
