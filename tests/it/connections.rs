@@ -32,20 +32,6 @@ async fn start(dir: &Path, server_lines: &str) -> (ServerProcess, Arc<Mutex<Stri
     (server, log)
 }
 
-/// A signed delivery on a connection of its own; returns the status.
-async fn deliver(server: &ServerProcess) -> u16 {
-    let body = br#"{"subject":"orders"}"#;
-    let client = reqwest::Client::builder().timeout(Duration::from_secs(20)).build().unwrap();
-    let response = client
-        .post(format!("{}/hooks/loader", server.base))
-        .header("authorization", hex_sig(HMAC_SECRET, body))
-        .body(body.to_vec())
-        .send()
-        .await
-        .unwrap();
-    response.status().as_u16()
-}
-
 async fn connect(server: &ServerProcess) -> TcpStream {
     TcpStream::connect(("127.0.0.1", server.port())).await.unwrap()
 }
@@ -107,7 +93,7 @@ async fn slowloris_connections_are_closed_after_the_header_timeout_while_signed_
         }
     });
     for _ in 0..4 {
-        assert_eq!(deliver(&server).await, 202);
+        assert_eq!(server.deliver_to_loader().await, 202);
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 
@@ -121,7 +107,7 @@ async fn slowloris_connections_are_closed_after_the_header_timeout_while_signed_
     let trickle_end = read_until_closed(&mut trickle_read, bound.saturating_sub(opened.elapsed())).await;
     assert!(trickle_end.is_some(), "a head sent a byte at a time is closed within 3x the header timeout");
     trickling.abort();
-    assert_eq!(deliver(&server).await, 202);
+    assert_eq!(server.deliver_to_loader().await, 202);
     let metrics = metrics(&server).await;
     assert!(metrics.contains("handoff_connections_timed_out_total{timeout=\"header\"} 2"), "{metrics}");
 }
@@ -192,7 +178,7 @@ async fn beyond_max_connections_a_connection_waits_and_a_delivery_gets_through_o
     let mut buf = [0u8; 64];
     let early = tokio::time::timeout(Duration::from_millis(500), fourth.read(&mut buf)).await;
     assert!(early.is_err(), "a connection beyond the cap is not served while the cap is full");
-    assert_eq!(deliver(&server).await, 202, "the delivery waits for a slot, then is accepted");
+    assert_eq!(server.deliver_to_loader().await, 202, "the delivery waits for a slot, then is accepted");
     assert!(read_answer(&mut fourth).await.starts_with("HTTP/1.1 200"));
     assert!(asked.elapsed() < Duration::from_secs(12), "served within a few header timeouts");
     let metrics = metrics(&server).await;
@@ -264,7 +250,7 @@ async fn many_large_bodies_at_once_stay_within_max_body_memory_and_the_rest_are_
     }
     assert!(grown_mib < 100, "the server grew by {grown_mib} MiB for {CONNECTIONS} bodies of 1 MiB");
     assert!(refused >= CONNECTIONS - 8, "only 8 bodies of 1 MiB fit in 8 MiB; {refused} were refused");
-    assert_eq!(deliver(&server).await, 202, "the budget is given back");
+    assert_eq!(server.deliver_to_loader().await, 202, "the budget is given back");
     let metrics = metrics(&server).await;
     assert!(metrics.contains(&format!("outcome=\"busy\"}} {refused}")), "{metrics}");
 }

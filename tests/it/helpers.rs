@@ -239,6 +239,21 @@ impl ServerProcess {
         child.wait().unwrap();
     }
 
+    /// A signed delivery of `{"subject":"orders"}` to the `loader` source (hmac, [`HMAC_SECRET`]),
+    /// on a connection of its own; returns the status.
+    pub async fn deliver_to_loader(&self) -> u16 {
+        let body = br#"{"subject":"orders"}"#;
+        let client = reqwest::Client::builder().timeout(std::time::Duration::from_secs(20)).build().unwrap();
+        let response = client
+            .post(format!("{}/hooks/loader", self.base))
+            .header("authorization", hex_sig(HMAC_SECRET, body))
+            .body(body.to_vec())
+            .send()
+            .await
+            .unwrap();
+        response.status().as_u16()
+    }
+
     /// Runs the CLI with this server's config.
     pub fn cli(&self, args: &[&str]) -> std::process::Output {
         std::process::Command::new(env!("CARGO_BIN_EXE_handoff"))

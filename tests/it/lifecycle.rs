@@ -16,18 +16,6 @@ fn slow_job(marker: &Path, seconds: u32, extra_server: &str) -> String {
     )
 }
 
-async fn deliver(server: &ServerProcess) {
-    let body = br#"{"subject":"orders"}"#;
-    let response = reqwest::Client::new()
-        .post(format!("{}/hooks/loader", server.base))
-        .header("authorization", hex_sig(HMAC_SECRET, body))
-        .body(body.to_vec())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 202);
-}
-
 #[tokio::test]
 async fn a_manual_run_is_picked_up_by_the_running_server_and_queued_for_the_next_start_when_it_is_down() {
     let dir = tempfile::tempdir().unwrap();
@@ -75,7 +63,7 @@ async fn a_run_interrupted_by_sigkill_is_taken_up_again_after_restart_and_comple
     let marker = dir.path().join("ran");
     let server = ServerProcess::start(dir.path(), &slow_job(&marker, 3, "")).await;
     let port = server.port();
-    deliver(&server).await;
+    assert_eq!(server.deliver_to_loader().await, 202);
     wait_until(dir.path(), "the run to start", |r| r.iter().any(|r| r.state == RunState::Running)).await;
     server.kill();
     assert!(!marker.exists(), "the command did not finish before the kill");
@@ -97,7 +85,7 @@ async fn sigterm_gives_a_running_command_its_grace_then_ends_it_and_the_run_resu
     let marker = dir.path().join("ran");
     let server = ServerProcess::start(dir.path(), &slow_job(&marker, 30, "shutdown_grace = \"1s\"\n")).await;
     let port = server.port();
-    deliver(&server).await;
+    assert_eq!(server.deliver_to_loader().await, 202);
     wait_until(dir.path(), "the run to start", |r| r.iter().any(|r| r.state == RunState::Running)).await;
     let stopping = Instant::now();
     let (status, log) = server.terminate();
