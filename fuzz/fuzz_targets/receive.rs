@@ -128,7 +128,11 @@ fuzz_target!(|input: Input<'_>| {
                     let timestamp = now.as_second() + i64::from(input.skew);
                     set(&mut headers, "webhook-id", id.to_string());
                     set(&mut headers, "webhook-timestamp", timestamp.to_string());
-                    set(&mut headers, "webhook-signature", signature::sign_standard_webhooks(&key, id, timestamp, input.body));
+                    set(
+                        &mut headers,
+                        "webhook-signature",
+                        signature::sign_standard_webhooks(&key, id, timestamp, input.body),
+                    );
                 }
             }
             other => unreachable!("a kind the harness does not know: {other}"),
