@@ -732,11 +732,19 @@ async fn check_and_serve_refuse_a_bad_config_with_the_file_the_line_and_a_hint_a
             "check the path",
         ),
         (
-            format!("{server}{dbt}secret = {{ file = \"a_folder\" }}\n"),
+            format!("{server}{dbt}secret = {{ file = \"no_such_file\" }}\n"),
             5,
             10,
             "cannot read secret file",
             "check the path",
+        ),
+        (
+            // A folder, a device or a pipe is refused, never read (a pipe could block forever).
+            format!("{server}{dbt}secret = {{ file = \"a_folder\" }}\n"),
+            5,
+            10,
+            "secret file",
+            "point the reference at a file that holds the secret",
         ),
         (
             format!("{server}{dbt}secret = {{ file = \"one_byte\" }}\n"),
