@@ -64,6 +64,7 @@ macro_rules! conformance {
 conformance!(
     a_delivery_is_recorded_once_and_its_retry_is_a_duplicate_with_the_same_id,
     the_same_news_twice_is_recorded_twice_and_the_second_feeds_nothing,
+    a_burst_recorded_at_once_keeps_every_event_one_copy_of_each_key_and_the_first_news,
     every_event_is_matched_exactly_once_and_its_decisions_are_stored,
     waiting_events_are_summed_per_upstream_and_a_run_consumes_them_all,
     a_burst_within_the_debounce_gives_one_run_and_max_wait_caps_a_trickle,
@@ -158,6 +159,52 @@ async fn the_same_news_twice_is_recorded_twice_and_the_second_feeds_nothing(stor
     assert!(store.decisions(&first_id).await.unwrap()[0].fed);
     let decisions = store.decisions(&second_id).await.unwrap();
     assert!(!decisions[0].fed && decisions[0].reason.contains("same news"), "{decisions:?}");
+}
+
+/// Deliveries that arrive together are committed together (SQLite: one batch, its rows inserted
+/// a chunk at a time); what each caller hears and what is stored must not depend on that.
+async fn a_burst_recorded_at_once_keeps_every_event_one_copy_of_each_key_and_the_first_news(store: &Store) {
+    let burst = (0..300).map(|n| {
+        let mut e = match n % 3 {
+            // 100 distinct events without any key (the generic kinds without an id header).
+            0 => {
+                let mut e = event("a", "x", "", at(n));
+                e.normalised.dedupe_key = None;
+                e
+            }
+            // 100 copies of one delivery (a sender retrying in a burst).
+            1 => event("a", "x", "same", at(n)),
+            // 100 pieces of the same news, each a delivery of its own.
+            _ => event("a", "x", &format!("news-{n}"), at(n)),
+        };
+        if n % 3 == 2 {
+            e.normalised.news_key = Some("run-9".into());
+        }
+        store.record(e)
+    });
+    let answers: Vec<Recorded> = futures_util::future::join_all(burst).await.into_iter().map(Result::unwrap).collect();
+    let new: Vec<_> =
+        answers.iter().filter_map(|r| if let Recorded::New(id) = r { Some(id.clone()) } else { None }).collect();
+    assert_eq!(new.len(), 100 + 1 + 100, "every keyless event, one copy of the retried one, every news");
+    let events = store.events(&EventFilter::default()).await.unwrap();
+    assert_eq!(events.len(), 201);
+    let same: Vec<_> = events.iter().filter(|e| e.provider_event_id.as_deref() == Some("same")).collect();
+    assert_eq!(same.len(), 1);
+    for answer in answers.iter().skip(1).step_by(3) {
+        assert!(
+            *answer == Recorded::New(same[0].id.clone()) || *answer == Recorded::Duplicate(same[0].id.clone()),
+            "every copy is answered with the one stored id: {answer:?}"
+        );
+    }
+    let mut news: Vec<_> =
+        events.iter().filter(|e| e.provider_event_id.as_deref().is_some_and(|p| p.starts_with("news-"))).collect();
+    news.sort_by_key(|e| (e.received_at, e.id.0.clone()));
+    assert_eq!(news.len(), 100);
+    let first = news[0];
+    assert_eq!(first.repeat_of, None, "the first of the news repeats nothing");
+    for later in &news[1..] {
+        assert_eq!(later.repeat_of.as_ref(), Some(&first.id), "every later one repeats the first");
+    }
 }
 
 async fn every_event_is_matched_exactly_once_and_its_decisions_are_stored(store: &Store) {

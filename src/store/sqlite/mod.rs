@@ -21,6 +21,7 @@ use crate::domain::{Event, EventId, NewEvent, SecretSlot};
 use futures_util::FutureExt;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Connection, SqlitePool};
+use std::collections::HashMap;
 use std::os::unix::fs::MetadataExt;
 use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
@@ -504,9 +505,20 @@ async fn commit(
         return Ok(Vec::new());
     }
     let mut outcomes = Vec::with_capacity(taken.len());
+    // The new rows, in arrival order: (id, the delivery, repeat_of). They are inserted together
+    // at the end, a few statements per batch instead of two per delivery: each statement is a
+    // round trip to sqlx's SQLite thread, which cost more than the inserts themselves.
+    let mut new_rows: Vec<(EventId, &NewEvent, Option<String>)> = Vec::with_capacity(taken.len());
+    // Keys already taken by earlier deliveries of this batch (not yet in the table).
+    let mut batch_dedupe: HashMap<(&str, &str), EventId> = HashMap::new();
+    let mut batch_news: HashMap<(&str, &str), String> = HashMap::new();
     for event in taken.iter().map(|p| &p.event) {
         let n = &event.normalised;
         if let Some(key) = &n.dedupe_key {
+            if let Some(first) = batch_dedupe.get(&(event.source.as_str(), key.as_str())) {
+                outcomes.push(Recorded::Duplicate(first.clone()));
+                continue;
+            }
             let existing: Option<(String, i64)> =
                 sqlx::query_as("SELECT id, received_at FROM events WHERE source = ?1 AND dedupe_key = ?2")
                     .bind(&event.source)
@@ -522,48 +534,83 @@ async fn commit(
                 sqlx::query("UPDATE events SET dedupe_key = NULL WHERE id = ?1").bind(&id).execute(&mut *tx).await?;
             }
         }
-        let repeat_of: Option<String> = match &n.news_key {
-            Some(news) => {
-                sqlx::query_scalar(
-                    "SELECT id FROM events WHERE source = ?1 AND news_key = ?2 ORDER BY received_at, id LIMIT 1",
-                )
-                .bind(&event.source)
-                .bind(news)
-                .fetch_optional(&mut *tx)
-                .await?
-            }
-            None => None,
-        };
+        let repeat_of: Option<String> =
+            match &n.news_key {
+                Some(news) => match batch_news.get(&(event.source.as_str(), news.as_str())) {
+                    Some(first) => Some(first.clone()),
+                    None => sqlx::query_scalar(
+                        "SELECT id FROM events WHERE source = ?1 AND news_key = ?2 ORDER BY received_at, id LIMIT 1",
+                    )
+                    .bind(&event.source)
+                    .bind(news)
+                    .fetch_optional(&mut *tx)
+                    .await?,
+                },
+                None => None,
+            };
         let id = EventId::generate();
-        sqlx::query(
-            "INSERT INTO events (id, source, kind, provider_event_id, dedupe_key, news_key, event_type, \
-             subject_id, subject_name, status, test, repeat_of, secret, peer, occurred_at, received_at, body) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
-        )
-        .bind(&id.0)
-        .bind(&event.source)
-        .bind(event.kind.as_str())
-        .bind(&n.provider_event_id)
-        .bind(&n.dedupe_key)
-        .bind(&n.news_key)
-        .bind(&n.event_type)
-        .bind(&n.subject.id)
-        .bind(&n.subject.name)
-        .bind(n.status.as_str())
-        .bind(n.test)
-        .bind(repeat_of)
-        .bind(event.secret.map(SecretSlot::as_str))
-        .bind(&event.peer)
-        .bind(n.occurred_at.unwrap_or(event.received_at).as_millisecond())
-        .bind(event.received_at.as_millisecond())
-        .bind(&event.body)
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query("INSERT INTO unmatched (event_id) VALUES (?1)").bind(&id.0).execute(&mut *tx).await?;
-        outcomes.push(Recorded::New(id));
+        if let Some(key) = &n.dedupe_key {
+            batch_dedupe.insert((event.source.as_str(), key.as_str()), id.clone());
+        }
+        if let Some(news) = &n.news_key {
+            let first = repeat_of.clone().unwrap_or_else(|| id.0.clone());
+            batch_news.entry((event.source.as_str(), news.as_str())).or_insert(first);
+        }
+        outcomes.push(Recorded::New(id.clone()));
+        new_rows.push((id, event, repeat_of));
+    }
+    // Chunks of power-of-two sizes, so that the few distinct statements stay in sqlx's cache of
+    // prepared statements whatever the batch size.
+    let mut rest = new_rows.as_slice();
+    while !rest.is_empty() {
+        let size = 1usize << rest.len().min(INSERT_CHUNK).ilog2();
+        let (chunk, tail) = rest.split_at(size);
+        insert_events(&mut tx, chunk).await?;
+        rest = tail;
     }
     tx.commit().await?;
     Ok(outcomes)
+}
+
+/// The most events one INSERT carries: 17 parameters each stays far below SQLite's limit.
+const INSERT_CHUNK: usize = 256;
+
+/// Inserts `rows` into `events` and queues them in `unmatched`, in two statements.
+async fn insert_events(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    rows: &[(EventId, &NewEvent, Option<String>)],
+) -> Result<(), sqlx::Error> {
+    let mut insert = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+        "INSERT INTO events (id, source, kind, provider_event_id, dedupe_key, news_key, event_type, \
+         subject_id, subject_name, status, test, repeat_of, secret, peer, occurred_at, received_at, body) ",
+    );
+    insert.push_values(rows, |mut row, (id, event, repeat_of)| {
+        let n = &event.normalised;
+        row.push_bind(id.0.clone())
+            .push_bind(event.source.clone())
+            .push_bind(event.kind.as_str())
+            .push_bind(n.provider_event_id.clone())
+            .push_bind(n.dedupe_key.clone())
+            .push_bind(n.news_key.clone())
+            .push_bind(n.event_type.clone())
+            .push_bind(n.subject.id.clone())
+            .push_bind(n.subject.name.clone())
+            .push_bind(n.status.as_str())
+            .push_bind(n.test)
+            .push_bind(repeat_of.clone())
+            .push_bind(event.secret.map(SecretSlot::as_str))
+            .push_bind(event.peer.clone())
+            .push_bind(n.occurred_at.unwrap_or(event.received_at).as_millisecond())
+            .push_bind(event.received_at.as_millisecond())
+            .push_bind(event.body.clone());
+    });
+    insert.build().execute(&mut **tx).await?;
+    let mut queue = sqlx::QueryBuilder::<sqlx::Sqlite>::new("INSERT INTO unmatched (event_id) ");
+    queue.push_values(rows, |mut row, (id, _, _)| {
+        row.push_bind(id.0.clone());
+    });
+    queue.build().execute(&mut **tx).await?;
+    Ok(())
 }
 
 #[cfg(test)]
