@@ -16,7 +16,7 @@ use crate::sources::{self, Delivery, Rejection};
 use crate::store::{Recorded, StoreError};
 use crate::telemetry::{UNKNOWN_SOURCE, shown};
 use axum::Json;
-use axum::extract::{ConnectInfo, Path, Request, State};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use jiff::Timestamp;
@@ -24,7 +24,12 @@ use serde_json::json;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Instant;
 
-pub async fn receive(State(state): State<AppState>, Path(name): Path<String>, request: Request) -> Response {
+pub async fn receive(State(state): State<AppState>, request: Request) -> Response {
+    // The source name is read from the path here rather than by axum's `Path` extractor, which
+    // answers a name that is not UTF-8 (`/hooks/%FF`) before this handler runs: unseen by the
+    // metrics, the rejection log and the client's budget. Invalid bytes become U+FFFD.
+    let raw = request.uri().path().rsplit_once('/').map_or("", |(_, last)| last);
+    let name = percent_encoding::percent_decode_str(raw).decode_utf8_lossy().into_owned();
     // On a `[::]` listener an IPv4 client is `::ffff:a.b.c.d`: shown and matched as a.b.c.d.
     let peer = request
         .extensions()

@@ -97,6 +97,23 @@ async fn a_60_kb_unknown_source_name_gets_a_short_answer_and_a_short_log_line() 
     assert_eq!(lines.iter().map(|l| count_of(l)).sum::<u64>(), 20);
 }
 
+#[tokio::test]
+async fn a_source_name_that_is_not_utf8_is_an_unknown_source_counted_and_charged_like_any_other() {
+    let app = TestApp::spawn_with(BUDGET, StoreOptions::default()).await;
+    let from = [("x-forwarded-for", "198.51.100.9".to_string())];
+    for _ in 0..5 {
+        let (status, answer) = app.deliver("%FF%0Aevent%20recorded", b"", &from).await;
+        assert_eq!(status, 404, "{answer}");
+        // Invalid bytes read as U+FFFD; the newline is shown escaped, never raw.
+        let error = answer["error"].as_str().unwrap_or_default();
+        assert_eq!(error, "unknown source `\u{fffd}\\nevent recorded`", "{answer}");
+    }
+    // The five 404s spent that address's budget: the next request is limited before any work.
+    assert_eq!(app.deliver("orchestrator", b"", &from).await.0, 429);
+    let metrics = app.metrics().await;
+    assert!(metrics.contains(r#"handoff_deliveries_total{source="_unknown",outcome="unknown_source"} 5"#), "{metrics}");
+}
+
 const BUDGET: &str = r#"
 [server]
 trusted_proxies = ["127.0.0.1/32"]
