@@ -31,6 +31,9 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// The source's secret (handoff refuses secrets shorter than 16 bytes).
+const SECRET: &str = "bench-secret-0123456789abcdef";
+
 fn knob(name: &str, default: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| default.to_string())
 }
@@ -217,7 +220,7 @@ async fn round(config_text: &str, dir: &Path, deliveries: u64, warmup: u64, conc
 
     // Bounded in time: a stuck request fails the round instead of hanging the benchmark.
     let client = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap();
-    let key = Arc::new(Key::new(b"bench-secret"));
+    let key = Arc::new(Key::new(SECRET.as_bytes()));
     let body = Arc::new(format!(r#"{{"subject":"table_7","pad":"{}"}}"#, "x".repeat(990)));
     // A warm-up of the same deliveries first, not measured: the store's files (SQLite's WAL,
     // PostgreSQL's buffers) reach their working size, so every setup is measured warm.
@@ -253,7 +256,7 @@ fn main() {
                 for setup in setups {
                     for &c in &conns {
                         let dir = tempfile::tempdir().unwrap();
-                        std::fs::write(dir.path().join("secret"), "bench-secret").unwrap();
+                        std::fs::write(dir.path().join("secret"), SECRET).unwrap();
                         let store_lines = fresh_store(store, dir.path(), &pg_admin).await;
                         let text = format!(
                             "{store_lines}[sources.loader]\nkind = \"hmac\"\nsecret = {{ file = \"secret\" }}\n{}",
