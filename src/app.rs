@@ -6,7 +6,7 @@
 use crate::config::{Config, StoreLocation};
 use crate::http::limits::{PeerBudgets, SourceLimits};
 use crate::http::reject_log::RejectLog;
-use crate::http::{AppState, BodyMemory, router, server};
+use crate::http::{AppState, BodyMemory, Health, router, server};
 use crate::scheduler::service::Scheduler;
 use crate::scheduler::tick;
 use crate::store::{Store, StoreError, StoreOptions};
@@ -239,25 +239,6 @@ fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
         .map(|s| s.to_string())
         .or_else(|| payload.downcast_ref::<String>().cloned())
         .unwrap_or_else(|| "(no message)".into())
-}
-
-/// What `/readyz` reports besides the store: a core task that stopped.
-#[derive(Debug, Default)]
-pub struct Health {
-    stopped: std::sync::Mutex<Option<String>>,
-}
-
-impl Health {
-    pub fn fail(&self, reason: &str) {
-        if let Ok(mut stopped) = self.stopped.lock() {
-            stopped.get_or_insert_with(|| reason.to_string());
-        }
-    }
-
-    /// Why the server is not ready, if a core task stopped.
-    pub fn stopped(&self) -> Option<String> {
-        self.stopped.lock().ok().and_then(|s| s.clone())
-    }
 }
 
 #[cfg(test)]

@@ -15,7 +15,6 @@ pub use rate::Rate;
 pub use secret::{SecretError, SecretRef};
 
 use crate::domain::{SourceKind, words};
-use crate::http::Limits;
 use crate::scheduler::Job;
 use crate::signature::{self, Key};
 use ipnet::IpNet;
@@ -312,6 +311,34 @@ pub struct Config {
     pub reject_budget: Option<RejectBudget>,
     /// Legal but probably unintended settings, for `handoff check`.
     pub warnings: Vec<String>,
+}
+
+/// The `[server]` settings that bound connections and request bodies.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// Time to receive a request's head: from accept for the first request, from its first
+    /// byte for the next ones on a keep-alive connection.
+    pub header_timeout: Duration,
+    /// Time to receive a whole request body, from the end of its head.
+    pub body_timeout: Duration,
+    /// How long a keep-alive connection may wait for its next request.
+    pub idle_timeout: Duration,
+    /// Connections served at once.
+    pub max_connections: usize,
+    /// Request body bytes held in memory at once, across all connections.
+    pub max_body_memory: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(60),
+            max_connections: 1024,
+            max_body_memory: 64 << 20,
+        }
+    }
 }
 
 /// How many rejected requests one client address may have: `burst` in a row, refilled at `rate`.

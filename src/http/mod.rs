@@ -17,7 +17,7 @@ pub mod server;
 pub use body::BodyMemory;
 pub use client_ip::client_ip;
 pub use error::ApiError;
-pub use server::Limits;
+pub use ops::Health;
 
 use crate::config::Config;
 use crate::store::Store;
@@ -39,7 +39,7 @@ pub struct AppState {
     /// Wakes the scheduler when an event is recorded.
     pub wake: Arc<tokio::sync::Notify>,
     /// Set when the scheduler or the store's writer stopped: `/readyz` is red then.
-    pub health: Arc<crate::app::Health>,
+    pub health: Arc<Health>,
     /// Request body bytes held at once, across connections (`[server] max_body_memory`).
     pub body_memory: Arc<BodyMemory>,
     /// Each client address's budget of rejected requests.

@@ -29,3 +29,22 @@ pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], state.metrics.render())
 }
+
+/// What `/readyz` reports besides the store: a core task that stopped.
+#[derive(Debug, Default)]
+pub struct Health {
+    stopped: std::sync::Mutex<Option<String>>,
+}
+
+impl Health {
+    pub fn fail(&self, reason: &str) {
+        if let Ok(mut stopped) = self.stopped.lock() {
+            stopped.get_or_insert_with(|| reason.to_string());
+        }
+    }
+
+    /// Why the server is not ready, if a core task stopped.
+    pub fn stopped(&self) -> Option<String> {
+        self.stopped.lock().ok().and_then(|s| s.clone())
+    }
+}

@@ -10,6 +10,7 @@
 //! connection goes idle, so it would also close idle connections after the header timeout.
 //! Here the idle clock runs until the next request's first byte, the head clock from then.
 
+use crate::config::Limits;
 use crate::telemetry::Metrics;
 use axum::Router;
 use axum::body::Body;
@@ -29,34 +30,6 @@ use tokio::sync::{Notify, Semaphore};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-
-/// The `[server]` settings that bound connections and request bodies.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Limits {
-    /// Time to receive a request's head: from accept for the first request, from its first
-    /// byte for the next ones on a keep-alive connection.
-    pub header_timeout: Duration,
-    /// Time to receive a whole request body, from the end of its head.
-    pub body_timeout: Duration,
-    /// How long a keep-alive connection may wait for its next request.
-    pub idle_timeout: Duration,
-    /// Connections served at once.
-    pub max_connections: usize,
-    /// Request body bytes held in memory at once, across all connections.
-    pub max_body_memory: usize,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Limits {
-            header_timeout: Duration::from_secs(10),
-            body_timeout: Duration::from_secs(30),
-            idle_timeout: Duration::from_secs(60),
-            max_connections: 1024,
-            max_body_memory: 64 << 20,
-        }
-    }
-}
 
 /// After stop, how long a connection without a request in flight may go on: enough to flush
 /// an answer just written, too little for a client to hold the shutdown.
