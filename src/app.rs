@@ -223,7 +223,7 @@ async fn supervise(
         () = stop.cancelled() => (None, false),
         ended = scheduling => {
             let reason = match ended {
-                Err(err) if err.is_panic() => format!("the scheduler panicked: {}", panic_message(err.into_panic())),
+                Err(err) if err.is_panic() => format!("the scheduler panicked: {}", crate::telemetry::panic_message(&*err.into_panic())),
                 _ => "the scheduler stopped".to_string(),
             };
             // Told to stop, the scheduler ends by itself: that is no failure.
@@ -231,14 +231,6 @@ async fn supervise(
         }
         () = store_stopped => ((!stop.is_cancelled()).then(|| "the store's writer stopped".to_string()), false),
     }
-}
-
-fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
-    payload
-        .downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| payload.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "(no message)".into())
 }
 
 #[cfg(test)]

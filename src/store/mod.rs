@@ -403,14 +403,6 @@ impl Store {
         }
     }
 
-    /// Whether the store answers a query now.
-    pub async fn ping(&self) -> Result<(), StoreError> {
-        match self {
-            Store::Sqlite(s) => s.ping().await,
-            Store::Postgres(s) => s.ping().await,
-        }
-    }
-
     /// Whether the store can record deliveries now (for `/readyz`); the reason if not. SQLite:
     /// the writer runs, the file is still the one opened, at least `min_free_space` bytes are
     /// free on its filesystem, and the last write succeeded (else a write probe must).

@@ -138,7 +138,7 @@ async fn deliveries_are_recorded_in_postgresql_and_read_back_whole() {
     assert_eq!(dbt.len(), 1);
     assert_eq!(dbt[0].id, second);
     assert_eq!(store.events(&EventFilter { source: None, limit: 1 }).await.unwrap().len(), 1);
-    store.ping().await.unwrap();
+    store.ready(0).await.unwrap();
     store.close().await;
 
     // The read commands connect without migrating and see the same rows.

@@ -351,14 +351,8 @@ impl Writer {
                 self.unstick().await;
             }
             Err(panic) => {
-                let message = panic
-                    .downcast_ref::<&str>()
-                    .map(|s| s.to_string())
-                    .or_else(|| panic.downcast_ref::<String>().cloned());
-                tracing::error!(
-                    panic = message.as_deref().unwrap_or("(no message)"),
-                    "a store operation panicked; it was rolled back"
-                );
+                let message = crate::telemetry::panic_message(&*panic);
+                tracing::error!(panic = %message, "a store operation panicked; it was rolled back");
                 self.unstick().await;
             }
         }
