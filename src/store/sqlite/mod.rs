@@ -1,6 +1,6 @@
 //! The SQLite backend: one file, WAL, `synchronous = FULL`, one writer with group commit.
 //!
-//! Every write goes through one task that owns the only write connection. It takes all
+//! Every write goes through one thread that owns the write connections. It takes all
 //! deliveries waiting at that moment (up to `max_batch`) and commits them in one
 //! `BEGIN IMMEDIATE` transaction, so concurrent deliveries share one fsync; each caller
 //! hears back only after that commit. Reads use a separate small pool (WAL lets them run
@@ -14,14 +14,14 @@
 //! instead of recording into a file nobody will read again.
 
 mod decide;
+mod deliveries;
 mod runs;
 
 use super::{EventFilter, Pending, Recorded, StoreError, StoreOptions, WriteHealth, rows};
-use crate::domain::{Event, EventId, NewEvent, SecretSlot};
-use futures_util::FutureExt;
+use crate::domain::{Event, EventId, NewEvent};
+use deliveries::Deliveries;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Connection, SqlitePool};
-use std::collections::HashMap;
 use std::os::unix::fs::MetadataExt;
 use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
@@ -128,6 +128,11 @@ impl SqliteStore {
         let mut conn = SqliteConnection::connect_with(&connect).await?;
         sqlx::migrate!("./migrations/sqlite").run(&mut conn).await?;
         let reads = SqlitePoolOptions::new().max_connections(4).connect_with(connect.clone()).await?;
+        // Decisions and run bookkeeping: NORMAL (see `Writer`); deliveries get their own FULL connection.
+        let connect = connect.synchronous(SqliteSynchronous::Normal);
+        sqlx::query("PRAGMA synchronous = NORMAL").execute(&mut conn).await?;
+        let deliveries = Deliveries::open(path, options.busy_timeout)
+            .map_err(|e| StoreError::Unavailable(format!("{}: {e}", path.display())))?;
         let file = FileId::of(path).map_err(|e| StoreError::Unavailable(format!("{}: {e}", path.display())))?;
         let watch = Arc::new(Watch {
             path: path.to_path_buf(),
@@ -137,9 +142,20 @@ impl SqliteStore {
         });
 
         let (writes, queue) = mpsc::channel(options.max_batch.max(1) * 4);
-        // A reopened connection must find the file it replaces, never create an empty one.
-        let writer = Writer { conn: Some(conn), connect: connect.create_if_missing(false), watch: watch.clone() };
-        tokio::spawn(write_loop(writer, queue, options.max_batch.max(1)));
+        let writer = Writer {
+            deliveries: Some(deliveries),
+            conn: Some(conn),
+            // A reopened connection must find the file it replaces, never create an empty one.
+            connect: connect.create_if_missing(false),
+            busy_timeout: options.busy_timeout,
+            watch: watch.clone(),
+            runtime: tokio::runtime::Handle::current(),
+        };
+        let max_batch = options.max_batch.max(1);
+        std::thread::Builder::new()
+            .name("handoff-writer".into())
+            .spawn(move || write_loop(writer, queue, max_batch))
+            .map_err(|e| StoreError::Unavailable(format!("cannot start the store's writer thread: {e}")))?;
         Ok(SqliteStore { writes: Some(writes), reads, path: path.display().to_string().into(), watch: Some(watch) })
     }
 
@@ -291,21 +307,34 @@ impl SqliteStore {
     }
 }
 
-/// The one write connection and what it needs to reopen itself.
+/// The writer thread's two connections to the store file and what they need to reopen.
+///
+/// Deliveries are committed on `deliveries` (synchronous, `synchronous = FULL`, see
+/// `deliveries.rs`); decisions and run bookkeeping on `conn`, through sqlx like every other
+/// store operation, with `synchronous = NORMAL`: in WAL mode that survives a process crash and
+/// is only exposed to power loss, where the worst case is a run done again (runs are
+/// at-least-once anyway). Both write into the same WAL, so the next FULL commit makes
+/// everything before it durable too. One thread uses both, one transaction at a time, so they
+/// never wait for each other's lock.
 struct Writer {
-    /// `None` after it was dropped as stuck, until the next write reopens it.
+    /// `None` after it was dropped as stuck, until the next delivery reopens it.
+    deliveries: Option<Deliveries>,
+    /// `None` after it was dropped as stuck, until the next operation reopens it.
     conn: Option<SqliteConnection>,
     connect: SqliteConnectOptions,
+    busy_timeout: Duration,
     watch: Arc<Watch>,
+    /// Drives the sqlx operations from this thread.
+    runtime: tokio::runtime::Handle,
 }
 
 impl Writer {
-    /// The connection to write on, once the path is known to name the file opened; reopens
+    /// The connection for operations, once the path is known to name the file opened; reopens
     /// it if it was dropped.
-    async fn connection(&mut self) -> Result<&mut SqliteConnection, StoreError> {
+    fn connection(&mut self) -> Result<&mut SqliteConnection, StoreError> {
         self.watch.check_file()?;
         if self.conn.is_none() {
-            let conn = SqliteConnection::connect_with(&self.connect).await.map_err(|err| {
+            let conn = self.runtime.block_on(SqliteConnection::connect_with(&self.connect)).map_err(|err| {
                 StoreError::Unavailable(format!("cannot reopen the store file {}: {err}", self.watch.path.display()))
             })?;
             tracing::info!(path = %self.watch.path.display(), "reopened the store's write connection");
@@ -314,64 +343,80 @@ impl Writer {
         Ok(self.conn.as_mut().expect("the connection was just opened"))
     }
 
-    /// After a failed write. SQLite rolls a transaction back by itself on some errors (disk
+    /// The connection for deliveries, as [`Writer::connection`].
+    fn deliveries(&mut self) -> Result<&mut Deliveries, StoreError> {
+        self.watch.check_file()?;
+        if self.deliveries.is_none() {
+            let opened = Deliveries::open(&self.watch.path, self.busy_timeout).map_err(|err| {
+                StoreError::Unavailable(format!("cannot reopen the store file {}: {err}", self.watch.path.display()))
+            })?;
+            tracing::info!(path = %self.watch.path.display(), "reopened the store's delivery connection");
+            self.deliveries = Some(opened);
+        }
+        Ok(self.deliveries.as_mut().expect("the connection was just opened"))
+    }
+
+    /// After a failed operation. SQLite rolls a transaction back by itself on some errors (disk
     /// full, I/O error, out of memory); sqlx then still counts it open and refuses every later
     /// `BEGIN` ("non-zero transaction depth"). Such a connection is dropped (closing it rolls
-    /// back whatever is left) and the next write opens a new one.
-    async fn unstick(&mut self) {
+    /// back whatever is left) and the next operation opens a new one.
+    fn unstick(&mut self) {
         let Some(conn) = &mut self.conn else { return };
         // sqlx's rollback of the failed transaction is queued on the connection; a ping runs after it.
-        if conn.ping().await.is_ok() && !conn.is_in_transaction() {
+        if self.runtime.block_on(conn.ping()).is_ok() && !conn.is_in_transaction() {
             return;
         }
         tracing::warn!("the store's write connection was left inside a failed transaction; reopening it");
         if let Some(stuck) = self.conn.take()
-            && let Err(err) = stuck.close().await
+            && let Err(err) = self.runtime.block_on(stuck.close())
         {
             tracing::debug!(error = %err, "closing the stuck write connection failed");
         }
     }
 
     /// Runs one operation; a failure of it (or a panic inside it) leaves the writer working.
-    async fn run(&mut self, op: Op) {
-        let conn = match self.connection().await {
+    fn run(&mut self, op: Op) {
+        let runtime = self.runtime.clone();
+        let conn = match self.connection() {
             Ok(conn) => conn,
             Err(refused) => {
-                op(Err(refused)).await;
+                runtime.block_on(op(Err(refused)));
                 return;
             }
         };
-        durability(conn, Sync::Normal).await;
         // A panic inside an operation fails that operation (its caller hears that the store
         // failed) and never the writer: deliveries keep being committed.
-        match AssertUnwindSafe(op(Ok(conn))).catch_unwind().await {
+        match std::panic::catch_unwind(AssertUnwindSafe(|| runtime.block_on(op(Ok(conn))))) {
             Ok(None) => {}
             Ok(Some(failed)) => {
                 self.watch.health.failed(&failed);
-                self.unstick().await;
+                self.unstick();
             }
             Err(panic) => {
                 let message = crate::telemetry::panic_message(&*panic);
                 tracing::error!(panic = %message, "a store operation panicked; it was rolled back");
-                self.unstick().await;
+                self.unstick();
             }
-        }
-        if let Some(conn) = &mut self.conn {
-            durability(conn, Sync::Full).await;
         }
     }
 
     /// Commits the waiting deliveries whose callers still wait, and answers each.
-    async fn flush(&mut self, pending: &mut Vec<Pending>) {
+    fn flush(&mut self, pending: &mut Vec<Pending>) {
         if pending.is_empty() {
             return;
         }
         let mut taken = Vec::with_capacity(pending.len());
         let watch = self.watch.clone();
-        let result = match self.connection().await {
-            Ok(conn) => commit(conn, pending, &mut taken)
-                .await
-                .map_err(|e| (failure_kind(&e), StoreError::Unavailable(e.to_string()))),
+        let result = match self.deliveries() {
+            Ok(conn) => match std::panic::catch_unwind(AssertUnwindSafe(|| conn.commit(pending, &mut taken))) {
+                Ok(committed) => {
+                    committed.map_err(|e| (deliveries::failure_kind(&e), StoreError::Unavailable(e.to_string())))
+                }
+                Err(panic) => {
+                    let message = crate::telemetry::panic_message(&*panic);
+                    Err(("other", StoreError::Unavailable(format!("the commit panicked: {message}"))))
+                }
+            },
             Err(refused) if watch.file_problem().is_some() => Err(("file_lost", refused)),
             Err(refused) => Err(("unreachable", refused)),
         };
@@ -393,75 +438,59 @@ impl Writer {
                     delivery.answer(Err(StoreError::Unavailable(why.clone())));
                 }
                 self.watch.health.failed(&why);
-                self.unstick().await;
+                if self.deliveries.as_mut().is_some_and(Deliveries::stuck) {
+                    tracing::warn!(
+                        "the store's delivery connection was left inside a failed transaction; reopening it"
+                    );
+                    self.deliveries = None;
+                }
             }
         }
         pending.clear();
     }
 
-    async fn close(mut self) {
+    fn close(mut self) {
+        if let Some(deliveries) = self.deliveries.take()
+            && let Err(err) = deliveries.close()
+        {
+            tracing::warn!(error = %err, "closing the store's delivery connection failed");
+        }
         if let Some(conn) = self.conn.take()
-            && let Err(err) = conn.close().await
+            && let Err(err) = self.runtime.block_on(conn.close())
         {
             tracing::warn!(error = %err, "closing the store's write connection failed");
         }
     }
 }
 
-/// Takes every waiting message; runs operations one by one and commits all the deliveries
-/// among them together (one fsync for all); answers each caller.
-async fn write_loop(mut writer: Writer, mut queue: mpsc::Receiver<Message>, max_batch: usize) {
+/// The writer thread: takes every waiting message; runs operations one by one and commits all
+/// the deliveries among them together (one fsync for all); answers each caller.
+fn write_loop(mut writer: Writer, mut queue: mpsc::Receiver<Message>, max_batch: usize) {
     let mut batch = Vec::with_capacity(max_batch);
     let mut pending = Vec::with_capacity(max_batch);
-    while queue.recv_many(&mut batch, max_batch).await > 0 {
+    while let Some(first) = queue.blocking_recv() {
+        batch.push(first);
+        while batch.len() < max_batch
+            && let Ok(next) = queue.try_recv()
+        {
+            batch.push(next);
+        }
         for message in batch.drain(..) {
             match message {
                 Message::Write(delivery) => pending.push(*delivery),
                 // Operations go ahead of the deliveries waiting with them: no caller sends an
                 // operation before its own delivery was answered, so none depends on them, and
                 // a run's bookkeeping does not wait behind a burst of deliveries.
-                Message::Op(op) => writer.run(op).await,
+                Message::Op(op) => writer.run(op),
                 Message::Close(done) => {
-                    writer.flush(&mut pending).await;
-                    writer.close().await;
+                    writer.flush(&mut pending);
+                    writer.close();
                     let _ = done.send(());
                     return;
                 }
             }
         }
-        writer.flush(&mut pending).await;
-    }
-}
-
-#[derive(Clone, Copy)]
-enum Sync {
-    Full,
-    Normal,
-}
-
-/// Events are committed with `synchronous = FULL` (on disk before the 2xx). Scheduler and run
-/// bookkeeping use `NORMAL`: in WAL mode that survives a process crash and is only exposed to
-/// power loss, where the worst case is a run done again (runs are at-least-once anyway). The
-/// next FULL commit makes everything before it durable too, so order is kept.
-async fn durability(conn: &mut SqliteConnection, mode: Sync) {
-    let pragma = match mode {
-        Sync::Full => "PRAGMA synchronous = FULL",
-        Sync::Normal => "PRAGMA synchronous = NORMAL",
-    };
-    if let Err(err) = sqlx::query(pragma).execute(&mut *conn).await {
-        tracing::warn!(error = %err, pragma, "cannot set the store's durability mode");
-    }
-}
-
-/// The kind of a failed write, by SQLite's primary result code (the extended code's low byte).
-fn failure_kind(err: &sqlx::Error) -> &'static str {
-    let code = err.as_database_error().and_then(|e| e.code()).and_then(|c| c.parse::<i32>().ok());
-    match code.map(|c| c & 0xff) {
-        Some(13) => "disk_full", // SQLITE_FULL
-        Some(10) => "io_error",  // SQLITE_IOERR
-        Some(5 | 6) => "locked", // SQLITE_BUSY, SQLITE_LOCKED
-        _ if matches!(err, sqlx::Error::Io(_)) => "io_error",
-        _ => "other",
+        writer.flush(&mut pending);
     }
 }
 
@@ -480,131 +509,6 @@ fn shown_size(bytes: u64) -> String {
     } else {
         format!("{} KiB", bytes / 1024)
     }
-}
-
-/// Takes the write lock, then the deliveries whose callers still wait (into `taken`; the
-/// others stay unwritten), and commits those. Taking them only once the lock is held keeps
-/// what a caller may have to wait for after its timeout short: the inserts and the fsync.
-async fn commit(
-    conn: &mut SqliteConnection,
-    pending: &mut Vec<Pending>,
-    taken: &mut Vec<Pending>,
-) -> Result<Vec<Recorded>, sqlx::Error> {
-    // IMMEDIATE takes the write lock up front, so a lock held elsewhere fails here after
-    // busy_timeout instead of mid-transaction.
-    let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
-    taken.extend(pending.drain(..).filter(Pending::take));
-    if taken.is_empty() {
-        tx.rollback().await?;
-        return Ok(Vec::new());
-    }
-    let mut outcomes = Vec::with_capacity(taken.len());
-    // The new rows, in arrival order: (id, the delivery, repeat_of). They are inserted together
-    // at the end, a few statements per batch instead of two per delivery: each statement is a
-    // round trip to sqlx's SQLite thread, which cost more than the inserts themselves.
-    let mut new_rows: Vec<(EventId, &NewEvent, Option<String>)> = Vec::with_capacity(taken.len());
-    // Keys already taken by earlier deliveries of this batch (not yet in the table).
-    let mut batch_dedupe: HashMap<(&str, &str), EventId> = HashMap::new();
-    let mut batch_news: HashMap<(&str, &str), String> = HashMap::new();
-    for event in taken.iter().map(|p| &p.event) {
-        let n = &event.normalised;
-        if let Some(key) = &n.dedupe_key {
-            if let Some(first) = batch_dedupe.get(&(event.source.as_str(), key.as_str())) {
-                outcomes.push(Recorded::Duplicate(first.clone()));
-                continue;
-            }
-            let existing: Option<(String, i64)> =
-                sqlx::query_as("SELECT id, received_at FROM events WHERE source = ?1 AND dedupe_key = ?2")
-                    .bind(&event.source)
-                    .bind(key)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-            if let Some((id, received_at)) = existing {
-                if rows::dedupe_cutoff(event).is_none_or(|cutoff| received_at > cutoff) {
-                    outcomes.push(Recorded::Duplicate(EventId(id)));
-                    continue;
-                }
-                // Past its window the key passes to this delivery: the old event lets go of it.
-                sqlx::query("UPDATE events SET dedupe_key = NULL WHERE id = ?1").bind(&id).execute(&mut *tx).await?;
-            }
-        }
-        let repeat_of: Option<String> =
-            match &n.news_key {
-                Some(news) => match batch_news.get(&(event.source.as_str(), news.as_str())) {
-                    Some(first) => Some(first.clone()),
-                    None => sqlx::query_scalar(
-                        "SELECT id FROM events WHERE source = ?1 AND news_key = ?2 ORDER BY received_at, id LIMIT 1",
-                    )
-                    .bind(&event.source)
-                    .bind(news)
-                    .fetch_optional(&mut *tx)
-                    .await?,
-                },
-                None => None,
-            };
-        let id = EventId::generate();
-        if let Some(key) = &n.dedupe_key {
-            batch_dedupe.insert((event.source.as_str(), key.as_str()), id.clone());
-        }
-        if let Some(news) = &n.news_key {
-            let first = repeat_of.clone().unwrap_or_else(|| id.0.clone());
-            batch_news.entry((event.source.as_str(), news.as_str())).or_insert(first);
-        }
-        outcomes.push(Recorded::New(id.clone()));
-        new_rows.push((id, event, repeat_of));
-    }
-    // Chunks of power-of-two sizes, so that the few distinct statements stay in sqlx's cache of
-    // prepared statements whatever the batch size.
-    let mut rest = new_rows.as_slice();
-    while !rest.is_empty() {
-        let size = 1usize << rest.len().min(INSERT_CHUNK).ilog2();
-        let (chunk, tail) = rest.split_at(size);
-        insert_events(&mut tx, chunk).await?;
-        rest = tail;
-    }
-    tx.commit().await?;
-    Ok(outcomes)
-}
-
-/// The most events one INSERT carries: 17 parameters each stays far below SQLite's limit.
-const INSERT_CHUNK: usize = 256;
-
-/// Inserts `rows` into `events` and queues them in `unmatched`, in two statements.
-async fn insert_events(
-    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
-    rows: &[(EventId, &NewEvent, Option<String>)],
-) -> Result<(), sqlx::Error> {
-    let mut insert = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
-        "INSERT INTO events (id, source, kind, provider_event_id, dedupe_key, news_key, event_type, \
-         subject_id, subject_name, status, test, repeat_of, secret, peer, occurred_at, received_at, body) ",
-    );
-    insert.push_values(rows, |mut row, (id, event, repeat_of)| {
-        let n = &event.normalised;
-        row.push_bind(id.0.clone())
-            .push_bind(event.source.clone())
-            .push_bind(event.kind.as_str())
-            .push_bind(n.provider_event_id.clone())
-            .push_bind(n.dedupe_key.clone())
-            .push_bind(n.news_key.clone())
-            .push_bind(n.event_type.clone())
-            .push_bind(n.subject.id.clone())
-            .push_bind(n.subject.name.clone())
-            .push_bind(n.status.as_str())
-            .push_bind(n.test)
-            .push_bind(repeat_of.clone())
-            .push_bind(event.secret.map(SecretSlot::as_str))
-            .push_bind(event.peer.clone())
-            .push_bind(n.occurred_at.unwrap_or(event.received_at).as_millisecond())
-            .push_bind(event.received_at.as_millisecond())
-            .push_bind(event.body.clone());
-    });
-    insert.build().execute(&mut **tx).await?;
-    let mut queue = sqlx::QueryBuilder::<sqlx::Sqlite>::new("INSERT INTO unmatched (event_id) ");
-    queue.push_values(rows, |mut row, (id, _, _)| {
-        row.push_bind(id.0.clone());
-    });
-    queue.build().execute(&mut **tx).await?;
-    Ok(())
 }
 
 #[cfg(test)]
