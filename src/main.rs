@@ -4,6 +4,11 @@ use clap::Parser;
 use handoff::cli::Cli;
 use std::process::ExitCode;
 
+/// mimalloc rather than glibc's malloc: under load, allocation and freeing across the runtime's
+/// threads took about a tenth of the server's CPU (`perf` profile, bench/README.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
