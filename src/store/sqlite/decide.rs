@@ -1,5 +1,8 @@
 //! [`DecideTx`] on SQLite: the rows of the decision step, inside one `BEGIN IMMEDIATE`
-//! transaction on the writer's connection. No policy here: `scheduler::tick` decides.
+//! transaction on the writer thread's connection. No policy here: `scheduler::tick` decides.
+//!
+//! The statements run synchronously where the connection lives (the writer thread), so each
+//! answer is ready when it is returned: a tick is a dozen statements and no thread hand-offs.
 //!
 //! Single flight and "one queued run per job" are also enforced by the unique indexes
 //! `runs_one_running` and `runs_one_queued`, and a schedule tick by its primary key.
@@ -9,8 +12,7 @@ use crate::store::{
     BoxFuture, Claimed, DecideTx, DecisionRow, InputRow, Leftover, RunFacts, StoreError, Unmatched, Waiting, rows,
 };
 use jiff::Timestamp;
-use sqlx::sqlite::{Sqlite, SqliteConnection};
-use sqlx::{QueryBuilder, Transaction};
+use rusqlite::{Connection, OptionalExtension, ToSql, params, params_from_iter};
 use std::collections::BTreeMap;
 
 /// Rows per multi-row statement (at most 5 parameters each: far below SQLite's limit).
@@ -18,28 +20,268 @@ const ROWS_PER_STATEMENT: usize = 500;
 
 type Answer<'a, T> = BoxFuture<'a, Result<T, StoreError>>;
 
+/// An answer computed already: the statements ran before it is returned.
+fn done<'a, T: Send + 'a>(result: Result<T, StoreError>) -> Answer<'a, T> {
+    Box::pin(std::future::ready(result))
+}
+
+/// `(?, ?, …), (…)`: `rows` groups of `columns` placeholders.
+fn values(rows: usize, columns: usize) -> String {
+    let row = format!("({})", vec!["?"; columns].join(", "));
+    vec![row.as_str(); rows].join(", ")
+}
+
+/// The decision step's rows on an open transaction (the caller began and will end it).
 pub struct SqliteDecide<'c> {
-    pub tx: Transaction<'c, Sqlite>,
+    pub conn: &'c mut Connection,
 }
 
 impl SqliteDecide<'_> {
-    fn conn(&mut self) -> &mut SqliteConnection {
-        &mut self.tx
+    fn unmatched_now(&mut self, limit: u32) -> Result<Vec<Unmatched>, StoreError> {
+        let mut select = self.conn.prepare_cached(
+            "SELECT e.id, e.source, e.subject_id, e.subject_name, e.status, e.test, e.repeat_of, e.received_at \
+             FROM unmatched u JOIN events e ON e.id = u.event_id ORDER BY u.seq LIMIT ?1",
+        )?;
+        let mut rows = select.query([i64::from(limit)])?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next()? {
+            out.push(rows::unmatched(row)?);
+        }
+        Ok(out)
+    }
+
+    fn record_matches_now(
+        &mut self,
+        matched: &[EventId],
+        decisions: &[DecisionRow],
+        inputs: &[InputRow],
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        let now_ms = now.as_millisecond();
+        // Multi-row statements: a burst of thousands of events is a handful of statements.
+        for chunk in decisions.chunks(ROWS_PER_STATEMENT) {
+            let sql = format!(
+                "INSERT INTO decisions (event_id, job, fed, reason, decided_at) VALUES {}",
+                values(chunk.len(), 5)
+            );
+            let mut bound: Vec<&dyn ToSql> = Vec::with_capacity(chunk.len() * 5);
+            for d in chunk {
+                bound.extend([&d.event_id.0 as &dyn ToSql, &d.job, &d.fed, &d.reason, &now_ms]);
+            }
+            self.conn.prepare_cached(&sql)?.execute(params_from_iter(bound))?;
+        }
+        let received: Vec<i64> = inputs.iter().map(|i| i.received_at.as_millisecond()).collect();
+        for (chunk, received) in inputs.chunks(ROWS_PER_STATEMENT).zip(received.chunks(ROWS_PER_STATEMENT)) {
+            let sql = format!(
+                "INSERT OR IGNORE INTO job_inputs (job, event_id, upstream, received_at) VALUES {}",
+                values(chunk.len(), 4)
+            );
+            let mut bound: Vec<&dyn ToSql> = Vec::with_capacity(chunk.len() * 4);
+            for (i, at) in chunk.iter().zip(received) {
+                bound.extend([&i.job as &dyn ToSql, &i.event_id.0, &i.upstream, at]);
+            }
+            self.conn.prepare_cached(&sql)?.execute(params_from_iter(bound))?;
+        }
+        for (job, upstream, events, first, last) in rows::summarise(inputs) {
+            self.conn
+                .prepare_cached(
+                    "INSERT INTO job_waiting (job, upstream, events, first_at, last_at) VALUES (?1, ?2, ?3, ?4, ?5) \
+                     ON CONFLICT (job, upstream) DO UPDATE SET events = events + excluded.events, \
+                     first_at = MIN(first_at, excluded.first_at), last_at = MAX(last_at, excluded.last_at)",
+                )?
+                .execute(params![job, upstream, events, first, last])?;
+        }
+        for chunk in matched.chunks(ROWS_PER_STATEMENT) {
+            let sql = format!("DELETE FROM unmatched WHERE event_id IN ({})", vec!["?"; chunk.len()].join(", "));
+            self.conn.prepare_cached(&sql)?.execute(params_from_iter(chunk.iter().map(|id| &id.0)))?;
+        }
+        Ok(())
+    }
+
+    fn waiting_now(&mut self) -> Result<Vec<Waiting>, StoreError> {
+        let mut select = self.conn.prepare_cached(
+            "SELECT job, upstream, events, first_at, last_at FROM job_waiting ORDER BY job, upstream",
+        )?;
+        let mut rows = select.query([])?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next()? {
+            out.push(rows::waiting(row)?);
+        }
+        Ok(out)
+    }
+
+    fn queued_runs_now(&mut self) -> Result<Vec<(String, RunId)>, StoreError> {
+        let mut select = self.conn.prepare_cached("SELECT job, id FROM runs WHERE state = 'queued'")?;
+        let rows = select.query_map([], |row| Ok((row.get::<_, String>(0)?, RunId(row.get(1)?))))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn insert_run_now(
+        &mut self,
+        job: &str,
+        reason: ReasonKind,
+        scheduled_for: Option<Timestamp>,
+        now: Timestamp,
+    ) -> Result<Option<RunId>, StoreError> {
+        let id = RunId::generate();
+        // `runs_one_queued` turns a second queued run of the job into "nothing inserted".
+        let inserted = self
+            .conn
+            .prepare_cached(
+                "INSERT INTO runs (id, job, state, reason, scheduled_for, queued_at, run_after) \
+                 VALUES (?1, ?2, 'queued', ?3, ?4, ?5, ?5) ON CONFLICT DO NOTHING",
+            )?
+            .execute(params![
+                &id.0,
+                job,
+                reason.as_str(),
+                scheduled_for.map(|t| t.as_millisecond()),
+                now.as_millisecond()
+            ])?;
+        Ok((inserted == 1).then_some(id))
+    }
+
+    fn first_seen_now(&mut self, jobs: &[String], now: Timestamp) -> Result<BTreeMap<String, Timestamp>, StoreError> {
+        let now_ms = now.as_millisecond();
+        for chunk in jobs.chunks(ROWS_PER_STATEMENT) {
+            let sql = format!("INSERT OR IGNORE INTO jobs_seen (job, first_seen_at) VALUES {}", values(chunk.len(), 2));
+            let bound = chunk.iter().flat_map(|job| [job as &dyn ToSql, &now_ms]);
+            self.conn.prepare_cached(&sql)?.execute(params_from_iter(bound))?;
+        }
+        let mut select = self.conn.prepare_cached("SELECT job, first_seen_at FROM jobs_seen")?;
+        let rows = select.query_map([], |row| Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?)))?;
+        let mut out = BTreeMap::new();
+        for row in rows {
+            let (job, at) = row?;
+            out.insert(job, rows::millis(at)?);
+        }
+        Ok(out)
+    }
+
+    fn leftovers_now(&mut self, now: Option<Timestamp>, me: &str) -> Result<Vec<Leftover>, StoreError> {
+        let now_ms = now.map(|t| t.as_millisecond());
+        let mut runs = Vec::new();
+        {
+            let mut select = self.conn.prepare_cached(match now_ms {
+                Some(_) => {
+                    "SELECT id, job, state, attempt, owner FROM runs WHERE state = 'running' \
+                     AND lease_until < ?1 AND (owner IS NULL OR owner <> ?2) ORDER BY id"
+                }
+                None => "SELECT id, job, state, attempt, owner FROM runs WHERE state = 'running' ORDER BY id",
+            })?;
+            let mut rows = match now_ms {
+                Some(ms) => select.query(params![ms, me])?,
+                None => select.query([])?,
+            };
+            while let Some(row) = rows.next()? {
+                runs.push(rows::facts(row)?);
+            }
+        }
+        let mut out = Vec::with_capacity(runs.len());
+        for run in runs {
+            let mut select = self.conn.prepare_cached(
+                "SELECT pgid, pgid_start FROM run_actions WHERE run_id = ?1 AND state = 'running' \
+                 AND pgid IS NOT NULL AND pgid_start IS NOT NULL",
+            )?;
+            let groups = select
+                .query_map([&run.id.0], |row| Ok(rows::process_group(row.get(0)?, row.get(1)?)))?
+                .collect::<Result<_, _>>()?;
+            out.push(Leftover { run, process_groups: groups });
+        }
+        Ok(out)
+    }
+
+    fn run_facts_now(&mut self, run: &RunId) -> Result<Option<RunFacts>, StoreError> {
+        let mut select = self.conn.prepare_cached("SELECT id, job, state, attempt, owner FROM runs WHERE id = ?1")?;
+        let mut rows = select.query([&run.0])?;
+        rows.next()?.map(rows::facts).transpose()
+    }
+
+    fn apply_now(&mut self, run: &RunId, transition: &Transition, now: Timestamp) -> Result<(), StoreError> {
+        let now_ms = now.as_millisecond();
+        match transition {
+            Transition::End { state, error } => end(self.conn, run, *state, error.as_deref(), now_ms)?,
+            Transition::Fold { state, error, release_events, .. } => {
+                if *release_events {
+                    // The events wait again, for the queued run to consume.
+                    self.conn
+                        .prepare_cached(
+                            "INSERT INTO job_waiting (job, upstream, events, first_at, last_at) \
+                             SELECT job, upstream, COUNT(*), MIN(received_at), MAX(received_at) FROM job_inputs \
+                             WHERE run_id = ?1 GROUP BY job, upstream \
+                             ON CONFLICT (job, upstream) DO UPDATE SET events = events + excluded.events, \
+                             first_at = MIN(first_at, excluded.first_at), last_at = MAX(last_at, excluded.last_at)",
+                        )?
+                        .execute([&run.0])?;
+                    self.conn
+                        .prepare_cached("UPDATE job_inputs SET run_id = NULL WHERE run_id = ?1")?
+                        .execute([&run.0])?;
+                }
+                end(self.conn, run, *state, Some(error), now_ms)?;
+            }
+            Transition::Requeue { run_after, attempt, error } => {
+                self.conn
+                    .prepare_cached(
+                        "UPDATE runs SET state = 'queued', run_after = ?2, attempt = ?3, error = ?4, owner = NULL, \
+                         lease_until = NULL WHERE id = ?1",
+                    )?
+                    .execute(params![&run.0, run_after.as_millisecond(), i64::from(*attempt), error])?;
+            }
+        }
+        Ok(())
+    }
+
+    fn claim_now(
+        &mut self,
+        now: Timestamp,
+        owner: &str,
+        lease_until: Timestamp,
+    ) -> Result<Option<Claimed>, StoreError> {
+        let now_ms = now.as_millisecond();
+        let id: Option<String> = self
+            .conn
+            .prepare_cached(
+                "SELECT q.id FROM runs q WHERE q.state = 'queued' AND q.run_after <= ?1 \
+                 AND NOT EXISTS (SELECT 1 FROM runs r WHERE r.job = q.job AND r.state = 'running') \
+                 ORDER BY q.run_after, q.id LIMIT 1",
+            )?
+            .query_row([now_ms], |row| row.get(0))
+            .optional()?;
+        let Some(id) = id else {
+            return Ok(None);
+        };
+        let run = {
+            let mut update = self.conn.prepare_cached(
+                "UPDATE runs SET state = 'running', attempt = attempt + 1, started_at = ?2, owner = ?3, \
+                 lease_until = ?4, finished_at = NULL WHERE id = ?1 RETURNING *",
+            )?;
+            let mut rows = update.query(params![&id, now_ms, owner, lease_until.as_millisecond()])?;
+            let row =
+                rows.next()?.ok_or_else(|| StoreError::Unavailable(format!("run {id} vanished while claimed")))?;
+            rows::run(row)?
+        };
+        // The run consumes every waiting event of its job: the gate of `wait_for = "all"`
+        // counts from here, and later events feed the follow-up run.
+        self.conn.prepare_cached("DELETE FROM job_waiting WHERE job = ?1")?.execute([&run.job])?;
+        self.conn
+            .prepare_cached("UPDATE job_inputs SET run_id = ?1 WHERE job = ?2 AND run_id IS NULL")?
+            .execute([&id, &run.job])?;
+        let mut select = self.conn.prepare_cached(
+            "SELECT e.id, e.source, e.subject_id, e.subject_name, e.status FROM job_inputs i \
+             JOIN events e ON e.id = i.event_id WHERE i.run_id = ?1 ORDER BY i.received_at, e.id",
+        )?;
+        let mut rows = select.query([&id])?;
+        let mut events = Vec::new();
+        while let Some(row) = rows.next()? {
+            events.push(rows::run_event(row)?);
+        }
+        Ok(Some(Claimed { run, events }))
     }
 }
 
 impl DecideTx for SqliteDecide<'_> {
     fn unmatched(&mut self, limit: u32) -> Answer<'_, Vec<Unmatched>> {
-        Box::pin(async move {
-            let rows = sqlx::query(
-                "SELECT e.id, e.source, e.subject_id, e.subject_name, e.status, e.test, e.repeat_of, e.received_at \
-                 FROM unmatched u JOIN events e ON e.id = u.event_id ORDER BY u.seq LIMIT ?1",
-            )
-            .bind(i64::from(limit))
-            .fetch_all(self.conn())
-            .await?;
-            rows.iter().map(rows::unmatched).collect()
-        })
+        done(self.unmatched_now(limit))
     }
 
     fn record_matches<'a>(
@@ -49,76 +291,15 @@ impl DecideTx for SqliteDecide<'_> {
         inputs: &'a [InputRow],
         now: Timestamp,
     ) -> Answer<'a, ()> {
-        Box::pin(async move {
-            let now_ms = now.as_millisecond();
-            // Multi-row statements: a burst of thousands of events is a handful of statements.
-            for chunk in decisions.chunks(ROWS_PER_STATEMENT) {
-                let mut insert =
-                    QueryBuilder::<Sqlite>::new("INSERT INTO decisions (event_id, job, fed, reason, decided_at) ");
-                insert.push_values(chunk, |mut row, d| {
-                    row.push_bind(&d.event_id.0)
-                        .push_bind(&d.job)
-                        .push_bind(d.fed)
-                        .push_bind(&d.reason)
-                        .push_bind(now_ms);
-                });
-                insert.build().execute(self.conn()).await?;
-            }
-            for chunk in inputs.chunks(ROWS_PER_STATEMENT) {
-                let mut insert = QueryBuilder::<Sqlite>::new(
-                    "INSERT OR IGNORE INTO job_inputs (job, event_id, upstream, received_at) ",
-                );
-                insert.push_values(chunk, |mut row, i| {
-                    row.push_bind(&i.job)
-                        .push_bind(&i.event_id.0)
-                        .push_bind(&i.upstream)
-                        .push_bind(i.received_at.as_millisecond());
-                });
-                insert.build().execute(self.conn()).await?;
-            }
-            for (job, upstream, events, first, last) in rows::summarise(inputs) {
-                sqlx::query(
-                    "INSERT INTO job_waiting (job, upstream, events, first_at, last_at) VALUES (?1, ?2, ?3, ?4, ?5) \
-                     ON CONFLICT (job, upstream) DO UPDATE SET events = events + excluded.events, \
-                     first_at = MIN(first_at, excluded.first_at), last_at = MAX(last_at, excluded.last_at)",
-                )
-                .bind(job)
-                .bind(upstream)
-                .bind(events)
-                .bind(first)
-                .bind(last)
-                .execute(self.conn())
-                .await?;
-            }
-            for chunk in matched.chunks(ROWS_PER_STATEMENT) {
-                let mut delete = QueryBuilder::<Sqlite>::new("DELETE FROM unmatched WHERE event_id IN (");
-                let mut list = delete.separated(", ");
-                for id in chunk {
-                    list.push_bind(&id.0);
-                }
-                delete.push(")");
-                delete.build().execute(self.conn()).await?;
-            }
-            Ok(())
-        })
+        done(self.record_matches_now(matched, decisions, inputs, now))
     }
 
     fn waiting(&mut self) -> Answer<'_, Vec<Waiting>> {
-        Box::pin(async move {
-            let rows =
-                sqlx::query("SELECT job, upstream, events, first_at, last_at FROM job_waiting ORDER BY job, upstream")
-                    .fetch_all(self.conn())
-                    .await?;
-            rows.iter().map(rows::waiting).collect()
-        })
+        done(self.waiting_now())
     }
 
     fn queued_runs(&mut self) -> Answer<'_, Vec<(String, RunId)>> {
-        Box::pin(async move {
-            let rows: Vec<(String, String)> =
-                sqlx::query_as("SELECT job, id FROM runs WHERE state = 'queued'").fetch_all(self.conn()).await?;
-            Ok(rows.into_iter().map(|(job, id)| (job, RunId(id))).collect())
-        })
+        done(self.queued_runs_now())
     }
 
     fn insert_run<'a>(
@@ -128,253 +309,80 @@ impl DecideTx for SqliteDecide<'_> {
         scheduled_for: Option<Timestamp>,
         now: Timestamp,
     ) -> Answer<'a, Option<RunId>> {
-        Box::pin(async move {
-            let id = RunId::generate();
-            // `runs_one_queued` turns a second queued run of the job into "nothing inserted".
-            let inserted = sqlx::query(
-                "INSERT INTO runs (id, job, state, reason, scheduled_for, queued_at, run_after) \
-                 VALUES (?1, ?2, 'queued', ?3, ?4, ?5, ?5) ON CONFLICT DO NOTHING",
-            )
-            .bind(&id.0)
-            .bind(job)
-            .bind(reason.as_str())
-            .bind(scheduled_for.map(|t| t.as_millisecond()))
-            .bind(now.as_millisecond())
-            .execute(self.conn())
-            .await?
-            .rows_affected();
-            Ok((inserted == 1).then_some(id))
-        })
+        done(self.insert_run_now(job, reason, scheduled_for, now))
     }
 
     fn first_seen<'a>(&'a mut self, jobs: &'a [String], now: Timestamp) -> Answer<'a, BTreeMap<String, Timestamp>> {
-        Box::pin(async move {
-            for chunk in jobs.chunks(ROWS_PER_STATEMENT) {
-                let mut insert = QueryBuilder::<Sqlite>::new("INSERT OR IGNORE INTO jobs_seen (job, first_seen_at) ");
-                insert.push_values(chunk, |mut row, job| {
-                    row.push_bind(job).push_bind(now.as_millisecond());
-                });
-                insert.build().execute(self.conn()).await?;
-            }
-            let rows: Vec<(String, i64)> =
-                sqlx::query_as("SELECT job, first_seen_at FROM jobs_seen").fetch_all(self.conn()).await?;
-            rows.into_iter().map(|(job, at)| Ok((job, rows::millis(at)?))).collect()
-        })
+        done(self.first_seen_now(jobs, now))
     }
 
     fn fire_tick<'a>(&'a mut self, job: &'a str, tick_at: Timestamp) -> Answer<'a, bool> {
-        Box::pin(async move {
-            let fired = sqlx::query("INSERT OR IGNORE INTO schedule_ticks (job, tick_at) VALUES (?1, ?2)")
-                .bind(job)
-                .bind(tick_at.as_millisecond())
-                .execute(self.conn())
-                .await?
-                .rows_affected();
-            Ok(fired == 1)
-        })
+        let fired = self
+            .conn
+            .prepare_cached("INSERT OR IGNORE INTO schedule_ticks (job, tick_at) VALUES (?1, ?2)")
+            .and_then(|mut insert| insert.execute(params![job, tick_at.as_millisecond()]));
+        done(fired.map(|n| n == 1).map_err(Into::into))
     }
 
     fn link_tick<'a>(&'a mut self, job: &'a str, tick_at: Timestamp, run: &'a RunId) -> Answer<'a, ()> {
-        Box::pin(async move {
-            sqlx::query("UPDATE schedule_ticks SET run_id = ?3 WHERE job = ?1 AND tick_at = ?2")
-                .bind(job)
-                .bind(tick_at.as_millisecond())
-                .bind(&run.0)
-                .execute(self.conn())
-                .await?;
-            Ok(())
-        })
+        let linked = self
+            .conn
+            .prepare_cached("UPDATE schedule_ticks SET run_id = ?3 WHERE job = ?1 AND tick_at = ?2")
+            .and_then(|mut update| update.execute(params![job, tick_at.as_millisecond(), &run.0]));
+        done(linked.map(drop).map_err(Into::into))
     }
 
     fn next_retry(&mut self, now: Timestamp) -> Answer<'_, Option<Timestamp>> {
-        Box::pin(async move {
-            let at: Option<i64> =
-                sqlx::query_scalar("SELECT MIN(run_after) FROM runs WHERE state = 'queued' AND run_after > ?1")
-                    .bind(now.as_millisecond())
-                    .fetch_one(self.conn())
-                    .await?;
-            at.map(rows::millis).transpose()
-        })
+        let at = self
+            .conn
+            .prepare_cached("SELECT MIN(run_after) FROM runs WHERE state = 'queued' AND run_after > ?1")
+            .and_then(|mut select| select.query_row([now.as_millisecond()], |row| row.get::<_, Option<i64>>(0)));
+        done(at.map_err(Into::into).and_then(|at| at.map(rows::millis).transpose()))
     }
 
     fn leftovers<'a>(&'a mut self, now: Option<Timestamp>, me: &'a str) -> Answer<'a, Vec<Leftover>> {
-        Box::pin(async move {
-            let rows = match now {
-                Some(now) => {
-                    sqlx::query(
-                        "SELECT id, job, state, attempt, owner FROM runs WHERE state = 'running' \
-                         AND lease_until < ?1 AND (owner IS NULL OR owner <> ?2) ORDER BY id",
-                    )
-                    .bind(now.as_millisecond())
-                    .bind(me)
-                    .fetch_all(self.conn())
-                    .await?
-                }
-                None => {
-                    sqlx::query("SELECT id, job, state, attempt, owner FROM runs WHERE state = 'running' ORDER BY id")
-                        .fetch_all(self.conn())
-                        .await?
-                }
-            };
-            let mut out = Vec::with_capacity(rows.len());
-            for row in &rows {
-                let run = rows::facts(row)?;
-                let groups: Vec<(i64, i64)> = sqlx::query_as(
-                    "SELECT pgid, pgid_start FROM run_actions WHERE run_id = ?1 AND state = 'running' \
-                     AND pgid IS NOT NULL AND pgid_start IS NOT NULL",
-                )
-                .bind(&run.id.0)
-                .fetch_all(self.conn())
-                .await?;
-                let process_groups = groups.into_iter().map(|(pgid, start)| rows::process_group(pgid, start)).collect();
-                out.push(Leftover { run, process_groups });
-            }
-            Ok(out)
-        })
+        done(self.leftovers_now(now, me))
     }
 
     fn run_facts<'a>(&'a mut self, run: &'a RunId) -> Answer<'a, Option<RunFacts>> {
-        Box::pin(async move {
-            let row = sqlx::query("SELECT id, job, state, attempt, owner FROM runs WHERE id = ?1")
-                .bind(&run.0)
-                .fetch_optional(self.conn())
-                .await?;
-            row.as_ref().map(rows::facts).transpose()
-        })
+        done(self.run_facts_now(run))
     }
 
     fn queued_run<'a>(&'a mut self, job: &'a str) -> Answer<'a, Option<RunId>> {
-        Box::pin(async move {
-            let id: Option<String> = sqlx::query_scalar("SELECT id FROM runs WHERE job = ?1 AND state = 'queued'")
-                .bind(job)
-                .fetch_optional(self.conn())
-                .await?;
-            Ok(id.map(RunId))
-        })
+        let id = self
+            .conn
+            .prepare_cached("SELECT id FROM runs WHERE job = ?1 AND state = 'queued'")
+            .and_then(|mut select| select.query_row([job], |row| row.get::<_, String>(0)).optional());
+        done(id.map(|id| id.map(RunId)).map_err(Into::into))
     }
 
     fn apply<'a>(&'a mut self, run: &'a RunId, transition: &'a Transition, now: Timestamp) -> Answer<'a, ()> {
-        Box::pin(async move {
-            let now_ms = now.as_millisecond();
-            match transition {
-                Transition::End { state, error } => {
-                    end(self.conn(), run, *state, error.as_deref(), now_ms).await?;
-                }
-                Transition::Fold { state, error, release_events, .. } => {
-                    if *release_events {
-                        // The events wait again, for the queued run to consume.
-                        sqlx::query(
-                            "INSERT INTO job_waiting (job, upstream, events, first_at, last_at) \
-                             SELECT job, upstream, COUNT(*), MIN(received_at), MAX(received_at) FROM job_inputs \
-                             WHERE run_id = ?1 GROUP BY job, upstream \
-                             ON CONFLICT (job, upstream) DO UPDATE SET events = events + excluded.events, \
-                             first_at = MIN(first_at, excluded.first_at), last_at = MAX(last_at, excluded.last_at)",
-                        )
-                        .bind(&run.0)
-                        .execute(self.conn())
-                        .await?;
-                        sqlx::query("UPDATE job_inputs SET run_id = NULL WHERE run_id = ?1")
-                            .bind(&run.0)
-                            .execute(self.conn())
-                            .await?;
-                    }
-                    end(self.conn(), run, *state, Some(error), now_ms).await?;
-                }
-                Transition::Requeue { run_after, attempt, error } => {
-                    sqlx::query(
-                        "UPDATE runs SET state = 'queued', run_after = ?2, attempt = ?3, error = ?4, owner = NULL, \
-                         lease_until = NULL WHERE id = ?1",
-                    )
-                    .bind(&run.0)
-                    .bind(run_after.as_millisecond())
-                    .bind(i64::from(*attempt))
-                    .bind(error)
-                    .execute(self.conn())
-                    .await?;
-                }
-            }
-            Ok(())
-        })
+        done(self.apply_now(run, transition, now))
     }
 
     fn cancel_running_actions<'a>(&'a mut self, run: &'a RunId, now: Timestamp) -> Answer<'a, ()> {
-        Box::pin(async move {
-            sqlx::query(
+        let cancelled = self
+            .conn
+            .prepare_cached(
                 "UPDATE run_actions SET state = 'cancelled', finished_at = ?2 WHERE run_id = ?1 AND state = 'running'",
             )
-            .bind(&run.0)
-            .bind(now.as_millisecond())
-            .execute(self.conn())
-            .await?;
-            Ok(())
-        })
+            .and_then(|mut update| update.execute(params![&run.0, now.as_millisecond()]));
+        done(cancelled.map(drop).map_err(Into::into))
     }
 
     fn claim<'a>(&'a mut self, now: Timestamp, owner: &'a str, lease_until: Timestamp) -> Answer<'a, Option<Claimed>> {
-        Box::pin(async move {
-            let now_ms = now.as_millisecond();
-            let id: Option<String> = sqlx::query_scalar(
-                "SELECT q.id FROM runs q WHERE q.state = 'queued' AND q.run_after <= ?1 \
-                 AND NOT EXISTS (SELECT 1 FROM runs r WHERE r.job = q.job AND r.state = 'running') \
-                 ORDER BY q.run_after, q.id LIMIT 1",
-            )
-            .bind(now_ms)
-            .fetch_optional(self.conn())
-            .await?;
-            let Some(id) = id else {
-                return Ok(None);
-            };
-            let row = sqlx::query(
-                "UPDATE runs SET state = 'running', attempt = attempt + 1, started_at = ?2, owner = ?3, \
-                 lease_until = ?4, finished_at = NULL WHERE id = ?1 RETURNING *",
-            )
-            .bind(&id)
-            .bind(now_ms)
-            .bind(owner)
-            .bind(lease_until.as_millisecond())
-            .fetch_one(self.conn())
-            .await?;
-            let run = rows::run(&row)?;
-            // The run consumes every waiting event of its job: the gate of `wait_for = "all"`
-            // counts from here, and later events feed the follow-up run.
-            sqlx::query("DELETE FROM job_waiting WHERE job = ?1").bind(&run.job).execute(self.conn()).await?;
-            sqlx::query("UPDATE job_inputs SET run_id = ?1 WHERE job = ?2 AND run_id IS NULL")
-                .bind(&id)
-                .bind(&run.job)
-                .execute(self.conn())
-                .await?;
-            let rows = sqlx::query(
-                "SELECT e.id, e.source, e.subject_id, e.subject_name, e.status FROM job_inputs i \
-                 JOIN events e ON e.id = i.event_id WHERE i.run_id = ?1 ORDER BY i.received_at, e.id",
-            )
-            .bind(&id)
-            .fetch_all(self.conn())
-            .await?;
-            let events = rows.iter().map(rows::run_event).collect::<Result<_, _>>()?;
-            Ok(Some(Claimed { run, events }))
-        })
+        done(self.claim_now(now, owner, lease_until))
     }
 
     fn record_action<'a>(&'a mut self, action: &'a ActionResult) -> Answer<'a, ()> {
-        Box::pin(async move { Ok(super::runs::record_action(self.conn(), action).await?) })
+        done(super::runs::record_action(self.conn, action))
     }
 }
 
-async fn end(
-    conn: &mut SqliteConnection,
-    run: &RunId,
-    state: RunState,
-    error: Option<&str>,
-    now_ms: i64,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(
+fn end(conn: &Connection, run: &RunId, state: RunState, error: Option<&str>, now_ms: i64) -> Result<(), StoreError> {
+    conn.prepare_cached(
         "UPDATE runs SET state = ?2, finished_at = ?3, error = ?4, owner = NULL, lease_until = NULL WHERE id = ?1",
-    )
-    .bind(&run.0)
-    .bind(state.as_str())
-    .bind(now_ms)
-    .bind(error)
-    .execute(conn)
-    .await?;
+    )?
+    .execute(params![&run.0, state.as_str(), now_ms, error])?;
     Ok(())
 }

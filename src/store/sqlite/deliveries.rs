@@ -1,6 +1,6 @@
 //! Committing a batch of deliveries, on the writer thread's own synchronous connection.
 //!
-//! Deliveries are the hot path, so they skip sqlx: its SQLite driver runs every statement on a
+//! WriteConn are the hot path, so they skip sqlx: its SQLite driver runs every statement on a
 //! worker thread of its own, and the round trips to it (BEGIN, each lookup, the INSERTs,
 //! COMMIT) cost more than SQLite's work and the fsync together. Here the whole transaction runs
 //! where the connection lives, with statements prepared once and kept.
@@ -19,24 +19,25 @@ const EVENT_COLUMNS: &str = "id, source, kind, provider_event_id, dedupe_key, ne
      subject_id, subject_name, status, test, repeat_of, secret, peer, occurred_at, received_at, body";
 const EVENT_PARAMS: usize = 17;
 
-/// The write connection deliveries are committed on, with its statements.
-pub(super) struct Deliveries {
+/// The writer thread's connection: deliveries are committed on it (here), decisions and run
+/// bookkeeping run on it through [`WriteConn::conn`].
+pub(super) struct WriteConn {
     conn: Connection,
     /// `INSERT`s of 1, 2, 4, … 256 rows: `(events, unmatched)` for each power of two.
     inserts: Vec<(String, String)>,
 }
 
-impl Deliveries {
+impl WriteConn {
     /// Opens the existing, migrated store file (never creates one) with `synchronous = FULL`:
     /// a delivery's commit is on disk before its 2xx, even across power loss (guarantee 1).
-    pub fn open(path: &Path, busy_timeout: Duration) -> rusqlite::Result<Deliveries> {
+    pub fn open(path: &Path, busy_timeout: Duration) -> rusqlite::Result<WriteConn> {
         use rusqlite::OpenFlags;
         let conn =
             Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
         conn.busy_timeout(busy_timeout)?;
         conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;")?;
-        // Two INSERTs per chunk size, the lookups, BEGIN and COMMIT.
-        conn.set_prepared_statement_cache_capacity(32);
+        // Two INSERTs per chunk size, the lookups, BEGIN and COMMIT, the decision step's statements.
+        conn.set_prepared_statement_cache_capacity(128);
         let inserts = (0..=INSERT_CHUNK.ilog2())
             .map(|power| {
                 let rows = 1usize << power;
@@ -47,7 +48,11 @@ impl Deliveries {
                 (events, unmatched)
             })
             .collect();
-        Ok(Deliveries { conn, inserts })
+        Ok(WriteConn { conn, inserts })
+    }
+
+    pub fn conn(&mut self) -> &mut Connection {
+        &mut self.conn
     }
 
     /// Whether a failed write left the connection inside a transaction that could not be

@@ -19,7 +19,7 @@ mod runs;
 
 use super::{EventFilter, Pending, Recorded, StoreError, StoreOptions, WriteHealth, rows};
 use crate::domain::{Event, EventId, NewEvent};
-use deliveries::Deliveries;
+use deliveries::WriteConn;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Connection, SqlitePool};
 use std::os::unix::fs::MetadataExt;
@@ -32,8 +32,7 @@ use tokio::sync::{mpsc, oneshot};
 
 /// A write operation run on the writer's connection (or told why there is none); it answers
 /// its caller itself and returns why it failed, if it did.
-type Op = Box<dyn for<'c> FnOnce(Result<&'c mut SqliteConnection, StoreError>) -> BoxFuture<'c, Option<String>> + Send>;
-type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
+type Op = Box<dyn FnOnce(Result<&mut rusqlite::Connection, StoreError>) -> Option<String> + Send>;
 
 /// How long `/readyz` waits for a write probe (it queues behind other writes).
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -128,10 +127,9 @@ impl SqliteStore {
         let mut conn = SqliteConnection::connect_with(&connect).await?;
         sqlx::migrate!("./migrations/sqlite").run(&mut conn).await?;
         let reads = SqlitePoolOptions::new().max_connections(4).connect_with(connect.clone()).await?;
-        // Decisions and run bookkeeping: NORMAL (see `Writer`); deliveries get their own FULL connection.
-        let connect = connect.synchronous(SqliteSynchronous::Normal);
-        sqlx::query("PRAGMA synchronous = NORMAL").execute(&mut conn).await?;
-        let deliveries = Deliveries::open(path, options.busy_timeout)
+        // The writer thread has its own connection (rusqlite); sqlx's was for the migration.
+        conn.close().await?;
+        let write_conn = WriteConn::open(path, options.busy_timeout)
             .map_err(|e| StoreError::Unavailable(format!("{}: {e}", path.display())))?;
         let file = FileId::of(path).map_err(|e| StoreError::Unavailable(format!("{}: {e}", path.display())))?;
         let watch = Arc::new(Watch {
@@ -142,15 +140,7 @@ impl SqliteStore {
         });
 
         let (writes, queue) = mpsc::channel(options.max_batch.max(1) * 4);
-        let writer = Writer {
-            deliveries: Some(deliveries),
-            conn: Some(conn),
-            // A reopened connection must find the file it replaces, never create an empty one.
-            connect: connect.create_if_missing(false),
-            busy_timeout: options.busy_timeout,
-            watch: watch.clone(),
-            runtime: tokio::runtime::Handle::current(),
-        };
+        let writer = Writer { conn: Some(write_conn), busy_timeout: options.busy_timeout, watch: watch.clone() };
         let max_batch = options.max_batch.max(1);
         std::thread::Builder::new()
             .name("handoff-writer".into())
@@ -193,20 +183,18 @@ impl SqliteStore {
     where
         T: Send + 'static,
         E: Into<StoreError> + Send + 'static,
-        F: for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, Result<T, E>> + Send + 'static,
+        F: FnOnce(&mut rusqlite::Connection) -> Result<T, E> + Send + 'static,
     {
         let writes = self.writes()?;
         let (reply, answer) = oneshot::channel();
         let op: Op = Box::new(move |conn| {
-            Box::pin(async move {
-                let result = match conn {
-                    Ok(conn) => f(conn).await.map_err(Into::into),
-                    Err(refused) => Err(refused),
-                };
-                let failed = result.as_ref().err().map(ToString::to_string);
-                let _ = reply.send(result);
-                failed
-            })
+            let result = match conn {
+                Ok(conn) => f(conn).map_err(Into::into),
+                Err(refused) => Err(refused),
+            };
+            let failed = result.as_ref().err().map(ToString::to_string);
+            let _ = reply.send(result);
+            failed
         });
         writes.send(Message::Op(op)).await.map_err(|_| self.writer_stopped())?;
         answer.await.map_err(|_| self.writer_stopped())?
@@ -216,13 +204,10 @@ impl SqliteStore {
     /// nothing: the header's `user_version` (unused by handoff) rewritten with its own value.
     async fn probe(&self) -> Result<(), StoreError> {
         self.exec(|conn| {
-            Box::pin(async move {
-                let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
-                let version: i64 = sqlx::query_scalar("PRAGMA user_version").fetch_one(&mut *tx).await?;
-                let rewrite = format!("PRAGMA user_version = {version}");
-                sqlx::query(sqlx::AssertSqlSafe(rewrite)).execute(&mut *tx).await?;
-                tx.commit().await
-            })
+            let mut tx = runs::Immediate::begin(conn)?;
+            let version: i64 = tx.conn().query_row("PRAGMA user_version", [], |row| row.get(0))?;
+            tx.conn().execute_batch(&format!("PRAGMA user_version = {version}"))?;
+            tx.commit()
         })
         .await
     }
@@ -307,96 +292,66 @@ impl SqliteStore {
     }
 }
 
-/// The writer thread's two connections to the store file and what they need to reopen.
+/// The writer thread's connection to the store file and what it needs to reopen it.
 ///
-/// Deliveries are committed on `deliveries` (synchronous, `synchronous = FULL`, see
-/// `deliveries.rs`); decisions and run bookkeeping on `conn`, through sqlx like every other
-/// store operation, with `synchronous = NORMAL`: in WAL mode that survives a process crash and
-/// is only exposed to power loss, where the worst case is a run done again (runs are
-/// at-least-once anyway). Both write into the same WAL, so the next FULL commit makes
-/// everything before it durable too. One thread uses both, one transaction at a time, so they
-/// never wait for each other's lock.
+/// Deliveries are committed with `synchronous = FULL` (on disk before the 2xx). Decisions and
+/// run bookkeeping run with `NORMAL`: in WAL mode that survives a process crash and is only
+/// exposed to power loss, where the worst case is a run done again (runs are at-least-once
+/// anyway). The next FULL commit makes everything before it durable too, so order is kept.
 struct Writer {
-    /// `None` after it was dropped as stuck, until the next delivery reopens it.
-    deliveries: Option<Deliveries>,
-    /// `None` after it was dropped as stuck, until the next operation reopens it.
-    conn: Option<SqliteConnection>,
-    connect: SqliteConnectOptions,
+    /// `None` after it was dropped as stuck, until the next write reopens it.
+    conn: Option<WriteConn>,
     busy_timeout: Duration,
     watch: Arc<Watch>,
-    /// Drives the sqlx operations from this thread.
-    runtime: tokio::runtime::Handle,
 }
 
 impl Writer {
-    /// The connection for operations, once the path is known to name the file opened; reopens
-    /// it if it was dropped.
-    fn connection(&mut self) -> Result<&mut SqliteConnection, StoreError> {
+    /// The connection to write on, once the path is known to name the file opened; reopens
+    /// it if it was dropped (never creating the file).
+    fn connection(&mut self) -> Result<&mut WriteConn, StoreError> {
         self.watch.check_file()?;
         if self.conn.is_none() {
-            let conn = self.runtime.block_on(SqliteConnection::connect_with(&self.connect)).map_err(|err| {
+            let opened = WriteConn::open(&self.watch.path, self.busy_timeout).map_err(|err| {
                 StoreError::Unavailable(format!("cannot reopen the store file {}: {err}", self.watch.path.display()))
             })?;
             tracing::info!(path = %self.watch.path.display(), "reopened the store's write connection");
-            self.conn = Some(conn);
+            self.conn = Some(opened);
         }
         Ok(self.conn.as_mut().expect("the connection was just opened"))
     }
 
-    /// The connection for deliveries, as [`Writer::connection`].
-    fn deliveries(&mut self) -> Result<&mut Deliveries, StoreError> {
-        self.watch.check_file()?;
-        if self.deliveries.is_none() {
-            let opened = Deliveries::open(&self.watch.path, self.busy_timeout).map_err(|err| {
-                StoreError::Unavailable(format!("cannot reopen the store file {}: {err}", self.watch.path.display()))
-            })?;
-            tracing::info!(path = %self.watch.path.display(), "reopened the store's delivery connection");
-            self.deliveries = Some(opened);
-        }
-        Ok(self.deliveries.as_mut().expect("the connection was just opened"))
-    }
-
-    /// After a failed operation. SQLite rolls a transaction back by itself on some errors (disk
-    /// full, I/O error, out of memory); sqlx then still counts it open and refuses every later
-    /// `BEGIN` ("non-zero transaction depth"). Such a connection is dropped (closing it rolls
-    /// back whatever is left) and the next operation opens a new one.
+    /// After a failed write: a connection left inside a transaction that cannot be rolled
+    /// back is dropped (closing it rolls back whatever is left) and the next write opens a new one.
     fn unstick(&mut self) {
-        let Some(conn) = &mut self.conn else { return };
-        // sqlx's rollback of the failed transaction is queued on the connection; a ping runs after it.
-        if self.runtime.block_on(conn.ping()).is_ok() && !conn.is_in_transaction() {
-            return;
-        }
-        tracing::warn!("the store's write connection was left inside a failed transaction; reopening it");
-        if let Some(stuck) = self.conn.take()
-            && let Err(err) = self.runtime.block_on(stuck.close())
-        {
-            tracing::debug!(error = %err, "closing the stuck write connection failed");
+        if self.conn.as_mut().is_some_and(WriteConn::stuck) {
+            tracing::warn!("the store's write connection was left inside a failed transaction; reopening it");
+            self.conn = None;
         }
     }
 
     /// Runs one operation; a failure of it (or a panic inside it) leaves the writer working.
     fn run(&mut self, op: Op) {
-        let runtime = self.runtime.clone();
         let conn = match self.connection() {
-            Ok(conn) => conn,
+            Ok(conn) => conn.conn(),
             Err(refused) => {
-                runtime.block_on(op(Err(refused)));
+                op(Err(refused));
                 return;
             }
         };
+        durability(conn, "NORMAL");
         // A panic inside an operation fails that operation (its caller hears that the store
         // failed) and never the writer: deliveries keep being committed.
-        match std::panic::catch_unwind(AssertUnwindSafe(|| runtime.block_on(op(Ok(conn))))) {
+        match std::panic::catch_unwind(AssertUnwindSafe(|| op(Ok(&mut *conn)))) {
             Ok(None) => {}
-            Ok(Some(failed)) => {
-                self.watch.health.failed(&failed);
-                self.unstick();
-            }
+            Ok(Some(failed)) => self.watch.health.failed(&failed),
             Err(panic) => {
                 let message = crate::telemetry::panic_message(&*panic);
                 tracing::error!(panic = %message, "a store operation panicked; it was rolled back");
-                self.unstick();
             }
+        }
+        self.unstick();
+        if let Some(conn) = &mut self.conn {
+            durability(conn.conn(), "FULL");
         }
     }
 
@@ -407,7 +362,7 @@ impl Writer {
         }
         let mut taken = Vec::with_capacity(pending.len());
         let watch = self.watch.clone();
-        let result = match self.deliveries() {
+        let result = match self.connection() {
             Ok(conn) => match std::panic::catch_unwind(AssertUnwindSafe(|| conn.commit(pending, &mut taken))) {
                 Ok(committed) => {
                     committed.map_err(|e| (deliveries::failure_kind(&e), StoreError::Unavailable(e.to_string())))
@@ -438,28 +393,25 @@ impl Writer {
                     delivery.answer(Err(StoreError::Unavailable(why.clone())));
                 }
                 self.watch.health.failed(&why);
-                if self.deliveries.as_mut().is_some_and(Deliveries::stuck) {
-                    tracing::warn!(
-                        "the store's delivery connection was left inside a failed transaction; reopening it"
-                    );
-                    self.deliveries = None;
-                }
+                self.unstick();
             }
         }
         pending.clear();
     }
 
     fn close(mut self) {
-        if let Some(deliveries) = self.deliveries.take()
-            && let Err(err) = deliveries.close()
-        {
-            tracing::warn!(error = %err, "closing the store's delivery connection failed");
-        }
         if let Some(conn) = self.conn.take()
-            && let Err(err) = self.runtime.block_on(conn.close())
+            && let Err(err) = conn.close()
         {
             tracing::warn!(error = %err, "closing the store's write connection failed");
         }
+    }
+}
+
+/// Sets `synchronous` on the write connection (see [`Writer`]).
+fn durability(conn: &rusqlite::Connection, mode: &str) {
+    if let Err(err) = conn.pragma_update(None, "synchronous", mode) {
+        tracing::warn!(error = %err, mode, "cannot set the store's durability mode");
     }
 }
 
@@ -537,11 +489,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(&dir.path().join("h.db"), Default::default()).await.unwrap();
         assert!(matches!(store.record(delivery("a"), None).await, Ok(Recorded::New(_))));
-        let failed = store
-            .exec(|_conn| -> BoxFuture<'_, Result<(), sqlx::Error>> {
-                Box::pin(async { panic!("a bug in a decision") })
-            })
-            .await;
+        let failed = store.exec(|_conn| -> Result<(), StoreError> { panic!("a bug in a decision") }).await;
         assert!(failed.is_err());
         assert!(matches!(store.record(delivery("b"), None).await, Ok(Recorded::New(_))));
         assert!(store.ping().await.is_ok());
@@ -553,18 +501,14 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_write_connection_left_in_a_transaction_sqlite_rolled_back_is_reopened_and_writes_go_on() {
+    async fn a_write_connection_left_inside_a_transaction_is_rolled_back_and_writes_go_on() {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(&dir.path().join("h.db"), Default::default()).await.unwrap();
-        // What a failed COMMIT after disk full leaves: SQLite has rolled back, sqlx still
-        // counts the transaction open (its own rollback fails too).
+        // An operation that fails inside a transaction it opened and never ends.
         let failed = store
-            .exec(|conn| -> BoxFuture<'_, Result<(), sqlx::Error>> {
-                Box::pin(async move {
-                    let mut tx = conn.begin().await?;
-                    sqlx::query("ROLLBACK").execute(&mut *tx).await?;
-                    tx.commit().await
-                })
+            .exec(|conn| -> Result<(), StoreError> {
+                conn.execute_batch("BEGIN IMMEDIATE")?;
+                Err(StoreError::Unavailable("disk I/O error".into()))
             })
             .await;
         assert!(failed.is_err());
@@ -585,12 +529,10 @@ mod tests {
             let store = store.clone();
             async move {
                 store
-                    .exec(move |_conn| -> BoxFuture<'_, Result<(), sqlx::Error>> {
-                        Box::pin(async move {
-                            let _ = started.send(());
-                            tokio::time::sleep(Duration::from_millis(400)).await;
-                            Ok(())
-                        })
+                    .exec(move |_conn| -> Result<(), StoreError> {
+                        let _ = started.send(());
+                        std::thread::sleep(Duration::from_millis(400));
+                        Ok(())
                     })
                     .await
             }

@@ -7,20 +7,20 @@ use crate::domain::ActionResult;
 use crate::domain::{Decision, EventId, Run, RunId};
 use crate::store::{JobOverview, RunFilter, StoreError, TxWork, rows};
 use jiff::Timestamp;
-use sqlx::sqlite::SqliteConnection;
-use sqlx::{Connection, Row};
+use rusqlite::Connection;
+use sqlx::Row;
 
 impl SqliteStore {
     /// Runs `work` in one `BEGIN IMMEDIATE` transaction on the writer; commits if it succeeds.
     pub async fn transaction<T: Send + 'static>(&self, work: TxWork<T>) -> Result<T, StoreError> {
+        // The decision step is async over `DecideTx`; on SQLite every answer is ready at once,
+        // and this drives it on the writer thread.
+        let runtime = tokio::runtime::Handle::current();
         self.exec(move |conn| {
-            Box::pin(async move {
-                let tx = conn.begin_with("BEGIN IMMEDIATE").await?;
-                let mut decide = SqliteDecide { tx };
-                let value = work(&mut decide).await?;
-                decide.tx.commit().await?;
-                Ok::<_, StoreError>(value)
-            })
+            let mut tx = Immediate::begin(conn)?;
+            let value = runtime.block_on(work(&mut SqliteDecide { conn: tx.conn() }))?;
+            tx.commit()?;
+            Ok::<_, StoreError>(value)
         })
         .await
     }
@@ -28,28 +28,19 @@ impl SqliteStore {
     /// Records an action's start (with its process group) or its end.
     pub async fn record_action(&self, action: ActionResult) -> Result<(), StoreError> {
         self.exec(move |conn| {
-            Box::pin(async move {
-                let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
-                record_action(&mut tx, &action).await?;
-                tx.commit().await
-            })
+            let mut tx = Immediate::begin(conn)?;
+            record_action(tx.conn(), &action)?;
+            tx.commit()
         })
         .await
     }
 
     pub async fn renew_lease(&self, run: RunId, owner: String, until: Timestamp) -> Result<bool, StoreError> {
         self.exec(move |conn| {
-            Box::pin(async move {
-                let renewed =
-                    sqlx::query("UPDATE runs SET lease_until = ?3 WHERE id = ?1 AND owner = ?2 AND state = 'running'")
-                        .bind(&run.0)
-                        .bind(&owner)
-                        .bind(until.as_millisecond())
-                        .execute(&mut *conn)
-                        .await?
-                        .rows_affected();
-                Ok::<_, sqlx::Error>(renewed == 1)
-            })
+            let renewed = conn
+                .prepare_cached("UPDATE runs SET lease_until = ?3 WHERE id = ?1 AND owner = ?2 AND state = 'running'")?
+                .execute(rusqlite::params![&run.0, &owner, until.as_millisecond()])?;
+            Ok::<_, StoreError>(renewed == 1)
         })
         .await
     }
@@ -155,48 +146,83 @@ impl SqliteStore {
     }
 }
 
+/// A `BEGIN IMMEDIATE` transaction on the writer's connection, rolled back unless committed.
+///
+/// Held as a `&mut Connection` rather than rusqlite's `Transaction` (which borrows the
+/// connection shared, and is therefore not `Send`): the decision step's futures must be.
+pub(super) struct Immediate<'c> {
+    conn: &'c mut Connection,
+    open: bool,
+}
+
+impl<'c> Immediate<'c> {
+    pub fn begin(conn: &'c mut Connection) -> Result<Self, StoreError> {
+        conn.prepare_cached("BEGIN IMMEDIATE")?.execute([])?;
+        Ok(Immediate { conn, open: true })
+    }
+
+    pub fn conn(&mut self) -> &mut Connection {
+        self.conn
+    }
+
+    pub fn commit(mut self) -> Result<(), StoreError> {
+        self.open = false;
+        self.conn.prepare_cached("COMMIT")?.execute([])?;
+        Ok(())
+    }
+}
+
+impl Drop for Immediate<'_> {
+    fn drop(&mut self) {
+        // SQLite may have rolled back already (disk full, I/O error): then there is nothing to undo.
+        if self.open && !self.conn.is_autocommit() {
+            let _ = self.conn.execute_batch("ROLLBACK");
+        }
+    }
+}
+
 /// Updates the action's running row of this attempt, or adds a row when there is none.
-pub(super) async fn record_action(conn: &mut SqliteConnection, a: &ActionResult) -> Result<(), sqlx::Error> {
+pub(super) fn record_action(conn: &Connection, a: &ActionResult) -> Result<(), StoreError> {
     let (pgid, pgid_start) = match a.process_group {
         Some(group) => (Some(i64::from(group.pgid)), Some(group.start as i64)),
         None => (None, None),
     };
-    let updated = sqlx::query(
-        "UPDATE run_actions SET state = ?4, output = ?5, error = ?6, finished_at = ?7, \
-         pgid = COALESCE(?8, pgid), pgid_start = COALESCE(?9, pgid_start) \
-         WHERE id = (SELECT MAX(id) FROM run_actions WHERE run_id = ?1 AND attempt = ?2 AND position = ?3 AND state = 'running')",
-    )
-    .bind(&a.run.0)
-    .bind(a.attempt)
-    .bind(a.position)
-    .bind(a.state.as_str())
-    .bind(&a.output)
-    .bind(&a.error)
-    .bind(a.finished_at.map(|t| t.as_millisecond()))
-    .bind(pgid)
-    .bind(pgid_start)
-    .execute(&mut *conn)
-    .await?
-    .rows_affected();
+    let updated = conn
+        .prepare_cached(
+            "UPDATE run_actions SET state = ?4, output = ?5, error = ?6, finished_at = ?7, \
+             pgid = COALESCE(?8, pgid), pgid_start = COALESCE(?9, pgid_start) \
+             WHERE id = (SELECT MAX(id) FROM run_actions WHERE run_id = ?1 AND attempt = ?2 AND position = ?3 AND state = 'running')",
+        )?
+        .execute(rusqlite::params![
+            &a.run.0,
+            a.attempt,
+            a.position,
+            a.state.as_str(),
+            &a.output,
+            &a.error,
+            a.finished_at.map(|t| t.as_millisecond()),
+            pgid,
+            pgid_start
+        ])?;
     if updated == 0 {
-        sqlx::query(
+        conn.prepare_cached(
             "INSERT INTO run_actions (run_id, attempt, position, name, kind, state, output, error, started_at, finished_at, pgid, pgid_start) \
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
-        )
-        .bind(&a.run.0)
-        .bind(a.attempt)
-        .bind(a.position)
-        .bind(&a.name)
-        .bind(&a.kind)
-        .bind(a.state.as_str())
-        .bind(&a.output)
-        .bind(&a.error)
-        .bind(a.started_at.as_millisecond())
-        .bind(a.finished_at.map(|t| t.as_millisecond()))
-        .bind(pgid)
-        .bind(pgid_start)
-        .execute(&mut *conn)
-        .await?;
+        )?
+        .execute(rusqlite::params![
+            &a.run.0,
+            a.attempt,
+            a.position,
+            &a.name,
+            &a.kind,
+            a.state.as_str(),
+            &a.output,
+            &a.error,
+            a.started_at.as_millisecond(),
+            a.finished_at.map(|t| t.as_millisecond()),
+            pgid,
+            pgid_start
+        ])?;
     }
     Ok(())
 }
