@@ -12,23 +12,14 @@ use crate::store::{
     BoxFuture, Claimed, DecideTx, DecisionRow, InputRow, Leftover, RunFacts, StoreError, Unmatched, Waiting, rows,
 };
 use jiff::Timestamp;
-use rusqlite::{Connection, OptionalExtension, ToSql, params, params_from_iter};
+use rusqlite::{Connection, OptionalExtension, params};
 use std::collections::BTreeMap;
-
-/// Rows per multi-row statement (at most 5 parameters each: far below SQLite's limit).
-const ROWS_PER_STATEMENT: usize = 500;
 
 type Answer<'a, T> = BoxFuture<'a, Result<T, StoreError>>;
 
 /// An answer computed already: the statements ran before it is returned.
 fn done<'a, T: Send + 'a>(result: Result<T, StoreError>) -> Answer<'a, T> {
     Box::pin(std::future::ready(result))
-}
-
-/// `(?, ?, …), (…)`: `rows` groups of `columns` placeholders.
-fn values(rows: usize, columns: usize) -> String {
-    let row = format!("({})", vec!["?"; columns].join(", "));
-    vec![row.as_str(); rows].join(", ")
 }
 
 /// The decision step's rows on an open transaction (the caller began and will end it).
@@ -58,29 +49,19 @@ impl SqliteDecide<'_> {
         now: Timestamp,
     ) -> Result<(), StoreError> {
         let now_ms = now.as_millisecond();
-        // Multi-row statements: a burst of thousands of events is a handful of statements.
-        for chunk in decisions.chunks(ROWS_PER_STATEMENT) {
-            let sql = format!(
-                "INSERT INTO decisions (event_id, job, fed, reason, decided_at) VALUES {}",
-                values(chunk.len(), 5)
-            );
-            let mut bound: Vec<&dyn ToSql> = Vec::with_capacity(chunk.len() * 5);
-            for d in chunk {
-                bound.extend([&d.event_id.0 as &dyn ToSql, &d.job, &d.fed, &d.reason, &now_ms]);
-            }
-            self.conn.prepare_cached(&sql)?.execute(params_from_iter(bound))?;
+        // One prepared statement run per row: in the writer's thread a run costs a few
+        // microseconds, while a multi-row statement of a new size would be parsed anew.
+        let mut decide = self.conn.prepare_cached(
+            "INSERT INTO decisions (event_id, job, fed, reason, decided_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+        )?;
+        for d in decisions {
+            decide.execute(params![&d.event_id.0, &d.job, d.fed, &d.reason, now_ms])?;
         }
-        let received: Vec<i64> = inputs.iter().map(|i| i.received_at.as_millisecond()).collect();
-        for (chunk, received) in inputs.chunks(ROWS_PER_STATEMENT).zip(received.chunks(ROWS_PER_STATEMENT)) {
-            let sql = format!(
-                "INSERT OR IGNORE INTO job_inputs (job, event_id, upstream, received_at) VALUES {}",
-                values(chunk.len(), 4)
-            );
-            let mut bound: Vec<&dyn ToSql> = Vec::with_capacity(chunk.len() * 4);
-            for (i, at) in chunk.iter().zip(received) {
-                bound.extend([&i.job as &dyn ToSql, &i.event_id.0, &i.upstream, at]);
-            }
-            self.conn.prepare_cached(&sql)?.execute(params_from_iter(bound))?;
+        let mut feed = self.conn.prepare_cached(
+            "INSERT OR IGNORE INTO job_inputs (job, event_id, upstream, received_at) VALUES (?1, ?2, ?3, ?4)",
+        )?;
+        for i in inputs {
+            feed.execute(params![&i.job, &i.event_id.0, &i.upstream, i.received_at.as_millisecond()])?;
         }
         for (job, upstream, events, first, last) in rows::summarise(inputs) {
             self.conn
@@ -91,9 +72,9 @@ impl SqliteDecide<'_> {
                 )?
                 .execute(params![job, upstream, events, first, last])?;
         }
-        for chunk in matched.chunks(ROWS_PER_STATEMENT) {
-            let sql = format!("DELETE FROM unmatched WHERE event_id IN ({})", vec!["?"; chunk.len()].join(", "));
-            self.conn.prepare_cached(&sql)?.execute(params_from_iter(chunk.iter().map(|id| &id.0)))?;
+        let mut take = self.conn.prepare_cached("DELETE FROM unmatched WHERE event_id = ?1")?;
+        for id in matched {
+            take.execute([&id.0])?;
         }
         Ok(())
     }
@@ -143,10 +124,10 @@ impl SqliteDecide<'_> {
 
     fn first_seen_now(&mut self, jobs: &[String], now: Timestamp) -> Result<BTreeMap<String, Timestamp>, StoreError> {
         let now_ms = now.as_millisecond();
-        for chunk in jobs.chunks(ROWS_PER_STATEMENT) {
-            let sql = format!("INSERT OR IGNORE INTO jobs_seen (job, first_seen_at) VALUES {}", values(chunk.len(), 2));
-            let bound = chunk.iter().flat_map(|job| [job as &dyn ToSql, &now_ms]);
-            self.conn.prepare_cached(&sql)?.execute(params_from_iter(bound))?;
+        let mut seen =
+            self.conn.prepare_cached("INSERT OR IGNORE INTO jobs_seen (job, first_seen_at) VALUES (?1, ?2)")?;
+        for job in jobs {
+            seen.execute(params![job, now_ms])?;
         }
         let mut select = self.conn.prepare_cached("SELECT job, first_seen_at FROM jobs_seen")?;
         let rows = select.query_map([], |row| Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?)))?;

@@ -410,7 +410,8 @@ impl Writer {
 
 /// Sets `synchronous` on the write connection (see [`Writer`]).
 fn durability(conn: &rusqlite::Connection, mode: &str) {
-    if let Err(err) = conn.pragma_update(None, "synchronous", mode) {
+    let pragma = if mode == "FULL" { "PRAGMA synchronous = FULL" } else { "PRAGMA synchronous = NORMAL" };
+    if let Err(err) = conn.prepare_cached(pragma).and_then(|mut set| set.execute([])) {
         tracing::warn!(error = %err, mode, "cannot set the store's durability mode");
     }
 }
