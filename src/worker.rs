@@ -10,10 +10,11 @@ use crate::actions::command::{self, CommandOutcome, CommandSpec};
 use crate::actions::dbt_cloud::{self, Triggered};
 use crate::actions::{Action, ActionKind, CommandAction};
 use crate::actions::{StepOutcome, http, template};
-use crate::domain::{ActionResult, ActionState, Outcome, ProcessGroup, RunState, random_fraction};
+use crate::domain::{ActionResult, ActionState, Outcome, ProcessGroup, RunEvent, RunState, random_fraction};
 use crate::scheduler::Job;
 use crate::scheduler::{tick, timing};
 use crate::store::{Claimed, Store, StoreError};
+use futures_util::StreamExt;
 use jiff::Timestamp;
 use serde_json::{Value, json};
 use std::ffi::OsString;
@@ -124,7 +125,10 @@ impl Step<'_> {
             Err(failed) => return *failed,
         };
         // Kept until the action has ended, then removed (on every path: it is dropped).
-        let events = match command::EventsFile::write(&self.claimed.run.id.0, context["events"].clone()).await {
+        // Every event the run consumed (templates see the first CONTEXT_EVENTS), read from the store.
+        let all = self.worker.store.run_events(&self.claimed.run.id);
+        let all = all.map(|e| e.map(|e| event_json(&e)).map_err(std::io::Error::other));
+        let events = match command::EventsFile::write(&self.claimed.run.id.0, all).await {
             Ok(file) => file,
             Err(err) => {
                 return StepOutcome::failed(format!("cannot write the run's events file for the command: {err}"));
@@ -177,7 +181,7 @@ impl Step<'_> {
 /// the file `events`. `HANDOFF_RUN_ID` also finds a dead server's commands in `/proc`.
 fn run_env(context: &Value, events: &std::path::Path) -> Vec<(OsString, OsString)> {
     let text = |v: &Value| OsString::from(v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string()));
-    let count = context["events"].as_array().map_or(0, Vec::len);
+    let count = context["event_count"].as_u64().unwrap_or_default();
     vec![
         ("HANDOFF_JOB".into(), text(&context["job"])),
         ("HANDOFF_RUN_ID".into(), text(&context["run"]["id"])),
@@ -191,25 +195,25 @@ fn run_env(context: &Value, events: &std::path::Path) -> Vec<(OsString, OsString
 /// The run context templates see (docs/actions.md).
 fn context(job: &Job, claimed: &Claimed) -> Value {
     let run = &claimed.run;
-    let events: Vec<Value> = claimed
-        .events
-        .iter()
-        .map(|e| {
-            json!({
-                "id": e.id,
-                "source": e.source,
-                "subject": e.subject.name.clone().or_else(|| e.subject.id.clone()),
-                "subject_id": e.subject.id,
-                "subject_name": e.subject.name,
-                "status": e.status,
-            })
-        })
-        .collect();
+    let events: Vec<Value> = claimed.events.iter().map(event_json).collect();
     json!({
         "job": job.name,
         "run": { "id": run.id, "reason": run.reason, "attempt": run.attempt },
         "events": events,
+        "event_count": claimed.event_count,
         "steps": {},
+    })
+}
+
+/// One event as templates and the events file show it (docs/actions.md).
+fn event_json(e: &RunEvent) -> Value {
+    json!({
+        "id": e.id,
+        "source": e.source,
+        "subject": e.subject.name.clone().or_else(|| e.subject.id.clone()),
+        "subject_id": e.subject.id,
+        "subject_name": e.subject.name,
+        "status": e.status,
     })
 }
 
@@ -317,7 +321,7 @@ impl Worker {
             let error = format!("job `{}` is no longer in the config", run.job);
             return self.end(claimed, Outcome::Failed { error, retry_at: None }, None).await;
         };
-        tracing::info!(job = %job.name, run_id = %run.id, attempt = run.attempt, reason = %run.reason, events = claimed.events.len(), "run started");
+        tracing::info!(job = %job.name, run_id = %run.id, attempt = run.attempt, reason = %run.reason, events = claimed.event_count, "run started");
         let mut context = context(job, claimed);
         let mut failure = None;
         let mut last_action = None;

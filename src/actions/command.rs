@@ -14,7 +14,6 @@ use crate::outbound::Tail;
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use std::ffi::{OsStr, OsString};
-use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
@@ -376,23 +375,40 @@ pub struct EventsFile {
 }
 
 impl EventsFile {
-    /// Writes `events` (a JSON array) for `run`; blocking I/O runs on the blocking pool.
-    pub async fn write(run: &str, events: serde_json::Value) -> std::io::Result<EventsFile> {
+    /// Writes `events` as a JSON array for `run`, one at a time as the stream yields them (a
+    /// run of a million events never sits in memory whole); blocking I/O runs on the blocking pool.
+    pub async fn write<S>(run: &str, events: S) -> std::io::Result<EventsFile>
+    where
+        S: futures_util::Stream<Item = std::io::Result<serde_json::Value>>,
+    {
+        use futures_util::TryStreamExt;
+        use tokio::io::AsyncWriteExt;
         let prefix = format!("events-{run}-");
-        let written = tokio::task::spawn_blocking(move || {
+        let created = tokio::task::spawn_blocking(move || {
             let file = tempfile::Builder::new()
                 .prefix(&prefix)
                 .suffix(".json")
                 .permissions(std::fs::Permissions::from_mode(0o600))
                 .tempfile_in(events_dir()?)?;
             file.as_file().lock()?;
-            let mut out = std::io::BufWriter::new(file.as_file());
-            serde_json::to_writer(&mut out, &events)?;
-            out.flush()?;
-            drop(out);
-            Ok(EventsFile { file })
+            Ok::<_, std::io::Error>(file)
         });
-        written.await.map_err(std::io::Error::other)?
+        let file = created.await.map_err(std::io::Error::other)??;
+        let mut out =
+            tokio::io::BufWriter::with_capacity(64 << 10, tokio::fs::File::from_std(file.as_file().try_clone()?));
+        out.write_all(b"[").await?;
+        let mut events = std::pin::pin!(events);
+        let mut first = true;
+        while let Some(event) = events.try_next().await? {
+            if !first {
+                out.write_all(b",").await?;
+            }
+            first = false;
+            out.write_all(&serde_json::to_vec(&event)?).await?;
+        }
+        out.write_all(b"]").await?;
+        out.flush().await?;
+        Ok(EventsFile { file })
     }
 
     pub fn path(&self) -> &Path {
@@ -540,8 +556,9 @@ mod tests {
 
     #[tokio::test]
     async fn an_events_file_is_private_holds_the_events_and_is_removed_when_dropped() {
-        let events = serde_json::json!([{ "id": "e1", "subject": "orders" }]);
-        let file = EventsFile::write("run-1", events.clone()).await.unwrap();
+        let events = serde_json::json!([{ "id": "e1", "subject": "orders" }, { "id": "e2", "subject": "hubspot" }]);
+        let items = events.as_array().unwrap().iter().cloned().map(Ok);
+        let file = EventsFile::write("run-1", futures_util::stream::iter(items)).await.unwrap();
         let path = file.path().to_path_buf();
         assert_eq!(std::fs::metadata(&path).unwrap().mode() & 0o777, 0o600);
         assert_eq!(std::fs::metadata(path.parent().unwrap()).unwrap().mode() & 0o777, 0o700);

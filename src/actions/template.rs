@@ -51,6 +51,7 @@ pub fn sample_context(steps: &serde_json::Map<String, Value>, with_error: bool) 
         "run": { "id": "run", "reason": "events", "attempt": 1 },
         "events": [{ "id": "event", "source": "source", "subject": "subject", "subject_id": "subject",
                      "subject_name": "subject", "status": "success" }],
+        "event_count": 1,
         "steps": steps,
     });
     if with_error {

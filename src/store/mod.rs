@@ -202,11 +202,20 @@ pub struct RunFilter {
     pub limit: u32,
 }
 
+/// How many of a run's events a claim reads into memory, for the run's templates (`events`).
+/// A run may consume hundreds of thousands of events (a minute of a busy loader under
+/// `max_wait`); all of them reach a command through its events file, read from the store one
+/// at a time ([`Store::run_events`]), and their number is `event_count`.
+pub const CONTEXT_EVENTS: u32 = 1000;
+
 /// A run just claimed by a worker, with the events it consumed.
 #[derive(Debug, Clone)]
 pub struct Claimed {
     pub run: Run,
+    /// The first [`CONTEXT_EVENTS`] of them, oldest first.
     pub events: Vec<RunEvent>,
+    /// How many events the run consumed in all.
+    pub event_count: u64,
 }
 
 /// What the matcher needs of an event that has not been matched yet.
@@ -257,6 +266,7 @@ pub struct Leftover {
     pub process_groups: Vec<ProcessGroup>,
 }
 
+pub type BoxStream<'a, T> = futures_util::stream::BoxStream<'a, T>;
 pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
 type Answer<'a, T> = BoxFuture<'a, Result<T, StoreError>>;
 
@@ -457,6 +467,14 @@ impl Store {
         match self {
             Store::Sqlite(s) => s.run(id).await,
             Store::Postgres(s) => s.run(id).await,
+        }
+    }
+
+    /// Every event a run consumed, oldest first, read as they are written out (never all at once).
+    pub fn run_events<'a>(&'a self, run: &'a RunId) -> BoxStream<'a, Result<RunEvent, StoreError>> {
+        match self {
+            Store::Sqlite(s) => s.run_events(run),
+            Store::Postgres(s) => s.run_events(run),
         }
     }
 

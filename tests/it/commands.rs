@@ -17,19 +17,21 @@ const COUNT_EVENTS: &str = r#"
 import json, os, stat
 path = os.environ["HANDOFF_EVENTS_FILE"]
 events = json.load(open(path))
-print(len(events), os.environ["HANDOFF_EVENT_COUNT"], oct(stat.S_IMODE(os.stat(path).st_mode)), path)
+print(len(events), os.environ["HANDOFF_EVENT_COUNT"], oct(stat.S_IMODE(os.stat(path).st_mode)), path,
+      os.environ["IN_TEMPLATES"], os.environ["COUNTED"])
 "#;
 
 /// A job `load` after `loader` that runs python3 with `script`.
 fn python_job(debounce: &str, script: &str) -> String {
     format!(
         "{LOADER}[jobs.load]\nafter = [\"loader\"]\ndebounce = \"{debounce}\"\nretry = {{ attempts = 1 }}\n\
-         [[jobs.load.actions]]\nkind = \"command\"\nprogram = \"python3\"\nargs = [\"-c\", '''{script}''']\n"
+         [[jobs.load.actions]]\nkind = \"command\"\nprogram = \"python3\"\nargs = [\"-c\", '''{script}''']\n\
+         env = {{ IN_TEMPLATES = \"{{{{ events | length }}}}\", COUNTED = \"{{{{ event_count }}}}\" }}\n"
     )
 }
 
 #[tokio::test]
-async fn a_run_of_5000_events_reaches_its_command_through_a_private_file_that_is_gone_afterwards() {
+async fn a_run_of_5000_events_reaches_its_command_whole_through_a_private_file_that_is_gone_afterwards() {
     let dir = tempfile::tempdir().unwrap();
     write_secrets(dir.path());
     let config = python_job("3s", COUNT_EVENTS);
@@ -73,6 +75,9 @@ async fn a_run_of_5000_events_reaches_its_command_through_a_private_file_that_is
         let n = run.events.len().to_string();
         assert_eq!(fields[..3], [n.as_str(), n.as_str(), "0o600"], "{output}");
         assert!(!Path::new(fields[3]).exists(), "the events file {} is removed after the action", fields[3]);
+        // Templates hold the first CONTEXT_EVENTS in memory; the file and the count have them all.
+        let in_templates = run.events.len().min(handoff::store::CONTEXT_EVENTS as usize).to_string();
+        assert_eq!(fields[4..], [in_templates.as_str(), n.as_str()], "{output}");
         seen += run.events.len();
     }
     assert_eq!(seen, 5000);

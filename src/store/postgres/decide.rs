@@ -8,7 +8,8 @@
 use super::runs::record_action;
 use crate::domain::{ActionResult, EventId, ReasonKind, RunId, RunState, Transition};
 use crate::store::{
-    BoxFuture, Claimed, DecideTx, DecisionRow, InputRow, Leftover, RunFacts, StoreError, Unmatched, Waiting, rows,
+    BoxFuture, CONTEXT_EVENTS, Claimed, DecideTx, DecisionRow, InputRow, Leftover, RunFacts, StoreError, Unmatched,
+    Waiting, rows,
 };
 use jiff::Timestamp;
 use sqlx::postgres::{PgConnection, Postgres};
@@ -351,15 +352,20 @@ impl DecideTx for PgDecide {
                 .bind(&run.job)
                 .execute(self.conn())
                 .await?;
+            let event_count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM job_inputs WHERE run_id = $1")
+                .bind(&id)
+                .fetch_one(self.conn())
+                .await?;
             let rows = sqlx::query(
                 "SELECT e.id, e.source, e.subject_id, e.subject_name, e.status FROM job_inputs i \
-                 JOIN events e ON e.id = i.event_id WHERE i.run_id = $1 ORDER BY i.received_at, e.id",
+                 JOIN events e ON e.id = i.event_id WHERE i.run_id = $1 ORDER BY i.received_at, e.id LIMIT $2",
             )
             .bind(&id)
+            .bind(i64::from(CONTEXT_EVENTS))
             .fetch_all(self.conn())
             .await?;
             let events = rows.iter().map(rows::run_event).collect::<Result<_, _>>()?;
-            Ok(Some(Claimed { run, events }))
+            Ok(Some(Claimed { run, events, event_count: event_count.max(0) as u64 }))
         })
     }
 

@@ -4,9 +4,9 @@
 use super::PostgresStore;
 use super::decide::PgDecide;
 use crate::domain::ActionResult;
-use crate::domain::{Decision, EventId, Run, RunId};
+use crate::domain::{Decision, EventId, Run, RunEvent, RunId};
 use crate::store::rows::{self, Columns};
-use crate::store::{JobOverview, RunFilter, StoreError, TxWork};
+use crate::store::{BoxStream, JobOverview, RunFilter, StoreError, TxWork};
 use jiff::Timestamp;
 use sqlx::postgres::PgConnection;
 
@@ -100,6 +100,19 @@ impl PostgresStore {
             .await?;
         run.actions = rows.iter().map(rows::action).collect::<Result<_, _>>()?;
         Ok(run)
+    }
+
+    /// Every event `run` consumed, oldest first, as a stream of rows.
+    pub fn run_events<'a>(&'a self, run: &'a RunId) -> BoxStream<'a, Result<RunEvent, StoreError>> {
+        use futures_util::StreamExt;
+        sqlx::query(
+            "SELECT e.id, e.source, e.subject_id, e.subject_name, e.status FROM job_inputs i \
+             JOIN events e ON e.id = i.event_id WHERE i.run_id = $1 ORDER BY i.received_at, e.id",
+        )
+        .bind(&run.0)
+        .fetch(&self.pool)
+        .map(|row| rows::run_event(&row?))
+        .boxed()
     }
 
     pub async fn decisions(&self, event: &EventId) -> Result<Vec<Decision>, StoreError> {

@@ -9,7 +9,8 @@
 
 use crate::domain::{ActionResult, EventId, ReasonKind, RunId, RunState, Transition};
 use crate::store::{
-    BoxFuture, Claimed, DecideTx, DecisionRow, InputRow, Leftover, RunFacts, StoreError, Unmatched, Waiting, rows,
+    BoxFuture, CONTEXT_EVENTS, Claimed, DecideTx, DecisionRow, InputRow, Leftover, RunFacts, StoreError, Unmatched,
+    Waiting, rows,
 };
 use jiff::Timestamp;
 use rusqlite::{Connection, OptionalExtension, params};
@@ -247,16 +248,20 @@ impl SqliteDecide<'_> {
         self.conn
             .prepare_cached("UPDATE job_inputs SET run_id = ?1 WHERE job = ?2 AND run_id IS NULL")?
             .execute([&id, &run.job])?;
+        let event_count: i64 = self
+            .conn
+            .prepare_cached("SELECT COUNT(*) FROM job_inputs WHERE run_id = ?1")?
+            .query_row([&id], |row| row.get(0))?;
         let mut select = self.conn.prepare_cached(
             "SELECT e.id, e.source, e.subject_id, e.subject_name, e.status FROM job_inputs i \
-             JOIN events e ON e.id = i.event_id WHERE i.run_id = ?1 ORDER BY i.received_at, e.id",
+             JOIN events e ON e.id = i.event_id WHERE i.run_id = ?1 ORDER BY i.received_at, e.id LIMIT ?2",
         )?;
-        let mut rows = select.query([&id])?;
+        let mut rows = select.query(params![&id, CONTEXT_EVENTS])?;
         let mut events = Vec::new();
         while let Some(row) = rows.next()? {
             events.push(rows::run_event(row)?);
         }
-        Ok(Some(Claimed { run, events }))
+        Ok(Some(Claimed { run, events, event_count: event_count.max(0) as u64 }))
     }
 }
 
