@@ -1,6 +1,6 @@
-//! Committing a batch of deliveries, on the writer thread's own synchronous connection.
+//! The writer thread's own synchronous connection, and committing a batch of deliveries on it.
 //!
-//! WriteConn are the hot path, so they skip sqlx: its SQLite driver runs every statement on a
+//! Deliveries are the hot path, so they skip sqlx: its SQLite driver runs every statement on a
 //! worker thread of its own, and the round trips to it (BEGIN, each lookup, the INSERTs,
 //! COMMIT) cost more than SQLite's work and the fsync together. Here the whole transaction runs
 //! where the connection lives, with statements prepared once and kept.
