@@ -358,7 +358,7 @@ impl DecideTx for PgDecide {
                 .await?;
             let rows = sqlx::query(
                 "SELECT e.id, e.source, e.subject_id, e.subject_name, e.status FROM job_inputs i \
-                 JOIN events e ON e.id = i.event_id WHERE i.run_id = $1 ORDER BY i.received_at, e.id LIMIT $2",
+                 JOIN events e ON e.id = i.event_id WHERE i.run_id = $1 ORDER BY i.received_at, i.event_id LIMIT $2",
             )
             .bind(&id)
             .bind(i64::from(CONTEXT_EVENTS))

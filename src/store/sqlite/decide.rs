@@ -254,7 +254,7 @@ impl SqliteDecide<'_> {
             .query_row([&id], |row| row.get(0))?;
         let mut select = self.conn.prepare_cached(
             "SELECT e.id, e.source, e.subject_id, e.subject_name, e.status FROM job_inputs i \
-             JOIN events e ON e.id = i.event_id WHERE i.run_id = ?1 ORDER BY i.received_at, e.id LIMIT ?2",
+             JOIN events e ON e.id = i.event_id WHERE i.run_id = ?1 ORDER BY i.received_at, i.event_id LIMIT ?2",
         )?;
         let mut rows = select.query(params![&id, CONTEXT_EVENTS])?;
         let mut events = Vec::new();

@@ -99,7 +99,7 @@ impl SqliteStore {
         use futures_util::StreamExt;
         sqlx::query(
             "SELECT e.id, e.source, e.subject_id, e.subject_name, e.status FROM job_inputs i \
-             JOIN events e ON e.id = i.event_id WHERE i.run_id = ?1 ORDER BY i.received_at, e.id",
+             JOIN events e ON e.id = i.event_id WHERE i.run_id = ?1 ORDER BY i.received_at, i.event_id",
         )
         .bind(&run.0)
         .fetch(&self.reads)
