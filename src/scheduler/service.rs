@@ -16,6 +16,7 @@ use crate::worker;
 use jiff::Timestamp;
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
@@ -24,7 +25,8 @@ use tokio_util::task::TaskTracker;
 /// The longest the loop sleeps without a reason to wake.
 const IDLE_TICK: Duration = Duration::from_secs(1);
 /// The shortest time between two ticks while events stream in. A tick after one that matched
-/// nothing (a quiet spell, a run that ended) starts at once; after one that matched events,
+/// nothing (a quiet spell) or after a run ended (its job's next run may start) starts at once;
+/// after one that matched events,
 /// the next waits until this much time has passed and matches everything that arrived
 /// meanwhile, so under load the decision step (on SQLite, a turn of the one writer) costs per
 /// batch, not per delivery. Runs start at most this much later under load.
@@ -77,8 +79,11 @@ impl Scheduler {
         let mut failures = 0u32;
         let mut last_tick: Option<std::time::Instant> = None;
         let mut pace = TICK_PACE;
+        let run_ended = Arc::new(AtomicBool::new(false));
         while !stop.is_cancelled() {
-            if let Some(wait) = last_tick.and_then(|t| pace.checked_sub(t.elapsed())) {
+            // A run that ended lets its job's next run start: that tick is not paced.
+            let run_ended_now = run_ended.swap(false, Ordering::AcqRel);
+            if let Some(wait) = last_tick.filter(|_| !run_ended_now).and_then(|t| pace.checked_sub(t.elapsed())) {
                 tokio::select! {
                     _ = tokio::time::sleep(wait) => {}
                     _ = stop.cancelled() => break,
@@ -116,6 +121,7 @@ impl Scheduler {
                             continue;
                         };
                         let (worker, jobs, wake) = (worker.clone(), self.jobs.clone(), self.wake.clone());
+                        let run_ended = run_ended.clone();
                         let metrics = self.metrics.clone();
                         tracker.spawn(async move {
                             let name = claimed.run.job.clone();
@@ -127,6 +133,7 @@ impl Scheduler {
                                 }
                             }
                             drop(slot);
+                            run_ended.store(true, Ordering::Release);
                             wake.notify_one();
                         });
                     }
