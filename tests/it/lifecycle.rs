@@ -108,3 +108,24 @@ async fn sigterm_gives_a_running_command_its_grace_then_ends_it_and_the_run_resu
     assert_eq!(runs.len(), 1);
     assert_eq!(runs[0].attempt, 1);
 }
+
+#[tokio::test]
+async fn the_server_runs_one_runtime_thread_fewer_than_cores_beside_its_store_writer_unless_told() {
+    let cores = std::thread::available_parallelism().unwrap().get();
+    for (env, expected) in [(None, cores.saturating_sub(1).max(1)), (Some("3"), 3)] {
+        let dir = tempfile::tempdir().unwrap();
+        write_secrets(dir.path());
+        let vars: Vec<(&str, &str)> = env.map(|n| ("TOKIO_WORKER_THREADS", n)).into_iter().collect();
+        let server = ServerProcess::start_with_env(dir.path(), &slow_job(&dir.path().join("m"), 0, ""), &vars).await;
+        let pid = server.child.as_ref().unwrap().id();
+        let writer = std::fs::read_dir(format!("/proc/{pid}/task"))
+            .unwrap()
+            .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+            .filter(|name| name.trim() == "handoff-writer")
+            .count();
+        assert_eq!(writer, 1, "the store's writer is a thread of its own");
+        let (_, log) = server.terminate();
+        let serving = log.lines().find(|l| l.contains("handoff is serving")).expect("the start is logged");
+        assert!(serving.contains(&format!("runtime_threads={expected}")), "TOKIO_WORKER_THREADS={env:?}: {serving}");
+    }
+}
