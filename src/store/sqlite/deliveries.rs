@@ -7,7 +7,7 @@
 
 use crate::domain::{EventId, NewEvent, SecretSlot};
 use crate::store::{Pending, Recorded, rows};
-use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
+use rusqlite::{Connection, OptionalExtension};
 use std::collections::HashMap;
 use std::path::Path;
 use std::time::Duration;
@@ -75,12 +75,12 @@ impl WriteConn {
     pub fn commit(&mut self, pending: &mut Vec<Pending>, taken: &mut Vec<Pending>) -> rusqlite::Result<Vec<Recorded>> {
         // IMMEDIATE takes the write lock up front, so a lock held elsewhere fails here after
         // busy_timeout instead of mid-transaction.
-        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut tx = Immediate::begin(&mut self.conn)?;
         taken.extend(pending.drain(..).filter(Pending::take));
         if taken.is_empty() {
-            tx.rollback()?;
-            return Ok(Vec::new());
+            return Ok(Vec::new()); // rolled back when dropped
         }
+        let tx_conn: &Connection = tx.conn();
         let mut outcomes = Vec::with_capacity(taken.len());
         // The new rows, in arrival order: (id, the delivery, repeat_of), inserted together at the end.
         let mut new_rows: Vec<(EventId, &NewEvent, Option<String>)> = Vec::with_capacity(taken.len());
@@ -94,7 +94,7 @@ impl WriteConn {
                     outcomes.push(Recorded::Duplicate(first.clone()));
                     continue;
                 }
-                let existing: Option<(String, i64)> = tx
+                let existing: Option<(String, i64)> = tx_conn
                     .prepare_cached("SELECT id, received_at FROM events WHERE source = ?1 AND dedupe_key = ?2")?
                     .query_row((&event.source, key), |row| Ok((row.get(0)?, row.get(1)?)))
                     .optional()?;
@@ -104,13 +104,13 @@ impl WriteConn {
                         continue;
                     }
                     // Past its window the key passes to this delivery: the old event lets go of it.
-                    tx.prepare_cached("UPDATE events SET dedupe_key = NULL WHERE id = ?1")?.execute([&id])?;
+                    tx_conn.prepare_cached("UPDATE events SET dedupe_key = NULL WHERE id = ?1")?.execute([&id])?;
                 }
             }
             let repeat_of: Option<String> = match &n.news_key {
                 Some(news) => match batch_news.get(&(event.source.as_str(), news.as_str())) {
                     Some(first) => Some(first.clone()),
-                    None => tx
+                    None => tx_conn
                         .prepare_cached(
                             "SELECT id FROM events WHERE source = ?1 AND news_key = ?2 ORDER BY received_at, id LIMIT 1",
                         )?
@@ -136,7 +136,7 @@ impl WriteConn {
             let power = rest.len().min(INSERT_CHUNK).ilog2();
             let (chunk, tail) = rest.split_at(1 << power);
             let (events, unmatched) = &self.inserts[power as usize];
-            insert_events(&tx, events, unmatched, chunk)?;
+            insert_events(tx_conn, events, unmatched, chunk)?;
             rest = tail;
         }
         tx.commit()?;
@@ -146,7 +146,7 @@ impl WriteConn {
 
 /// Inserts `rows` into `events` and queues them in `unmatched`, one statement each.
 fn insert_events(
-    tx: &rusqlite::Transaction<'_>,
+    tx: &Connection,
     events: &str,
     unmatched: &str,
     rows: &[(EventId, &NewEvent, Option<String>)],
@@ -181,6 +181,41 @@ fn insert_events(
     }
     queue.raw_execute()?;
     Ok(())
+}
+
+/// A `BEGIN IMMEDIATE` transaction on the writer's connection, rolled back unless committed.
+///
+/// Held as a `&mut Connection` rather than rusqlite's `Transaction` (which borrows the
+/// connection shared, and is therefore not `Send`): the decision step's futures must be.
+pub(super) struct Immediate<'c> {
+    conn: &'c mut Connection,
+    open: bool,
+}
+
+impl<'c> Immediate<'c> {
+    pub fn begin(conn: &'c mut Connection) -> rusqlite::Result<Self> {
+        conn.prepare_cached("BEGIN IMMEDIATE")?.execute([])?;
+        Ok(Immediate { conn, open: true })
+    }
+
+    pub fn conn(&mut self) -> &mut Connection {
+        self.conn
+    }
+
+    pub fn commit(mut self) -> rusqlite::Result<()> {
+        self.open = false;
+        self.conn.prepare_cached("COMMIT")?.execute([])?;
+        Ok(())
+    }
+}
+
+impl Drop for Immediate<'_> {
+    fn drop(&mut self) {
+        // SQLite may have rolled back already (disk full, I/O error): then there is nothing to undo.
+        if self.open && !self.conn.is_autocommit() {
+            let _ = self.conn.execute_batch("ROLLBACK");
+        }
+    }
 }
 
 /// The kind of a failed write, by SQLite's primary result code.

@@ -204,7 +204,7 @@ impl SqliteStore {
     /// nothing: the header's `user_version` (unused by handoff) rewritten with its own value.
     async fn probe(&self) -> Result<(), StoreError> {
         self.exec(|conn| {
-            let mut tx = runs::Immediate::begin(conn)?;
+            let mut tx = deliveries::Immediate::begin(conn)?;
             let version: i64 = tx.conn().query_row("PRAGMA user_version", [], |row| row.get(0))?;
             tx.conn().execute_batch(&format!("PRAGMA user_version = {version}"))?;
             tx.commit()
@@ -338,7 +338,7 @@ impl Writer {
                 return;
             }
         };
-        durability(conn, "NORMAL");
+        durability(conn, NORMAL);
         // A panic inside an operation fails that operation (its caller hears that the store
         // failed) and never the writer: deliveries keep being committed.
         match std::panic::catch_unwind(AssertUnwindSafe(|| op(Ok(&mut *conn)))) {
@@ -351,7 +351,7 @@ impl Writer {
         }
         self.unstick();
         if let Some(conn) = &mut self.conn {
-            durability(conn.conn(), "FULL");
+            durability(conn.conn(), FULL);
         }
     }
 
@@ -408,11 +408,14 @@ impl Writer {
     }
 }
 
-/// Sets `synchronous` on the write connection (see [`Writer`]).
-fn durability(conn: &rusqlite::Connection, mode: &str) {
-    let pragma = if mode == "FULL" { "PRAGMA synchronous = FULL" } else { "PRAGMA synchronous = NORMAL" };
+/// `synchronous` for deliveries and for everything else (see [`Writer`]).
+const FULL: &str = "PRAGMA synchronous = FULL";
+const NORMAL: &str = "PRAGMA synchronous = NORMAL";
+
+/// Sets `synchronous` on the write connection: [`FULL`] or [`NORMAL`].
+fn durability(conn: &rusqlite::Connection, pragma: &'static str) {
     if let Err(err) = conn.prepare_cached(pragma).and_then(|mut set| set.execute([])) {
-        tracing::warn!(error = %err, mode, "cannot set the store's durability mode");
+        tracing::warn!(error = %err, pragma, "cannot set the store's durability mode");
     }
 }
 

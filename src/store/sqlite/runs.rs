@@ -3,6 +3,7 @@
 
 use super::SqliteStore;
 use super::decide::SqliteDecide;
+use super::deliveries::Immediate;
 use crate::domain::ActionResult;
 use crate::domain::{Decision, EventId, Run, RunEvent, RunId};
 use crate::store::{BoxStream, JobOverview, RunFilter, StoreError, TxWork, rows};
@@ -30,7 +31,7 @@ impl SqliteStore {
         self.exec(move |conn| {
             let mut tx = Immediate::begin(conn)?;
             record_action(tx.conn(), &action)?;
-            tx.commit()
+            Ok::<_, StoreError>(tx.commit()?)
         })
         .await
     }
@@ -156,41 +157,6 @@ impl SqliteStore {
             None => None,
         };
         Ok(JobOverview { job: job.to_string(), waiting, queued, running, last })
-    }
-}
-
-/// A `BEGIN IMMEDIATE` transaction on the writer's connection, rolled back unless committed.
-///
-/// Held as a `&mut Connection` rather than rusqlite's `Transaction` (which borrows the
-/// connection shared, and is therefore not `Send`): the decision step's futures must be.
-pub(super) struct Immediate<'c> {
-    conn: &'c mut Connection,
-    open: bool,
-}
-
-impl<'c> Immediate<'c> {
-    pub fn begin(conn: &'c mut Connection) -> Result<Self, StoreError> {
-        conn.prepare_cached("BEGIN IMMEDIATE")?.execute([])?;
-        Ok(Immediate { conn, open: true })
-    }
-
-    pub fn conn(&mut self) -> &mut Connection {
-        self.conn
-    }
-
-    pub fn commit(mut self) -> Result<(), StoreError> {
-        self.open = false;
-        self.conn.prepare_cached("COMMIT")?.execute([])?;
-        Ok(())
-    }
-}
-
-impl Drop for Immediate<'_> {
-    fn drop(&mut self) {
-        // SQLite may have rolled back already (disk full, I/O error): then there is nothing to undo.
-        if self.open && !self.conn.is_autocommit() {
-            let _ = self.conn.execute_batch("ROLLBACK");
-        }
     }
 }
 
