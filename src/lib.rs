@@ -16,6 +16,7 @@
 //! - [`app`]: wires the above into a server
 //! - [`cli`]: the subcommands of the `handoff` binary
 //! - [`telemetry`]: logs and Prometheus metrics
+//! - [`views`]: the JSON shapes the read commands and the admin API share
 #![forbid(unsafe_code)]
 
 pub mod actions;
@@ -30,4 +31,5 @@ pub mod signature;
 pub mod sources;
 pub mod store;
 pub mod telemetry;
+pub mod views;
 pub mod worker;

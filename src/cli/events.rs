@@ -4,7 +4,7 @@ use super::Failure;
 use crate::config::Config;
 use crate::domain::Event;
 use crate::store::{EventFilter, Store};
-use serde_json::json;
+use crate::views::{event_json, rfc3339};
 
 #[derive(Debug, clap::Args)]
 pub struct EventsArgs {
@@ -24,34 +24,12 @@ pub async fn run(config: &Config, args: &EventsArgs) -> Result<(), Failure> {
     let filter = EventFilter { source: args.source.clone(), limit: args.limit };
     let events = store.events(&filter).await.map_err(|e| Failure::runtime(e.to_string()))?;
     if args.json {
-        let list: Vec<_> = events.iter().map(to_json).collect();
+        let list: Vec<_> = events.iter().map(event_json).collect();
         println!("{}", serde_json::to_string_pretty(&list).expect("JSON values serialise"));
     } else {
         print!("{}", table(&events));
     }
     Ok(())
-}
-
-/// RFC 3339 UTC with milliseconds, as every `--json` output writes times.
-pub fn rfc3339(t: jiff::Timestamp) -> String {
-    format!("{t:.3}")
-}
-
-pub fn to_json(e: &Event) -> serde_json::Value {
-    json!({
-        "id": e.id,
-        "source": e.source,
-        "kind": e.kind.as_str(),
-        "provider_event_id": e.provider_event_id,
-        "event_type": e.event_type,
-        "subject": { "id": e.subject.id, "name": e.subject.name },
-        "status": e.status,
-        "test": e.test,
-        "repeat_of": e.repeat_of,
-        "secret": e.secret,
-        "occurred_at": rfc3339(e.occurred_at),
-        "received_at": rfc3339(e.received_at),
-    })
 }
 
 fn table(events: &[Event]) -> String {

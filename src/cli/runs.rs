@@ -4,11 +4,11 @@
 //! down; `run JOB` queues a run that the server picks up (at once, or on its next start).
 
 use super::Failure;
-use super::events::{rfc3339, to_json as event_json};
 use crate::config::Config;
 use crate::domain::{EventId, Run};
 use crate::scheduler::gate;
 use crate::store::{RunFilter, Store};
+use crate::views::{event_json, rfc3339, run_json};
 use serde_json::json;
 
 fn failed(e: impl std::fmt::Display) -> Failure {
@@ -48,38 +48,6 @@ pub struct ExplainArgs {
     /// Print JSON instead of text.
     #[arg(long)]
     json: bool,
-}
-
-pub fn run_json(run: &Run) -> serde_json::Value {
-    let reason = match run.reason {
-        crate::domain::ReasonKind::Events => json!({ "kind": "events", "events": run.events }),
-        crate::domain::ReasonKind::Schedule => {
-            json!({ "kind": "schedule", "scheduled_for": run.scheduled_for.map(rfc3339) })
-        }
-        kind => json!({ "kind": kind }),
-    };
-    json!({
-        "id": run.id,
-        "job": run.job,
-        "state": run.state,
-        "reason": reason,
-        "events": run.events,
-        "attempt": run.attempt,
-        "queued_at": rfc3339(run.queued_at),
-        "started_at": run.started_at.map(rfc3339),
-        "finished_at": run.finished_at.map(rfc3339),
-        "error": run.error,
-        "actions": run.actions.iter().map(|a| json!({
-            "name": a.name,
-            "kind": a.kind,
-            "attempt": a.attempt,
-            "state": a.state,
-            "output": a.output,
-            "error": a.error,
-            "started_at": rfc3339(a.started_at),
-            "finished_at": a.finished_at.map(rfc3339),
-        })).collect::<Vec<_>>(),
-    })
 }
 
 fn print_json(value: &serde_json::Value) {
