@@ -12,6 +12,7 @@
 //!   (`tick`) over the store's row API, and the loop that runs it
 //! - [`worker`]: executes a claimed run's actions and records the outcome
 //! - [`actions`]: the steps of a run: `command`, `http`, `slack`, `dbt_cloud`, and their settings
+//! - [`operate`]: the operator's verbs (run, rerun, replay, cancel, pause, resume), for the CLI and the admin API
 //! - [`outbound`]: outbound HTTP with retries (429/5xx/network), shared by `send` and actions
 //! - [`app`]: wires the above into a server
 //! - [`cli`]: the subcommands of the `handoff` binary
@@ -25,6 +26,7 @@ pub mod cli;
 pub mod config;
 pub mod domain;
 pub mod http;
+pub mod operate;
 pub mod outbound;
 pub mod scheduler;
 pub mod signature;
