@@ -3,8 +3,11 @@
 //! `handoff events|runs|jobs|explain --json` print these values; `/api/` answers with them.
 //! Times are RFC 3339 UTC with milliseconds.
 
-use crate::domain::{Event, Run};
-use serde_json::json;
+use crate::domain::{Decision, Event, EventId, Run, RunId};
+use crate::scheduler::{Job, WaitFor, gate};
+use crate::store::{JobOverview, Store, StoreError};
+use jiff::Timestamp;
+use serde_json::{Value, json};
 
 /// RFC 3339 UTC with milliseconds, as every `--json` output writes times.
 pub fn rfc3339(t: jiff::Timestamp) -> String {
@@ -60,4 +63,109 @@ pub fn run_json(run: &Run) -> serde_json::Value {
             "finished_at": a.finished_at.map(rfc3339),
         })).collect::<Vec<_>>(),
     })
+}
+
+/// One job as `handoff jobs` and `GET /api/jobs` show it: its state, what it waits for, its
+/// next tick and its last run.
+#[derive(Debug, Clone)]
+pub struct JobView<'a> {
+    pub job: &'a Job,
+    /// `idle`, `waiting`, `queued` or `running`.
+    pub state: &'static str,
+    /// The upstreams that delivered since the job's last run.
+    pub delivered: Vec<String>,
+    /// The upstreams it still waits for (empty for a job without `after`).
+    pub waiting_for: Vec<String>,
+    pub next_tick: Option<Timestamp>,
+    /// `None` when the store does not exist yet.
+    pub overview: Option<JobOverview>,
+}
+
+impl JobView<'_> {
+    pub fn last(&self) -> Option<&Run> {
+        self.overview.as_ref().and_then(|o| o.last.as_ref())
+    }
+
+    pub fn to_json(&self) -> Value {
+        json!({
+            "job": self.job.name,
+            "state": self.state,
+            "plan": self.job.plan(),
+            "delivered": self.delivered,
+            "waiting_for": self.waiting_for,
+            "next_tick": self.next_tick.map(rfc3339),
+            "queued_run": self.overview.as_ref().and_then(|o| o.queued.as_ref()).map(|r| &r.id),
+            "running_run": self.overview.as_ref().and_then(|o| o.running.as_ref()).map(|r| &r.id),
+            "last_run": self.last().map(run_json),
+        })
+    }
+
+    /// Whether an `all` job waits for several upstreams (the text says "waiting for X, Y").
+    pub fn waits_for_all(&self) -> bool {
+        self.job.wait_for == WaitFor::All && self.job.after.len() > 1
+    }
+}
+
+/// Every job in `jobs`, as of `now`; `store` is `None` when it does not exist yet.
+pub async fn jobs<'a>(
+    jobs: impl IntoIterator<Item = &'a Job>,
+    store: Option<&Store>,
+    now: Timestamp,
+) -> Result<Vec<JobView<'a>>, StoreError> {
+    let mut out = Vec::new();
+    for job in jobs {
+        let overview = match store {
+            Some(s) => Some(s.job_overview(&job.name).await?),
+            None => None,
+        };
+        out.push(job_view(job, overview, now));
+    }
+    Ok(out)
+}
+
+fn job_view(job: &Job, overview: Option<JobOverview>, now: Timestamp) -> JobView<'_> {
+    let delivered: Vec<String> = overview.iter().flat_map(|o| o.waiting.iter().map(|w| w.upstream.clone())).collect();
+    let waiting_for = if job.after.is_empty() {
+        Vec::new()
+    } else {
+        gate::missing(job, &delivered).iter().map(|u| u.to_string()).collect()
+    };
+    let state = match &overview {
+        Some(o) if o.running.is_some() => "running",
+        Some(o) if o.queued.is_some() => "queued",
+        _ if !delivered.is_empty() => "waiting",
+        _ => "idle",
+    };
+    let next_tick = job.schedule.as_ref().and_then(|s| s.next_after(now));
+    JobView { job, state, delivered, waiting_for, next_tick, overview }
+}
+
+/// What was decided for one event and which runs consumed it: `handoff explain` and
+/// `GET /api/events/{id}`.
+#[derive(Debug, Clone)]
+pub struct Explained {
+    pub event: Event,
+    pub decisions: Vec<Decision>,
+    /// Per job it fed: the run that consumed it, or `None` while it waits.
+    pub runs: Vec<(String, Option<RunId>)>,
+}
+
+impl Explained {
+    pub fn to_json(&self) -> Value {
+        json!({
+            "event": event_json(&self.event),
+            "decisions": self.decisions.iter().map(|d| json!({
+                "job": d.job, "fed": d.fed, "reason": d.reason, "decided_at": rfc3339(d.decided_at),
+            })).collect::<Vec<_>>(),
+            "runs": self.runs.iter().map(|(job, run)| json!({ "job": job, "run_id": run })).collect::<Vec<_>>(),
+        })
+    }
+}
+
+/// The explain chain of event `id`; `None` when there is no such event.
+pub async fn explain(store: &Store, id: &EventId) -> Result<Option<Explained>, StoreError> {
+    let Some(event) = store.event(id).await? else { return Ok(None) };
+    let decisions = store.decisions(id).await?;
+    let runs = store.runs_of_event(id).await?;
+    Ok(Some(Explained { event, decisions, runs }))
 }

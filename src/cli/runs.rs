@@ -6,9 +6,8 @@
 use super::Failure;
 use crate::config::Config;
 use crate::domain::{EventId, Run};
-use crate::scheduler::gate;
 use crate::store::{RunFilter, Store};
-use crate::views::{event_json, rfc3339, run_json};
+use crate::views::{self, rfc3339, run_json};
 use serde_json::json;
 
 fn failed(e: impl std::fmt::Display) -> Failure {
@@ -125,64 +124,31 @@ pub async fn jobs(config: &Config, args: &JobsArgs) -> Result<(), Failure> {
         Err(crate::store::StoreError::Missing(_)) => None,
         Err(e) => return Err(failed(e)),
     };
-    let now = jiff::Timestamp::now();
-    let mut out = Vec::new();
-    for job in config.jobs.values() {
-        let overview = match &store {
-            Some(s) => Some(s.job_overview(&job.name).await.map_err(failed)?),
-            None => None,
-        };
-        let delivered: Vec<String> =
-            overview.iter().flat_map(|o| o.waiting.iter().map(|w| w.upstream.clone())).collect();
-        let missing: Vec<String> = gate::missing(job, &delivered).iter().map(|u| u.to_string()).collect();
-        let state = match &overview {
-            Some(o) if o.running.is_some() => "running",
-            Some(o) if o.queued.is_some() => "queued",
-            _ if !delivered.is_empty() => "waiting",
-            _ => "idle",
-        };
-        let next_tick = job.schedule.as_ref().and_then(|s| s.next_after(now));
-        let last = overview.as_ref().and_then(|o| o.last.clone());
-        out.push((job, state, delivered, missing, next_tick, last, overview));
-    }
+    let out = views::jobs(config.jobs.values(), store.as_ref(), jiff::Timestamp::now()).await.map_err(failed)?;
     if args.json {
-        let list: Vec<_> = out
-            .iter()
-            .map(|(job, state, delivered, missing, next_tick, last, overview)| {
-                json!({
-                    "job": job.name,
-                    "state": state,
-                    "plan": job.plan(),
-                    "delivered": delivered,
-                    "waiting_for": if job.after.is_empty() { vec![] } else { missing.clone() },
-                    "next_tick": next_tick.map(rfc3339),
-                    "queued_run": overview.as_ref().and_then(|o| o.queued.as_ref()).map(|r| &r.id),
-                    "running_run": overview.as_ref().and_then(|o| o.running.as_ref()).map(|r| &r.id),
-                    "last_run": last.as_ref().map(run_json),
-                })
-            })
-            .collect();
-        print_json(&json!(list));
+        print_json(&json!(out.iter().map(views::JobView::to_json).collect::<Vec<_>>()));
         return Ok(());
     }
     if out.is_empty() {
         println!("no jobs in {}", config.path.display());
     }
-    for (job, state, delivered, missing, next_tick, last, _) in &out {
+    for view in &out {
+        let (job, state) = (view.job, view.state);
         println!("{}  [{state}]", job.name);
         println!("  plan:        {}", job.plan());
         if !job.after.is_empty() {
-            let delivered = if delivered.is_empty() { "nothing yet".to_string() } else { delivered.join(", ") };
+            let delivered =
+                if view.delivered.is_empty() { "nothing yet".to_string() } else { view.delivered.join(", ") };
             println!("  since last run: {delivered}");
-            if !missing.is_empty() && *state != "running" {
-                let all = job.wait_for == crate::scheduler::WaitFor::All && job.after.len() > 1;
-                println!("  waiting for: {}{}", if all { "" } else { "any of " }, missing.join(", "));
+            if !view.waiting_for.is_empty() && state != "running" {
+                let any = if view.waits_for_all() { "" } else { "any of " };
+                println!("  waiting for: {any}{}", view.waiting_for.join(", "));
             }
         }
-        if let Some(t) = next_tick {
-            println!("  next tick:   {}", rfc3339(*t));
+        if let Some(t) = view.next_tick {
+            println!("  next tick:   {}", rfc3339(t));
         }
-        match last {
+        match view.last() {
             Some(r) => println!(
                 "  last run:    {} {} ({}, finished {})",
                 r.id,
@@ -199,21 +165,14 @@ pub async fn jobs(config: &Config, args: &JobsArgs) -> Result<(), Failure> {
 pub async fn explain(config: &Config, args: &ExplainArgs) -> Result<(), Failure> {
     let store = Store::open_existing(&config.store).await.map_err(failed)?;
     let id = EventId(args.event_id.clone());
-    let Some(event) = store.event(&id).await.map_err(failed)? else {
+    let Some(explained) = views::explain(&store, &id).await.map_err(failed)? else {
         return Err(Failure::runtime(format!("no event {} in {}", args.event_id, config.store_url)));
     };
-    let decisions = store.decisions(&id).await.map_err(failed)?;
-    let consumed = store.runs_of_event(&id).await.map_err(failed)?;
     if args.json {
-        print_json(&json!({
-            "event": event_json(&event),
-            "decisions": decisions.iter().map(|d| json!({
-                "job": d.job, "fed": d.fed, "reason": d.reason, "decided_at": rfc3339(d.decided_at),
-            })).collect::<Vec<_>>(),
-            "runs": consumed.iter().map(|(job, run)| json!({ "job": job, "run_id": run })).collect::<Vec<_>>(),
-        }));
+        print_json(&explained.to_json());
         return Ok(());
     }
+    let views::Explained { event, decisions, runs: consumed } = &explained;
     println!(
         "event {} from {} ({}), subject {}, status {}, received {}",
         event.id,
@@ -226,10 +185,10 @@ pub async fn explain(config: &Config, args: &ExplainArgs) -> Result<(), Failure>
     if decisions.is_empty() {
         println!("  not matched yet (the server matches events as they arrive; is it running?)");
     }
-    for d in &decisions {
+    for d in decisions {
         println!("  {}", d.reason);
     }
-    for (job, run) in &consumed {
+    for (job, run) in consumed {
         match run {
             Some(run_id) => {
                 let state = store.run(run_id).await.map_err(failed)?.map(|r| r.state.to_string()).unwrap_or_default();
