@@ -82,7 +82,11 @@ async fn cancelling_a_running_command_ends_its_whole_process_group_and_no_retry_
     let out = cancel_cli(&app.config_path(), &id);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(text(&out.stdout).trim(), id, "the run id on stdout");
-    assert!(text(&out.stderr).contains("requested; the server running it stops it within 2 s"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("requested; the server running it stops it within 2 s"),
+        "{}",
+        text(&out.stderr)
+    );
 
     let runs = wait_for_runs(&app, "the run is cancelled", |r| r[0].state == RunState::Cancelled).await;
     let ended = asked.elapsed();
