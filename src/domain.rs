@@ -369,6 +369,11 @@ pub struct Run {
     pub started_at: Option<Timestamp>,
     pub finished_at: Option<Timestamp>,
     pub error: Option<String>,
+    /// When `handoff cancel` asked a running run to stop, and who asked (kept after it ended).
+    pub cancel_requested_at: Option<Timestamp>,
+    pub cancel_requested_by: Option<String>,
+    /// Who cancelled it, for a run that ended `cancelled` on request.
+    pub cancelled_by: Option<String>,
     pub actions: Vec<ActionResult>,
 }
 
@@ -440,6 +445,24 @@ pub enum Outcome {
     },
     /// A shutdown, a crash or an expired lease: not a failed attempt.
     Interrupted,
+    /// Stopped on request (`handoff cancel`) by `by`: the run ends `cancelled`, no retry follows
+    /// and its events are not handed to another run.
+    Cancelled {
+        by: String,
+    },
+}
+
+impl Outcome {
+    /// The outcome once a pending cancel request (by `requested_by`) is taken into account: a
+    /// success stands (the work was done before the request took effect); a failure or an
+    /// interruption of a run someone asked to stop is that cancel, so no retry and no resume
+    /// follow, whichever came first.
+    pub fn unless_cancelled(self, requested_by: Option<&str>) -> Outcome {
+        match (self, requested_by) {
+            (Outcome::Failed { .. } | Outcome::Interrupted, Some(by)) => Outcome::Cancelled { by: by.to_string() },
+            (outcome, _) => outcome,
+        }
+    }
 }
 
 /// What the store writes for a run when an attempt ends: the run-state rules, once for
@@ -450,6 +473,8 @@ pub enum Transition {
     End { state: RunState, error: Option<String> },
     /// Back to the queue, to start again at `run_after` with `attempt` tries counted so far.
     Requeue { run_after: Timestamp, attempt: u32, error: String },
+    /// The run is over, cancelled on request by `by`; its events stay with it.
+    Cancel { by: String },
     /// The run is over and the job's queued run `into` does its work; with `release_events`,
     /// the events this run consumed wait again and that run consumes them.
     Fold { state: RunState, error: String, into: RunId, release_events: bool },
@@ -462,9 +487,11 @@ pub enum Transition {
 ///   already: that one does the same work, so the retry folds into it.
 /// - An interruption is not a failed attempt: the run is queued again at once with its count
 ///   restored, or, if a run is queued already, it ends `cancelled` and hands its events over.
+/// - A cancel ends the run whatever is queued; its events are not handed over.
 pub fn after_attempt(outcome: &Outcome, attempt: u32, queued: Option<&RunId>, now: Timestamp) -> Transition {
     match (outcome, queued) {
         (Outcome::Succeeded, _) => Transition::End { state: RunState::Succeeded, error: None },
+        (Outcome::Cancelled { by }, _) => Transition::Cancel { by: by.clone() },
         (Outcome::Failed { error, retry_at: None }, _) => {
             Transition::End { state: RunState::Failed, error: Some(error.clone()) }
         }
@@ -497,6 +524,7 @@ impl Transition {
         match self {
             Transition::End { state, .. } | Transition::Fold { state, .. } => *state,
             Transition::Requeue { .. } => RunState::Queued,
+            Transition::Cancel { .. } => RunState::Cancelled,
         }
     }
 }
@@ -561,6 +589,29 @@ mod transition_tests {
             Transition::Requeue { attempt, .. } => assert_eq!(attempt, 0),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn a_cancel_ends_the_run_cancelled_by_who_asked_even_with_a_follow_up_queued() {
+        let other = RunId("q".into());
+        let cancelled = Outcome::Cancelled { by: "cli:ana@h".into() };
+        for queued in [None, Some(&other)] {
+            let next = after_attempt(&cancelled, 1, queued, t(10));
+            assert_eq!(next, Transition::Cancel { by: "cli:ana@h".into() });
+            assert_eq!(next.state(), RunState::Cancelled);
+        }
+    }
+
+    #[test]
+    fn a_pending_cancel_turns_a_failure_or_an_interruption_into_that_cancel_but_a_success_stands() {
+        let by = Some("token:ops");
+        let cancelled = Outcome::Cancelled { by: "token:ops".into() };
+        assert_eq!(failed(Some(t(40))).unless_cancelled(by), cancelled, "no retry after a cancel");
+        assert_eq!(failed(None).unless_cancelled(by), cancelled);
+        assert_eq!(Outcome::Interrupted.unless_cancelled(by), cancelled, "no resume after a cancel");
+        assert_eq!(Outcome::Succeeded.unless_cancelled(by), Outcome::Succeeded);
+        assert_eq!(Outcome::Interrupted.unless_cancelled(None), Outcome::Interrupted);
+        assert_eq!(failed(None).unless_cancelled(None), failed(None));
     }
 
     #[test]

@@ -52,6 +52,9 @@ pub fn run_json(run: &Run) -> serde_json::Value {
         "started_at": run.started_at.map(rfc3339),
         "finished_at": run.finished_at.map(rfc3339),
         "error": run.error,
+        "cancelled_by": run.cancelled_by,
+        "cancel_requested_at": run.cancel_requested_at.map(rfc3339),
+        "cancel_requested_by": run.cancel_requested_by,
         "actions": run.actions.iter().map(|a| json!({
             "name": a.name,
             "kind": a.kind,

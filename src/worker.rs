@@ -27,6 +27,9 @@ use tracing::Instrument;
 pub const KILL_GRACE: Duration = Duration::from_secs(10);
 /// The pause between two tries to record a run's progress while the store fails.
 const STORE_RETRY: Duration = Duration::from_secs(1);
+/// How often a running run's worker reads whether someone asked to cancel it (`handoff
+/// cancel`, from any process or replica): the "within 2 s" of docs/jobs.md.
+const CANCEL_POLL: Duration = Duration::from_secs(1);
 
 /// What every run needs besides its own data.
 #[derive(Clone)]
@@ -41,11 +44,31 @@ pub struct Worker {
     pub lease: Duration,
 }
 
+/// Why a running run's actions are told to stop.
+struct Stops {
+    /// Fires on every stop: the end of the shutdown grace, a lost lease, a cancel request.
+    any: CancellationToken,
+    /// Fires when the run's lease is lost (another replica may own it now).
+    lost: CancellationToken,
+    /// Fires when someone asked to cancel the run; [`Stops::by`] is set before it fires.
+    requested: CancellationToken,
+    by: std::sync::OnceLock<String>,
+}
+
+impl Stops {
+    /// Who asked to cancel the run, once someone has.
+    fn cancelled_by(&self) -> Option<&str> {
+        self.by.get().map(String::as_str)
+    }
+}
+
 /// One step as it executes: where it is in the run, and its record.
 struct Step<'a> {
     worker: &'a Worker,
-    /// Fires at the end of the shutdown grace, or when the run's lease is lost.
+    /// Fires at the end of the shutdown grace, when the run's lease is lost, or on a cancel.
     cancel: &'a CancellationToken,
+    /// Fires on a cancel request only (a dbt Cloud run is then cancelled, not left running).
+    requested: &'a CancellationToken,
     claimed: &'a Claimed,
     action: &'a Action,
     position: u32,
@@ -97,7 +120,7 @@ impl Step<'_> {
                     let started = StepOutcome { ok: true, output: t.to_output(), error: None, outputs: Value::Null };
                     self.note(self.record(ActionState::Running, Some(&started), None)).await;
                 };
-                dbt_cloud::run(&w.client, d, context, earlier, record, self.cancel).await
+                dbt_cloud::run(&w.client, d, context, earlier, record, self.cancel, self.requested).await
             }
         }
     }
@@ -222,18 +245,49 @@ impl Worker {
     /// this attempt, or `None` if the lease was lost (another replica took the run back; this
     /// one stopped its actions and leaves the run alone).
     pub async fn execute(&self, job: Option<&Job>, claimed: Claimed) -> Result<Option<RunState>, StoreError> {
-        let cancel = self.cancel.child_token();
-        let lost = CancellationToken::new();
+        let stops = Stops {
+            any: self.cancel.child_token(),
+            lost: CancellationToken::new(),
+            requested: CancellationToken::new(),
+            by: std::sync::OnceLock::new(),
+        };
         // Everything the run and its actions log (retries of http and dbt Cloud calls included)
         // carries `job` and `run_id`, so one run's story can be followed in the logs.
         let span =
             tracing::info_span!("run", job = %claimed.run.job, run_id = %claimed.run.id, attempt = claimed.run.attempt);
-        let renewing = self.renew(&claimed, &cancel, &lost).instrument(span.clone());
-        let running = self.attempt(job, &claimed, &cancel, &lost).instrument(span);
+        let renewing = self.renew(&claimed, &stops.any, &stops.lost).instrument(span.clone());
+        let watching = self.watch_for_cancel(&claimed, &stops).instrument(span.clone());
+        let running = self.attempt(job, &claimed, &stops).instrument(span);
         tokio::pin!(running);
         tokio::select! {
             result = &mut running => result,
-            () = renewing => running.await,
+            _ = async { tokio::join!(renewing, watching) } => running.await,
+        }
+    }
+
+    /// Reads every [`CANCEL_POLL`] whether someone asked to cancel the run (the request may
+    /// come from the CLI or another replica: it is in the store); if so, stops its actions. A
+    /// failed read is retried at the next poll: the cancel waits, the run is not disturbed.
+    async fn watch_for_cancel(&self, claimed: &Claimed, stops: &Stops) {
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep(CANCEL_POLL) => {}
+                // Stopped for another reason (shutdown, lost lease): nothing left to watch.
+                () = stops.any.cancelled() => return,
+            }
+            match self.store.cancel_requested(&claimed.run.id).await {
+                Ok(Some(by)) => {
+                    tracing::warn!(job = %claimed.run.job, run_id = %claimed.run.id, cancelled_by = %by, "cancel requested; stopping the run's actions");
+                    let _ = stops.by.set(by);
+                    stops.requested.cancel();
+                    stops.any.cancel();
+                    return;
+                }
+                Ok(None) => {}
+                Err(err) => {
+                    tracing::debug!(run_id = %claimed.run.id, error = %err, "cannot read whether the run was cancelled; asking again")
+                }
+            }
         }
     }
 
@@ -309,13 +363,30 @@ impl Worker {
         .await
     }
 
+    /// Ends the run cancelled on `by`'s request, with the action it stopped, if any. Neither a
+    /// retry nor `on_failure` follows: a cancel is a person's decision, not a failure.
+    async fn cancelled(
+        &self,
+        job: &Job,
+        claimed: &Claimed,
+        by: &str,
+        stopped: Option<ActionResult>,
+    ) -> Result<Option<RunState>, StoreError> {
+        let run = &claimed.run;
+        let state = self.end(claimed, Outcome::Cancelled { by: by.to_string() }, stopped).await?;
+        if state.is_some() {
+            tracing::warn!(job = %job.name, run_id = %run.id, cancelled_by = %by, "run cancelled; no retry, no on_failure");
+        }
+        Ok(state)
+    }
+
     async fn attempt(
         &self,
         job: Option<&Job>,
         claimed: &Claimed,
-        cancel: &CancellationToken,
-        lost: &CancellationToken,
+        stops: &Stops,
     ) -> Result<Option<RunState>, StoreError> {
+        let (cancel, requested) = (&stops.any, &stops.requested);
         let run = &claimed.run;
         let Some(job) = job else {
             let error = format!("job `{}` is no longer in the config", run.job);
@@ -326,13 +397,29 @@ impl Worker {
         let mut failure = None;
         let mut last_action = None;
         for (position, action) in job.actions.iter().enumerate() {
-            let step =
-                Step { worker: self, cancel, claimed, action, position: position as u32, started_at: Timestamp::now() };
+            if let Some(by) = stops.cancelled_by() {
+                // Cancelled between two actions: the next one does not start.
+                return self.cancelled(job, claimed, by, None).await;
+            }
+            let step = Step {
+                worker: self,
+                cancel,
+                requested,
+                claimed,
+                action,
+                position: position as u32,
+                started_at: Timestamp::now(),
+            };
             let outcome = step.execute(&context).await;
             context["steps"][&action.name] = outcome.outputs.clone();
             if outcome.is_cancelled() {
+                if let Some(by) = stops.cancelled_by().filter(|_| !stops.lost.is_cancelled()) {
+                    let outcome = StepOutcome { error: Some(format!("cancelled by {by}")), ..outcome };
+                    let record = step.record(ActionState::Cancelled, Some(&outcome), None);
+                    return self.cancelled(job, claimed, by, Some(record)).await;
+                }
                 let record = step.record(ActionState::Cancelled, Some(&outcome), None);
-                if lost.is_cancelled() {
+                if stops.lost.is_cancelled() {
                     // Taken over by another replica: `end` leaves the run alone. Unrenewed because
                     // the store failed (on SQLite, the only way): still ours, it goes back to the
                     // queue and runs again once the store works.
@@ -377,6 +464,10 @@ impl Worker {
             return Ok(None);
         };
         let outcome_action = match (state, &failure) {
+            (RunState::Cancelled, _) => {
+                tracing::warn!(job = %job.name, run_id = %run.id, "run cancelled on request as its attempt ended; no retry, and no on_failure or on_success");
+                None
+            }
             (RunState::Queued, Some(error)) => {
                 tracing::warn!(job = %job.name, run_id = %run.id, attempt = run.attempt, error = %error, "run attempt failed; retrying");
                 None
@@ -393,7 +484,8 @@ impl Worker {
         };
         if let Some(action) = outcome_action {
             let position = job.actions.len() as u32;
-            let step = Step { worker: self, cancel, claimed, action, position, started_at: Timestamp::now() };
+            let step =
+                Step { worker: self, cancel, requested, claimed, action, position, started_at: Timestamp::now() };
             let outcome = step.execute(&context).await;
             if !outcome.ok {
                 tracing::error!(job = %job.name, run_id = %run.id, action = %action.name, error = ?outcome.error, "outcome action failed");

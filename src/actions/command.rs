@@ -62,7 +62,8 @@ pub enum CommandOutcome {
         after: Duration,
         output: String,
     },
-    /// The server is shutting down and the grace period is over: the group was ended.
+    /// Stopped from outside (the shutdown grace is over, the run's lease was lost, or the run
+    /// was cancelled): the group was ended.
     Cancelled {
         output: String,
     },

@@ -4,6 +4,9 @@
 //! The dbt run id is recorded as soon as dbt Cloud accepted the trigger. A resumed attempt
 //! (after a shutdown or crash) finds it and polls that run instead of starting a second one.
 //! A trigger that timed out is not retried blindly: it may have been accepted.
+//!
+//! Stopped by a shutdown, the dbt run is left running (the resumed attempt polls it again);
+//! stopped by `handoff cancel`, it is cancelled through the API (`POST …/runs/{id}/cancel/`).
 
 use super::DbtCloudAction;
 use super::StepOutcome;
@@ -16,6 +19,8 @@ use tokio_util::sync::CancellationToken;
 /// dbt Cloud limits `cause` to 255 characters.
 const CAUSE_LIMIT: usize = 255;
 const MAX_POLL_INTERVAL: Duration = Duration::from_secs(60);
+/// The longest a cancel of a dbt run is tried (retries included) before the run ends anyway.
+const CANCEL_LIMIT: Duration = Duration::from_secs(60);
 
 /// The run an attempt started, as recorded in the action's output.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,6 +63,7 @@ pub async fn run(
     earlier: Option<Triggered>,
     on_triggered: impl AsyncFnOnce(&Triggered),
     cancel: &CancellationToken,
+    requested: &CancellationToken,
 ) -> StepOutcome {
     let auth = format!("Token {}", action.token.expose_secret());
     let triggered = match earlier {
@@ -116,6 +122,16 @@ pub async fn run(
             t
         }
     };
+    // Whether the step was stopped, and by a cancel: then the dbt run is cancelled too.
+    let stopped = async |t: &Triggered| {
+        if requested.is_cancelled() {
+            cancel_dbt_run(client, action, &auth, t).await;
+        }
+        StepOutcome::cancelled(t.to_output())
+    };
+    if cancel.is_cancelled() {
+        return stopped(&triggered).await;
+    }
     if !action.wait {
         return StepOutcome {
             ok: true,
@@ -133,7 +149,11 @@ pub async fn run(
         let log = |p: &str, wait: Duration| {
             tracing::warn!(problem = p, ?wait, dbt_run_id = triggered.run_id, "dbt Cloud poll retrying")
         };
-        match outbound::send(&url, action.retry, build, log).await {
+        let polled = tokio::select! {
+            polled = outbound::send(&url, action.retry, build, log) => polled,
+            _ = cancel.cancelled() => return stopped(&triggered).await,
+        };
+        match polled {
             Ok(answer) => {
                 let data: Value = serde_json::from_str(&answer.body).unwrap_or_default();
                 let code = data["data"]["status"].as_i64().unwrap_or(3);
@@ -181,8 +201,34 @@ pub async fn run(
         }
         tokio::select! {
             _ = tokio::time::sleep(interval) => {}
-            _ = cancel.cancelled() => return StepOutcome::cancelled(triggered.to_output()),
+            _ = cancel.cancelled() => return stopped(&triggered).await,
         }
         interval = interval.mul_f64(1.5).min(MAX_POLL_INTERVAL.max(action.poll_interval));
+    }
+}
+
+/// Asks dbt Cloud to cancel the run (providers.md §2: `POST …/runs/{run_id}/cancel/`), retrying
+/// as the action's calls do, for at most [`CANCEL_LIMIT`]. The outcome is logged: a run dbt
+/// Cloud did not cancel must be cancelled in dbt Cloud by hand, and the log line says which.
+async fn cancel_dbt_run(client: &reqwest::Client, action: &DbtCloudAction, auth: &str, t: &Triggered) {
+    let url = format!("{}/api/v2/accounts/{}/runs/{}/cancel/", action.base_url, action.account_id, t.run_id);
+    let build = || {
+        client
+            .post(&url)
+            .timeout(Duration::from_secs(30))
+            .header("authorization", auth)
+            .header("accept", "application/json")
+    };
+    let log = |p: &str, wait: Duration| {
+        tracing::warn!(problem = p, ?wait, dbt_run_id = t.run_id, "dbt Cloud cancel retrying")
+    };
+    match tokio::time::timeout(CANCEL_LIMIT, outbound::send(&url, action.retry, build, log)).await {
+        Ok(Ok(_)) => tracing::info!(dbt_run_id = t.run_id, run_url = %t.run_url, "dbt Cloud run cancelled"),
+        Ok(Err(e)) => {
+            tracing::error!(dbt_run_id = t.run_id, run_url = %t.run_url, error = %e, "dbt Cloud did not cancel the run; cancel it there by hand")
+        }
+        Err(_) => {
+            tracing::error!(dbt_run_id = t.run_id, run_url = %t.run_url, "dbt Cloud did not answer the cancel in time; cancel the run there by hand")
+        }
     }
 }

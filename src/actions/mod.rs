@@ -27,7 +27,8 @@ impl StepOutcome {
         StepOutcome { ok: false, output: String::new(), error: Some(error), outputs: Value::Null }
     }
 
-    /// Interrupted by shutdown; `output` keeps what a resumed attempt needs.
+    /// Stopped by a shutdown, a lost lease or a cancel (the worker knows which and records
+    /// it); `output` keeps what a resumed attempt needs.
     pub fn cancelled(output: String) -> StepOutcome {
         StepOutcome { ok: false, output, error: Some(CANCELLED.into()), outputs: Value::Null }
     }

@@ -2,6 +2,7 @@
 //!
 //! Exit codes: 0 ok, 1 runtime failure, 2 usage or config error.
 
+mod cancel;
 mod check;
 mod events;
 mod runs;
@@ -49,6 +50,8 @@ enum Command {
     Runs(runs::RunsArgs),
     /// Queue a run of JOB now (the server starts it; if it is down, on its next start).
     Run(runs::RunArgs),
+    /// Cancel RUN: a queued run at once; a running one is stopped by its server within 2 s.
+    Cancel(cancel::CancelArgs),
     /// What was decided for an event, and the run it fed.
     Explain(runs::ExplainArgs),
     /// Manage the store: `handoff store copy --from URL --to URL`.
@@ -104,6 +107,7 @@ impl Cli {
             Command::Jobs(args) => runs::jobs(&self.load_config()?, args).await,
             Command::Runs(args) => runs::runs(&self.load_config()?, args).await,
             Command::Run(args) => runs::run(&self.load_config()?, args).await,
+            Command::Cancel(args) => cancel::run(&self.load_config()?, args).await,
             Command::Explain(args) => runs::explain(&self.load_config()?, args).await,
             Command::Store(args) => store::run(args, || Config::load(&self.config_path())).await,
         }

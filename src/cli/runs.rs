@@ -64,6 +64,18 @@ fn reason_words(run: &Run) -> String {
     }
 }
 
+/// What the table adds after the reason: the error (which says who cancelled a cancelled run)
+/// and a cancel still pending.
+fn notes(run: &Run) -> String {
+    let mut notes = run.error.as_ref().map(|e| format!("  ({e})")).unwrap_or_default();
+    if let (crate::domain::RunState::Running, Some(at), Some(by)) =
+        (run.state, run.cancel_requested_at, &run.cancel_requested_by)
+    {
+        notes.push_str(&format!("  (cancel requested by {by} at {})", rfc3339(at)));
+    }
+    notes
+}
+
 pub async fn runs(config: &Config, args: &RunsArgs) -> Result<(), Failure> {
     let store = Store::open_existing(&config.store).await.map_err(failed)?;
     let runs = store.runs(&RunFilter { job: args.job.clone(), limit: args.limit }).await.map_err(failed)?;
@@ -85,7 +97,7 @@ pub async fn runs(config: &Config, args: &RunsArgs) -> Result<(), Failure> {
             run.state,
             run.attempt,
             reason_words(run),
-            run.error.as_ref().map(|e| format!("  ({e})")).unwrap_or_default()
+            notes(run)
         );
     }
     Ok(())

@@ -4,6 +4,8 @@
 //! Each verb writes to the store and returns; a running server (any replica) acts on what
 //! was written within a couple of seconds. Each records who asked ([`Actor`]).
 
+pub mod cancel;
+
 use crate::store::StoreError;
 use std::fmt;
 

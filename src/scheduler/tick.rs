@@ -11,7 +11,7 @@
 use super::{Job, gate, matcher, timing};
 use crate::domain::ActionResult;
 use crate::domain::{Outcome, ReasonKind, RunId, RunState, Transition, after_attempt};
-use crate::store::{Claimed, DecideTx, DecisionRow, InputRow, Leftover, Store, StoreError, Waiting};
+use crate::store::{Claimed, DecideTx, DecisionRow, InputRow, Leftover, RunFacts, Store, StoreError, Waiting};
 use jiff::{SignedDuration, Timestamp};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -176,7 +176,7 @@ pub async fn decide(tx: &mut dyn DecideTx, t: &Tick) -> Result<TickReport, Store
     // 4. Runs whose lease ended belong to a replica that is gone: back to the queue. Never
     //    this replica's own runs: it is alive and its worker still has them.
     for leftover in tx.leftovers(Some(now), &t.owner).await? {
-        interrupt(tx, &leftover.run.id, leftover.run.attempt, &leftover.run.job, now).await?;
+        interrupt(tx, &leftover.run, now).await?;
         report.taken_over.push(leftover);
     }
 
@@ -195,18 +195,17 @@ pub async fn decide(tx: &mut dyn DecideTx, t: &Tick) -> Result<TickReport, Store
     Ok(report)
 }
 
-/// An interrupted run goes back to the queue (or hands its events to the job's queued run).
-async fn interrupt(
-    tx: &mut dyn DecideTx,
-    run: &RunId,
-    attempt: u32,
-    job: &str,
-    now: Timestamp,
-) -> Result<Transition, StoreError> {
-    tx.cancel_running_actions(run, now).await?;
-    let queued = tx.queued_run(job).await?;
-    let transition = after_attempt(&Outcome::Interrupted, attempt, queued.as_ref(), now);
-    tx.apply(run, &transition, now).await?;
+/// An interrupted run goes back to the queue (or hands its events to the job's queued run);
+/// one someone asked to cancel ends `cancelled` instead of resuming.
+async fn interrupt(tx: &mut dyn DecideTx, run: &RunFacts, now: Timestamp) -> Result<Transition, StoreError> {
+    tx.cancel_running_actions(&run.id, now).await?;
+    let queued = tx.queued_run(&run.job).await?;
+    let outcome = Outcome::Interrupted.unless_cancelled(run.cancel_requested_by.as_deref());
+    if let Outcome::Cancelled { by } = &outcome {
+        tracing::warn!(run_id = %run.id, job = %run.job, cancelled_by = %by, "a run asked to stop while its server was away ends cancelled; it does not resume");
+    }
+    let transition = after_attempt(&outcome, run.attempt, queued.as_ref(), now);
+    tx.apply(&run.id, &transition, now).await?;
     Ok(transition)
 }
 
@@ -233,8 +232,9 @@ pub async fn finish(
                 if facts.state != RunState::Running || facts.owner.as_deref() != Some(&owner) {
                     return Ok(None);
                 }
+                let outcome = outcome.unless_cancelled(facts.cancel_requested_by.as_deref());
                 if outcome == Outcome::Interrupted {
-                    return Ok(Some(interrupt(tx, &run, facts.attempt, &facts.job, now).await?.state()));
+                    return Ok(Some(interrupt(tx, &facts, now).await?.state()));
                 }
                 let queued = tx.queued_run(&facts.job).await?;
                 let transition = after_attempt(&outcome, facts.attempt, queued.as_ref(), now);
@@ -253,7 +253,7 @@ pub async fn take_back_all(store: &Store, owner: Arc<str>, now: Timestamp) -> Re
             Box::pin(async move {
                 let leftovers = tx.leftovers(None, &owner).await?;
                 for leftover in &leftovers {
-                    interrupt(tx, &leftover.run.id, leftover.run.attempt, &leftover.run.job, now).await?;
+                    interrupt(tx, &leftover.run, now).await?;
                 }
                 Ok(leftovers)
             })

@@ -116,7 +116,8 @@ table!(DecisionRow, "decisions", order "id", {
 table!(RunRow, "runs", order "queued_at, id", {
     id: String, job: String, state: String, reason: String, scheduled_for: Option<i64>, attempt: i64,
     queued_at: i64, run_after: i64, started_at: Option<i64>, finished_at: Option<i64>, owner: Option<String>,
-    lease_until: Option<i64>, error: Option<String>,
+    lease_until: Option<i64>, error: Option<String>, cancel_requested_at: Option<i64>,
+    cancel_requested_by: Option<String>, cancelled_by: Option<String>,
 });
 table!(InputRow, "job_inputs", order "received_at, job, event_id", {
     job: String, event_id: String, upstream: String, received_at: i64, run_id: Option<String>,

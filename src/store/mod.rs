@@ -256,6 +256,8 @@ pub struct RunFacts {
     pub state: RunState,
     pub attempt: u32,
     pub owner: Option<String>,
+    /// Who asked `handoff cancel` to stop it while it ran, if anyone did.
+    pub cancel_requested_by: Option<String>,
 }
 
 /// A run left `running` by a replica that is gone (or, on SQLite, by the previous start), with
@@ -325,6 +327,11 @@ pub trait DecideTx: Send {
     fn claim<'a>(&'a mut self, now: Timestamp, owner: &'a str, lease_until: Timestamp) -> Answer<'a, Option<Claimed>>;
     /// Records an action's start or end.
     fn record_action<'a>(&'a mut self, action: &'a ActionResult) -> Answer<'a, ()>;
+    /// Gives `run` every waiting event of `job`, as a claim does (for a queued run cancelled
+    /// before it started: the events go with it instead of feeding the next run).
+    fn take_waiting<'a>(&'a mut self, run: &'a RunId, job: &'a str) -> Answer<'a, ()>;
+    /// Records a request to stop the running `run`, by `by`, unless one is pending already.
+    fn request_cancel<'a>(&'a mut self, run: &'a RunId, by: &'a str, now: Timestamp) -> Answer<'a, ()>;
 }
 
 /// Work done inside one decision transaction; it commits when this returns `Ok`.
@@ -453,6 +460,15 @@ impl Store {
         match self {
             Store::Sqlite(s) => s.renew_lease(run.clone(), owner.to_string(), until).await,
             Store::Postgres(s) => s.renew_lease(run, owner, until).await,
+        }
+    }
+
+    /// Who asked to stop `run` while it is `running` (from the read pool: the worker asks every
+    /// second, off the SQLite writer); `None` if nobody did or it is not running.
+    pub async fn cancel_requested(&self, run: &RunId) -> Result<Option<String>, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.cancel_requested(run).await,
+            Store::Postgres(s) => s.cancel_requested(run).await,
         }
     }
 

@@ -161,6 +161,7 @@ pub(crate) fn facts(row: &impl Columns) -> Result<RunFacts, StoreError> {
         state: RunState::parse(&row.text("state")?).unwrap_or(RunState::Failed),
         attempt: count(row, "attempt")?,
         owner: row.opt_text("owner")?,
+        cancel_requested_by: row.opt_text("cancel_requested_by")?,
     })
 }
 
@@ -188,6 +189,9 @@ pub(crate) fn run(row: &impl Columns) -> Result<Run, StoreError> {
         started_at: row.opt_time("started_at")?,
         finished_at: row.opt_time("finished_at")?,
         error: row.opt_text("error")?,
+        cancel_requested_at: row.opt_time("cancel_requested_at")?,
+        cancel_requested_by: row.opt_text("cancel_requested_by")?,
+        cancelled_by: row.opt_text("cancelled_by")?,
         actions: Vec::new(),
     })
 }

@@ -71,6 +71,15 @@ async fn dbt_poll(
     axum::Json(json!({"status": {"code": 200}, "data": {"id": run, "status": status}})).into_response()
 }
 
+async fn dbt_cancel(
+    State(fake): State<DbtCloud>,
+    Path((account, run)): Path<(u64, u64)>,
+    headers: HeaderMap,
+) -> Response {
+    record(&fake.received, format!("/api/v2/accounts/{account}/runs/{run}/cancel/"), &headers, String::new());
+    axum::Json(json!({"status": {"code": 200}, "data": {"id": run, "status": 30}})).into_response()
+}
+
 /// A fake Slack incoming webhook: 429 with Retry-After first if asked, then `ok`.
 #[derive(Clone, Default)]
 struct Slack {
@@ -103,6 +112,7 @@ async fn fake_dbt(trigger: Vec<u16>, statuses: Vec<i64>) -> (String, DbtCloud) {
     let router = Router::new()
         .route("/api/v2/accounts/{account}/jobs/{job}/run/", post(dbt_trigger))
         .route("/api/v2/accounts/{account}/runs/{run}/", get(dbt_poll))
+        .route("/api/v2/accounts/{account}/runs/{run}/cancel/", post(dbt_cancel))
         .with_state(fake.clone());
     (serve(router).await, fake)
 }
@@ -451,4 +461,54 @@ blocks = '[{"type": "section", "text": {"type": "mrkdwn", "text": {{ ("*" ~ job 
     let message: Value = serde_json::from_str(&fake.received.lock().unwrap()[0].body).unwrap();
     assert_eq!(message["text"], "t ok");
     assert_eq!(message["blocks"][0]["text"]["text"], "*t* loaded 1 event(s)");
+}
+
+#[tokio::test]
+async fn cancelling_a_run_waiting_on_a_dbt_cloud_job_cancels_that_job_in_dbt_cloud() {
+    // The dbt run stays "running" (3) until it is cancelled.
+    let (dbt, dbt_fake) = fake_dbt(vec![200], vec![3]).await;
+    let app = app_with(
+        &format!(
+            r#"
+[jobs.transform]
+after = ["loader"]
+retry = {{ attempts = 3, backoff = "1s" }}
+[[jobs.transform.actions]]
+kind = "dbt_cloud"
+base_url = "{dbt}"
+account_id = 12345
+job_id = 67890
+token = {{ file = "dbt_token" }}
+poll_interval = "50ms"
+"#
+        ),
+        &[],
+    )
+    .await;
+    deliver_done(&app, "loader", "orders", "success").await;
+    let started = Instant::now();
+    while !dbt_fake.received.lock().unwrap().iter().any(|r| r.path == "/api/v2/accounts/12345/runs/4242/") {
+        assert!(started.elapsed() < Duration::from_secs(10), "the dbt run was never polled");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let runs = wait_for_runs(&app, "a running run", |r| r.len() == 1 && r[0].state == RunState::Running).await;
+    let out = crate::cancel::cancel_cli(&app.config_path(), &runs[0].id.0);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    let runs = wait_for_runs(&app, "the run cancelled", |r| r[0].state == RunState::Cancelled).await;
+    let cancels: Vec<Received> = dbt_fake
+        .received
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|r| r.path == "/api/v2/accounts/12345/runs/4242/cancel/")
+        .cloned()
+        .collect();
+    assert_eq!(cancels.len(), 1, "dbt Cloud was asked once to cancel the run it was running");
+    assert_eq!(cancels[0].authorization, "Token dbt-api-token-123");
+    assert!(runs[0].cancelled_by.as_deref().unwrap().starts_with("cli:"));
+    assert!(runs[0].actions[0].output.as_deref().unwrap().contains("4242"), "the dbt run stays on record");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let triggers = dbt_fake.received.lock().unwrap().iter().filter(|r| r.path.ends_with("/jobs/67890/run/")).count();
+    assert_eq!(triggers, 1, "no retry triggers the dbt job again");
 }

@@ -77,6 +77,10 @@ conformance!(
     a_manual_request_joins_the_queued_run,
     listings_are_newest_first_and_limited,
     a_dedupe_key_with_a_window_folds_repeats_within_it_and_passes_to_the_next_event_after_it,
+    a_cancelled_queued_run_ends_at_once_and_its_events_start_no_other_run,
+    a_cancel_of_a_running_run_is_a_request_and_its_attempt_ends_cancelled_with_no_retry,
+    a_run_asked_to_cancel_whose_server_is_gone_ends_cancelled_when_taken_back,
+    cancelling_a_finished_or_unknown_run_changes_nothing_and_says_why,
 );
 
 const SOURCES: &str = "[sources.a]\nkind = \"hmac\"\nsecret = { env = \"PATH\" }\n\
@@ -435,4 +439,104 @@ async fn listings_are_newest_first_and_limited(store: &Store) {
     let listed = store.runs(&RunFilter { job: None, limit: 2 }).await.unwrap();
     let jobs: Vec<_> = listed.iter().map(|r| r.job.as_str()).collect();
     assert_eq!(jobs, ["z", "y"]);
+}
+
+fn ana() -> handoff::operate::Actor {
+    handoff::operate::Actor("cli:ana@ops-1".into())
+}
+
+async fn a_cancelled_queued_run_ends_at_once_and_its_events_start_no_other_run(store: &Store) {
+    use handoff::operate::cancel::cancel;
+    let jobs = jobs("[jobs.t]\nafter = [\"a\"]\n");
+    record(store, "a", "e1", at(0)).await;
+    let first = tick_at(store, &jobs, at(1), 4).await.claimed.remove(0);
+    record(store, "a", "e2", at(2)).await;
+    assert_eq!(tick_at(store, &jobs, at(3), 4).await.queued, 1, "a follow-up waits behind the running run");
+    let queued = runs(store).await.into_iter().find(|r| r.state == RunState::Queued).unwrap();
+
+    let cancelled = cancel(store, &queued.id, &ana()).await.unwrap();
+    assert_eq!(cancelled.state, RunState::Cancelled, "a queued run is cancelled at once");
+    assert_eq!(cancelled.cancelled_by.as_deref(), Some("cli:ana@ops-1"));
+    assert!(cancelled.finished_at.is_some());
+    assert_eq!(cancelled.events.len(), 1, "it took the waiting event with it");
+
+    // When the first run ends, the event the cancelled run took does not start another one.
+    finish(store, &first.run.id, Outcome::Succeeded, "host/one", at(5)).await;
+    let report = tick_at(store, &jobs, at(6), 4).await;
+    assert_eq!((report.queued, report.claimed.len()), (0, 0));
+    assert!(store.job_overview("t").await.unwrap().waiting.is_empty(), "nothing waits any more");
+    // A later event starts a run as usual, with only itself.
+    record(store, "a", "e3", at(7)).await;
+    let next = tick_at(store, &jobs, at(8), 4).await.claimed;
+    assert_eq!(next.len(), 1);
+    assert_eq!(next[0].event_count, 1);
+}
+
+async fn a_cancel_of_a_running_run_is_a_request_and_its_attempt_ends_cancelled_with_no_retry(store: &Store) {
+    use handoff::operate::cancel::cancel;
+    let jobs = jobs("[jobs.t]\nafter = [\"a\"]\n");
+    record(store, "a", "e1", at(0)).await;
+    let claimed = tick_at(store, &jobs, at(1), 1).await.claimed.remove(0);
+    assert_eq!(store.cancel_requested(&claimed.run.id).await.unwrap(), None);
+
+    let requested = cancel(store, &claimed.run.id, &ana()).await.unwrap();
+    assert_eq!(requested.state, RunState::Running, "the worker running it stops it");
+    assert!(requested.cancel_requested_at.is_some());
+    assert_eq!(requested.cancelled_by, None, "not cancelled yet");
+    // A second request does not replace the first: who asked first is who cancelled it.
+    cancel(store, &claimed.run.id, &handoff::operate::Actor("token:ops".into())).await.unwrap();
+    assert_eq!(store.cancel_requested(&claimed.run.id).await.unwrap().as_deref(), Some("cli:ana@ops-1"));
+
+    // The attempt ends (its command failed as it was stopped): cancelled, not retried.
+    let failed = Outcome::Failed { error: "killed by signal 15".into(), retry_at: Some(at(60)) };
+    assert_eq!(finish(store, &claimed.run.id, failed, "host/one", at(3)).await, Some(RunState::Cancelled));
+    let run = store.run(&claimed.run.id).await.unwrap().unwrap();
+    assert_eq!((run.state, run.attempt, run.cancelled_by.as_deref()), (RunState::Cancelled, 1, Some("cli:ana@ops-1")));
+    assert_eq!(run.error.as_deref(), Some("cancelled by cli:ana@ops-1"));
+    assert_eq!(run.events.len(), 1, "its events stay with it");
+    assert!(tick_at(store, &jobs, at(61), 1).await.claimed.is_empty(), "no retry follows");
+    assert_eq!(store.cancel_requested(&claimed.run.id).await.unwrap(), None, "nothing is pending for a finished run");
+}
+
+async fn a_run_asked_to_cancel_whose_server_is_gone_ends_cancelled_when_taken_back(store: &Store) {
+    use handoff::operate::cancel::cancel;
+    let jobs = jobs("[jobs.t]\nafter = [\"a\"]\n[jobs.u]\nafter = [\"b\"]\n");
+    record(store, "a", "e1", at(0)).await;
+    let t = tick_as(store, &jobs, at(1), 1, "host-a/1").await.claimed.remove(0);
+    cancel(store, &t.run.id, &ana()).await.unwrap();
+    // A replica takes the run back once its lease ended: it ends cancelled, it does not resume.
+    let report = tick_as(store, &jobs, at(40), 4, "host-b/2").await;
+    assert_eq!(report.taken_over.len(), 1);
+    assert!(report.claimed.is_empty(), "the cancelled run is not claimed again");
+    let run = store.run(&t.run.id).await.unwrap().unwrap();
+    assert_eq!((run.state, run.cancelled_by.as_deref()), (RunState::Cancelled, Some("cli:ana@ops-1")));
+
+    // A server that holds its store alone takes back all its runs at start: the same rule.
+    record(store, "b", "e2", at(41)).await;
+    let u = tick_as(store, &jobs, at(42), 4, "host-a/3").await.claimed.remove(0);
+    cancel(store, &u.run.id, &ana()).await.unwrap();
+    let taken = tick::take_back_all(store, "host-a/4".into(), at(43)).await.unwrap();
+    assert_eq!(taken.len(), 1);
+    assert_eq!(store.run(&u.run.id).await.unwrap().unwrap().state, RunState::Cancelled);
+    assert!(tick_as(store, &jobs, at(44), 4, "host-a/4").await.claimed.is_empty());
+}
+
+async fn cancelling_a_finished_or_unknown_run_changes_nothing_and_says_why(store: &Store) {
+    use handoff::operate::{OperateError, cancel::cancel};
+    let jobs = jobs("[jobs.t]\nafter = [\"a\"]\n");
+    record(store, "a", "e1", at(0)).await;
+    let claimed = tick_at(store, &jobs, at(1), 1).await.claimed.remove(0);
+    finish(store, &claimed.run.id, Outcome::Succeeded, "host/one", at(2)).await;
+    match cancel(store, &claimed.run.id, &ana()).await {
+        Err(OperateError::Conflict(message)) => {
+            assert!(message.contains(&format!("run {} already succeeded at", claimed.run.id)), "{message}")
+        }
+        other => panic!("{other:?}"),
+    }
+    let run = store.run(&claimed.run.id).await.unwrap().unwrap();
+    assert_eq!((run.state, run.cancelled_by, run.cancel_requested_at), (RunState::Succeeded, None, None));
+    match cancel(store, &RunId("no-such-run".into()), &ana()).await {
+        Err(OperateError::NotFound(message)) => assert!(message.contains("no-such-run"), "{message}"),
+        other => panic!("{other:?}"),
+    }
 }

@@ -3,6 +3,7 @@
 
 mod abuse;
 mod actions;
+mod cancel;
 mod cli;
 mod commands;
 mod conformance;

@@ -208,7 +208,7 @@ impl DecideTx for PgDecide {
             let rows = match now {
                 Some(now) => {
                     sqlx::query(
-                        "SELECT id, job, state, attempt, owner FROM runs WHERE state = 'running' \
+                        "SELECT id, job, state, attempt, owner, cancel_requested_by FROM runs WHERE state = 'running' \
                          AND lease_until < $1 AND (owner IS NULL OR owner <> $2) ORDER BY id",
                     )
                     .bind(now.as_millisecond())
@@ -217,7 +217,7 @@ impl DecideTx for PgDecide {
                     .await?
                 }
                 None => {
-                    sqlx::query("SELECT id, job, state, attempt, owner FROM runs WHERE state = 'running' ORDER BY id")
+                    sqlx::query("SELECT id, job, state, attempt, owner, cancel_requested_by FROM runs WHERE state = 'running' ORDER BY id")
                         .fetch_all(self.conn())
                         .await?
                 }
@@ -241,7 +241,7 @@ impl DecideTx for PgDecide {
 
     fn run_facts<'a>(&'a mut self, run: &'a RunId) -> Answer<'a, Option<RunFacts>> {
         Box::pin(async move {
-            let row = sqlx::query("SELECT id, job, state, attempt, owner FROM runs WHERE id = $1")
+            let row = sqlx::query("SELECT id, job, state, attempt, owner, cancel_requested_by FROM runs WHERE id = $1")
                 .bind(&run.0)
                 .fetch_optional(self.conn())
                 .await?;
@@ -265,6 +265,15 @@ impl DecideTx for PgDecide {
             match transition {
                 Transition::End { state, error } => {
                     end(self.conn(), run, *state, error.as_deref(), now_ms).await?;
+                }
+                Transition::Cancel { by } => {
+                    let error = format!("cancelled by {by}");
+                    end(self.conn(), run, RunState::Cancelled, Some(&error), now_ms).await?;
+                    sqlx::query("UPDATE runs SET cancelled_by = $2 WHERE id = $1")
+                        .bind(&run.0)
+                        .bind(by)
+                        .execute(self.conn())
+                        .await?;
                 }
                 Transition::Fold { state, error, release_events, .. } => {
                     if *release_events {
@@ -346,12 +355,7 @@ impl DecideTx for PgDecide {
             let run = rows::run(&row)?;
             // The run consumes every waiting event of its job: the gate of `wait_for = "all"`
             // counts from here, and later events feed the follow-up run.
-            sqlx::query("DELETE FROM job_waiting WHERE job = $1").bind(&run.job).execute(self.conn()).await?;
-            sqlx::query("UPDATE job_inputs SET run_id = $1 WHERE job = $2 AND run_id IS NULL")
-                .bind(&id)
-                .bind(&run.job)
-                .execute(self.conn())
-                .await?;
+            take_waiting(self.conn(), &run.id, &run.job).await?;
             let event_count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM job_inputs WHERE run_id = $1")
                 .bind(&id)
                 .fetch_one(self.conn())
@@ -372,6 +376,36 @@ impl DecideTx for PgDecide {
     fn record_action<'a>(&'a mut self, action: &'a ActionResult) -> Answer<'a, ()> {
         Box::pin(async move { Ok(record_action(self.conn(), action).await?) })
     }
+
+    fn take_waiting<'a>(&'a mut self, run: &'a RunId, job: &'a str) -> Answer<'a, ()> {
+        Box::pin(async move { Ok(take_waiting(self.conn(), run, job).await?) })
+    }
+
+    fn request_cancel<'a>(&'a mut self, run: &'a RunId, by: &'a str, now: Timestamp) -> Answer<'a, ()> {
+        Box::pin(async move {
+            sqlx::query(
+                "UPDATE runs SET cancel_requested_at = $2, cancel_requested_by = $3 \
+                 WHERE id = $1 AND state = 'running' AND cancel_requested_at IS NULL",
+            )
+            .bind(&run.0)
+            .bind(now.as_millisecond())
+            .bind(by)
+            .execute(self.conn())
+            .await?;
+            Ok(())
+        })
+    }
+}
+
+/// The job's waiting events become `run`'s: no longer waiting, no longer counted.
+async fn take_waiting(conn: &mut PgConnection, run: &RunId, job: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("DELETE FROM job_waiting WHERE job = $1").bind(job).execute(&mut *conn).await?;
+    sqlx::query("UPDATE job_inputs SET run_id = $1 WHERE job = $2 AND run_id IS NULL")
+        .bind(&run.0)
+        .bind(job)
+        .execute(conn)
+        .await?;
+    Ok(())
 }
 
 async fn end(

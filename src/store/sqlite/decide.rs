@@ -146,10 +146,10 @@ impl SqliteDecide<'_> {
         {
             let mut select = self.conn.prepare_cached(match now_ms {
                 Some(_) => {
-                    "SELECT id, job, state, attempt, owner FROM runs WHERE state = 'running' \
+                    "SELECT id, job, state, attempt, owner, cancel_requested_by FROM runs WHERE state = 'running' \
                      AND lease_until < ?1 AND (owner IS NULL OR owner <> ?2) ORDER BY id"
                 }
-                None => "SELECT id, job, state, attempt, owner FROM runs WHERE state = 'running' ORDER BY id",
+                None => "SELECT id, job, state, attempt, owner, cancel_requested_by FROM runs WHERE state = 'running' ORDER BY id",
             })?;
             let mut rows = match now_ms {
                 Some(ms) => select.query(params![ms, me])?,
@@ -174,7 +174,9 @@ impl SqliteDecide<'_> {
     }
 
     fn run_facts_now(&mut self, run: &RunId) -> Result<Option<RunFacts>, StoreError> {
-        let mut select = self.conn.prepare_cached("SELECT id, job, state, attempt, owner FROM runs WHERE id = ?1")?;
+        let mut select = self
+            .conn
+            .prepare_cached("SELECT id, job, state, attempt, owner, cancel_requested_by FROM runs WHERE id = ?1")?;
         let mut rows = select.query([&run.0])?;
         rows.next()?.map(rows::facts).transpose()
     }
@@ -183,6 +185,10 @@ impl SqliteDecide<'_> {
         let now_ms = now.as_millisecond();
         match transition {
             Transition::End { state, error } => end(self.conn, run, *state, error.as_deref(), now_ms)?,
+            Transition::Cancel { by } => {
+                end(self.conn, run, RunState::Cancelled, Some(&format!("cancelled by {by}")), now_ms)?;
+                self.conn.prepare_cached("UPDATE runs SET cancelled_by = ?2 WHERE id = ?1")?.execute([&run.0, by])?;
+            }
             Transition::Fold { state, error, release_events, .. } => {
                 if *release_events {
                     // The events wait again, for the queued run to consume.
@@ -244,10 +250,7 @@ impl SqliteDecide<'_> {
         };
         // The run consumes every waiting event of its job: the gate of `wait_for = "all"`
         // counts from here, and later events feed the follow-up run.
-        self.conn.prepare_cached("DELETE FROM job_waiting WHERE job = ?1")?.execute([&run.job])?;
-        self.conn
-            .prepare_cached("UPDATE job_inputs SET run_id = ?1 WHERE job = ?2 AND run_id IS NULL")?
-            .execute([&id, &run.job])?;
+        take_waiting(self.conn, &run.id, &run.job)?;
         let event_count: i64 = self
             .conn
             .prepare_cached("SELECT COUNT(*) FROM job_inputs WHERE run_id = ?1")?
@@ -363,6 +366,29 @@ impl DecideTx for SqliteDecide<'_> {
     fn record_action<'a>(&'a mut self, action: &'a ActionResult) -> Answer<'a, ()> {
         done(super::runs::record_action(self.conn, action))
     }
+
+    fn take_waiting<'a>(&'a mut self, run: &'a RunId, job: &'a str) -> Answer<'a, ()> {
+        done(take_waiting(self.conn, run, job))
+    }
+
+    fn request_cancel<'a>(&'a mut self, run: &'a RunId, by: &'a str, now: Timestamp) -> Answer<'a, ()> {
+        let requested = self
+            .conn
+            .prepare_cached(
+                "UPDATE runs SET cancel_requested_at = ?2, cancel_requested_by = ?3 \
+                 WHERE id = ?1 AND state = 'running' AND cancel_requested_at IS NULL",
+            )
+            .and_then(|mut update| update.execute(params![&run.0, now.as_millisecond(), by]));
+        done(requested.map(drop).map_err(Into::into))
+    }
+}
+
+/// The job's waiting events become `run`'s: no longer waiting, no longer counted.
+fn take_waiting(conn: &Connection, run: &RunId, job: &str) -> Result<(), StoreError> {
+    conn.prepare_cached("DELETE FROM job_waiting WHERE job = ?1")?.execute([job])?;
+    conn.prepare_cached("UPDATE job_inputs SET run_id = ?1 WHERE job = ?2 AND run_id IS NULL")?
+        .execute([&run.0, job])?;
+    Ok(())
 }
 
 fn end(conn: &Connection, run: &RunId, state: RunState, error: Option<&str>, now_ms: i64) -> Result<(), StoreError> {

@@ -46,6 +46,15 @@ impl SqliteStore {
         .await
     }
 
+    pub async fn cancel_requested(&self, run: &RunId) -> Result<Option<String>, StoreError> {
+        let by: Option<Option<String>> =
+            sqlx::query_scalar("SELECT cancel_requested_by FROM runs WHERE id = ?1 AND state = 'running'")
+                .bind(&run.0)
+                .fetch_optional(&self.reads)
+                .await?;
+        Ok(by.flatten())
+    }
+
     pub async fn runs(&self, filter: &RunFilter) -> Result<Vec<Run>, StoreError> {
         let limit = i64::from(if filter.limit == 0 { u32::MAX } else { filter.limit });
         let rows = match &filter.job {
