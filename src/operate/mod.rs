@@ -15,8 +15,9 @@ pub mod replay;
 pub mod rerun;
 pub mod run;
 
+use crate::domain::RunId;
 use crate::scheduler::Job;
-use crate::store::{DecideTx, Operation, Pause, Store, StoreError, TxWork};
+use crate::store::{DecideTx, Operation, Pause, RunRequest, Store, StoreError, TxWork};
 use jiff::Timestamp;
 use std::collections::BTreeMap;
 use std::fmt;
@@ -83,6 +84,24 @@ pub(crate) fn unknown_job(jobs: &BTreeMap<String, Job>, job: &str) -> OperateErr
 /// The job's pause, if it is paused.
 pub(crate) async fn pause_of(tx: &mut dyn DecideTx, job: &str) -> Result<Option<Pause>, StoreError> {
     Ok(tx.pauses().await?.into_iter().find(|p| p.job == job))
+}
+
+/// Queues `request` for `job`, or, when the job has a queued run already, lets that one serve
+/// (one queued run per job). Returns the run and whether it is new.
+pub(crate) async fn queue_or_join(
+    tx: &mut dyn DecideTx,
+    job: &str,
+    request: &RunRequest,
+    now: Timestamp,
+) -> Result<(RunId, bool), StoreError> {
+    if let Some(run) = tx.queued_run(job).await? {
+        return Ok((run, false));
+    }
+    match tx.insert_run(job, request, now).await? {
+        Some(run) => Ok((run, true)),
+        // Under the decision transaction nothing queues meanwhile; the index says otherwise.
+        None => Err(StoreError::Unavailable(format!("cannot queue a run of {job}"))),
+    }
 }
 
 /// A verb as `operations` records it, with nothing it acted on set yet.

@@ -11,10 +11,10 @@
 //! - The job is paused: the re-run waits for `resume`, like every run of a paused job.
 
 use super::run::Queued;
-use super::{Actor, OperateError, in_transaction, operation, pause_of};
+use super::{Actor, OperateError, in_transaction, operation, pause_of, queue_or_join};
 use crate::domain::{ReasonKind, RunId, RunState};
 use crate::scheduler::Job;
-use crate::store::{RunRequest, Store, StoreError};
+use crate::store::{RunRequest, Store};
 use jiff::Timestamp;
 use std::collections::BTreeMap;
 
@@ -46,13 +46,7 @@ pub async fn rerun(
                     rerun_of: Some(of.clone()),
                     ..RunRequest::new(ReasonKind::Rerun)
                 };
-                let (run, new) = match tx.queued_run(&job).await? {
-                    Some(run) => (run, false),
-                    None => match tx.insert_run(&job, &request, now).await? {
-                        Some(run) => (run, true),
-                        None => return Err(StoreError::Unavailable(format!("cannot queue a run of {job}"))),
-                    },
-                };
+                let (run, new) = queue_or_join(tx, &job, &request, now).await?;
                 let mut op = operation(&actor, "rerun", now);
                 op.job = Some(job);
                 op.run_id = Some(run.clone());

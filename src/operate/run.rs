@@ -5,10 +5,10 @@
 //! paused the run waits for `resume`, unless forced: `--force` lets the queued run start now,
 //! whichever reason queued it.
 
-use super::{Actor, OperateError, in_transaction, operation, pause_of, unknown_job};
+use super::{Actor, OperateError, in_transaction, operation, pause_of, queue_or_join, unknown_job};
 use crate::domain::{ReasonKind, RunId};
 use crate::scheduler::Job;
-use crate::store::{Pause, RunRequest, Store, StoreError};
+use crate::store::{Pause, RunRequest, Store};
 use jiff::Timestamp;
 use std::collections::BTreeMap;
 
@@ -57,16 +57,7 @@ pub async fn run_at(
                     forced: force,
                     ..RunRequest::new(ReasonKind::Manual)
                 };
-                let (run, new) = match tx.queued_run(&job).await? {
-                    Some(run) => (run, false),
-                    None => match tx.insert_run(&job, &request, now).await? {
-                        Some(run) => (run, true),
-                        None => {
-                            let run = tx.queued_run(&job).await?;
-                            (run.ok_or_else(|| StoreError::Unavailable(format!("cannot queue a run of {job}")))?, false)
-                        }
-                    },
-                };
+                let (run, new) = queue_or_join(tx, &job, &request, now).await?;
                 if force && !new {
                     tx.force_run(&run).await?;
                 }
