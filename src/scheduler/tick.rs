@@ -2,7 +2,7 @@
 //!
 //! One tick, in one store transaction: match new events (each exactly once, its decisions
 //! stored with it), queue the runs that became due (gate, debounce, max_wait), fire schedule
-//! ticks, cancel queued runs of jobs no longer configured, take back runs whose lease ended on a
+//! ticks (a paused job gets no run: its ticks are recorded as skipped), cancel queued runs of jobs no longer configured, take back runs whose lease ended on a
 //! replica that is gone, and claim due runs. [`finish`] applies the run-state rules when an
 //! attempt ends. The rules are the pure functions of `matcher`, `gate`, `timing`, `schedule`
 //! and `domain::after_attempt`; this file only sequences them over the row API
@@ -175,25 +175,26 @@ pub async fn decide(tx: &mut dyn DecideTx, t: &Tick) -> Result<TickReport, Store
         if let Some(tick_at) = schedule.latest_at_or_before(now) {
             let seen = first_seen.get(&job.name).copied().unwrap_or(now);
             if tick_at > seen && tx.fire_tick(&job.name, tick_at).await? {
-                if let Some(pause) = paused {
-                    tx.skip_tick(&job.name, tick_at, &skipped_because(pause)).await?;
-                    report.skipped_ticks += 1;
-                    if let Some(next) = schedule.next_after(now) {
-                        report.wake(next);
+                match paused {
+                    Some(pause) => {
+                        tx.skip_tick(&job.name, tick_at, &skipped_because(pause)).await?;
+                        report.skipped_ticks += 1;
                     }
-                    continue;
-                }
-                let request = RunRequest { scheduled_for: Some(tick_at), ..RunRequest::new(ReasonKind::Schedule) };
-                let run = match queued.get(&job.name) {
-                    Some(run) => Some(run.clone()),
-                    None => tx.insert_run(&job.name, &request, now).await?,
-                };
-                if let Some(run) = run {
-                    if !queued.contains_key(&job.name) {
-                        report.queued += 1;
-                        queued.insert(job.name.clone(), run.clone());
+                    None => {
+                        let request =
+                            RunRequest { scheduled_for: Some(tick_at), ..RunRequest::new(ReasonKind::Schedule) };
+                        let run = match queued.get(&job.name) {
+                            Some(run) => Some(run.clone()),
+                            None => tx.insert_run(&job.name, &request, now).await?,
+                        };
+                        if let Some(run) = run {
+                            if !queued.contains_key(&job.name) {
+                                report.queued += 1;
+                                queued.insert(job.name.clone(), run.clone());
+                            }
+                            tx.link_tick(&job.name, tick_at, &run).await?;
+                        }
                     }
-                    tx.link_tick(&job.name, tick_at, &run).await?;
                 }
             }
         }
@@ -329,6 +330,14 @@ mod tests {
 
     fn waiting(upstream: &str, first: i64, last: i64) -> Waiting {
         Waiting { job: "j".into(), upstream: upstream.into(), events: 2, first: at(first), last: at(last) }
+    }
+
+    #[test]
+    fn a_skipped_tick_says_who_paused_the_job_since_when_and_why() {
+        let mut pause = Pause { job: "j".into(), since: at(0), by: "cli:ann@etl".into(), reason: None };
+        assert_eq!(skipped_because(&pause), "paused by cli:ann@etl since 1970-01-01T00:00:00.000Z");
+        pause.reason = Some("warehouse migration".into());
+        assert!(skipped_because(&pause).ends_with(".000Z: warehouse migration"));
     }
 
     #[test]
