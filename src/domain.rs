@@ -316,8 +316,8 @@ word_enum!(
 
 word_enum!(
     /// Why a run exists. A retry is the same run with its attempt counted up, so it keeps its
-    /// reason; there is no "retry" reason.
-    ReasonKind { Events => "events", Schedule => "schedule", Manual => "manual" }
+    /// reason; there is no "retry" reason. `rerun`: `handoff rerun RUN`.
+    ReasonKind { Events => "events", Schedule => "schedule", Manual => "manual", Rerun => "rerun" }
 );
 
 word_enum!(
@@ -375,6 +375,12 @@ pub struct Run {
     /// Who cancelled it, for a run that ended `cancelled` on request.
     pub cancelled_by: Option<String>,
     pub actions: Vec<ActionResult>,
+    /// Who asked for a `manual` run or a `rerun` (`cli:<user>@<host>`, `token:<name>`).
+    pub requested_by: Option<String>,
+    /// The run a `rerun` repeats.
+    pub rerun_of: Option<RunId>,
+    /// May start while its job is paused (`handoff run JOB --force`).
+    pub forced: bool,
 }
 
 /// What the matcher decided about an event for one job (or for none).
@@ -385,6 +391,8 @@ pub struct Decision {
     pub fed: bool,
     pub reason: String,
     pub decided_at: Timestamp,
+    /// Set on the decisions of a replay (`handoff replay`): who replayed the event.
+    pub replayed_by: Option<String>,
 }
 
 /// An event as a run sees it: enough to tell a command what it is about.

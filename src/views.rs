@@ -5,7 +5,7 @@
 
 use crate::domain::{Decision, Event, EventId, Run, RunId};
 use crate::scheduler::{Job, WaitFor, gate};
-use crate::store::{JobOverview, Store, StoreError};
+use crate::store::{JobOverview, Operation, OperationFilter, Pause, Store, StoreError};
 use jiff::Timestamp;
 use serde_json::{Value, json};
 
@@ -39,7 +39,10 @@ pub fn run_json(run: &Run) -> serde_json::Value {
         crate::domain::ReasonKind::Schedule => {
             json!({ "kind": "schedule", "scheduled_for": run.scheduled_for.map(rfc3339) })
         }
-        kind => json!({ "kind": kind }),
+        crate::domain::ReasonKind::Manual => json!({ "kind": "manual", "by": run.requested_by }),
+        crate::domain::ReasonKind::Rerun => {
+            json!({ "kind": "rerun", "of": run.rerun_of, "by": run.requested_by, "events": run.events })
+        }
     };
     json!({
         "id": run.id,
@@ -55,6 +58,7 @@ pub fn run_json(run: &Run) -> serde_json::Value {
         "cancelled_by": run.cancelled_by,
         "cancel_requested_at": run.cancel_requested_at.map(rfc3339),
         "cancel_requested_by": run.cancel_requested_by,
+        "forced": run.forced,
         "actions": run.actions.iter().map(|a| json!({
             "name": a.name,
             "kind": a.kind,
@@ -73,7 +77,7 @@ pub fn run_json(run: &Run) -> serde_json::Value {
 #[derive(Debug, Clone)]
 pub struct JobView<'a> {
     pub job: &'a Job,
-    /// `idle`, `waiting`, `queued` or `running`.
+    /// `paused`, `idle`, `waiting`, `queued` or `running`.
     pub state: &'static str,
     /// The upstreams that delivered since the job's last run.
     pub delivered: Vec<String>,
@@ -89,6 +93,11 @@ impl JobView<'_> {
         self.overview.as_ref().and_then(|o| o.last.as_ref())
     }
 
+    /// The job's pause, while it is paused.
+    pub fn paused(&self) -> Option<&Pause> {
+        self.overview.as_ref().and_then(|o| o.paused.as_ref())
+    }
+
     pub fn to_json(&self) -> Value {
         json!({
             "job": self.job.name,
@@ -100,6 +109,8 @@ impl JobView<'_> {
             "queued_run": self.overview.as_ref().and_then(|o| o.queued.as_ref()).map(|r| &r.id),
             "running_run": self.overview.as_ref().and_then(|o| o.running.as_ref()).map(|r| &r.id),
             "last_run": self.last().map(run_json),
+            "paused": self.paused().map(pause_json),
+            "skipped_ticks": self.overview.iter().flat_map(|o| o.skipped_ticks.iter().copied().map(rfc3339)).collect::<Vec<_>>(),
         })
     }
 
@@ -134,6 +145,7 @@ fn job_view(job: &Job, overview: Option<JobOverview>, now: Timestamp) -> JobView
         gate::missing(job, &delivered).iter().map(|u| u.to_string()).collect()
     };
     let state = match &overview {
+        Some(o) if o.paused.is_some() => "paused",
         Some(o) if o.running.is_some() => "running",
         Some(o) if o.queued.is_some() => "queued",
         _ if !delivered.is_empty() => "waiting",
@@ -143,14 +155,35 @@ fn job_view(job: &Job, overview: Option<JobOverview>, now: Timestamp) -> JobView
     JobView { job, state, delivered, waiting_for, next_tick, overview }
 }
 
+/// A job's pause: `{since, by, reason}`.
+pub fn pause_json(p: &Pause) -> Value {
+    json!({ "since": rfc3339(p.since), "by": p.by, "reason": p.reason })
+}
+
+/// An operator verb as recorded: `{at, actor, verb, job, run_id, event_id, detail}`.
+pub fn operation_json(o: &Operation) -> Value {
+    json!({
+        "at": rfc3339(o.at),
+        "actor": o.actor,
+        "verb": o.verb,
+        "job": o.job,
+        "run_id": o.run_id,
+        "event_id": o.event_id,
+        "detail": o.detail,
+    })
+}
+
 /// What was decided for one event and which runs consumed it: `handoff explain` and
 /// `GET /api/events/{id}`.
 #[derive(Debug, Clone)]
 pub struct Explained {
     pub event: Event,
+    /// The decisions of its match, then those of each replay.
     pub decisions: Vec<Decision>,
-    /// Per job it fed: the run that consumed it, or `None` while it waits.
+    /// Per job it fed: each run that consumed it, and `None` while it waits.
     pub runs: Vec<(String, Option<RunId>)>,
+    /// The operator verbs on this event (replays), newest first.
+    pub operations: Vec<Operation>,
 }
 
 impl Explained {
@@ -159,8 +192,10 @@ impl Explained {
             "event": event_json(&self.event),
             "decisions": self.decisions.iter().map(|d| json!({
                 "job": d.job, "fed": d.fed, "reason": d.reason, "decided_at": rfc3339(d.decided_at),
+                "replayed_by": d.replayed_by,
             })).collect::<Vec<_>>(),
             "runs": self.runs.iter().map(|(job, run)| json!({ "job": job, "run_id": run })).collect::<Vec<_>>(),
+            "operations": self.operations.iter().map(operation_json).collect::<Vec<_>>(),
         })
     }
 }
@@ -170,5 +205,6 @@ pub async fn explain(store: &Store, id: &EventId) -> Result<Option<Explained>, S
     let Some(event) = store.event(id).await? else { return Ok(None) };
     let decisions = store.decisions(id).await?;
     let runs = store.runs_of_event(id).await?;
-    Ok(Some(Explained { event, decisions, runs }))
+    let operations = store.operations(&OperationFilter { event_id: Some(id.clone()), ..Default::default() }).await?;
+    Ok(Some(Explained { event, decisions, runs, operations }))
 }

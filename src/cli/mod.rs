@@ -5,6 +5,7 @@
 mod cancel;
 mod check;
 mod events;
+mod operate;
 mod runs;
 mod send;
 mod serve;
@@ -49,9 +50,17 @@ enum Command {
     /// List runs, newest first.
     Runs(runs::RunsArgs),
     /// Queue a run of JOB now (the server starts it; if it is down, on its next start).
-    Run(runs::RunArgs),
+    Run(operate::RunArgs),
     /// Cancel RUN: a queued run at once; a running one is stopped by its server within 2 s.
     Cancel(cancel::CancelArgs),
+    /// Run again what RUN did: a new run of its job consuming the same events.
+    Rerun(operate::RerunArgs),
+    /// Match EVENT again as fresh news: it feeds the jobs it would feed now (or only --job).
+    Replay(operate::ReplayArgs),
+    /// Hold JOB: its events wait, no run starts until `resume` (unless `run --force`).
+    Pause(operate::PauseArgs),
+    /// Let a paused JOB run again: what waited goes through as one run.
+    Resume(operate::ResumeArgs),
     /// What was decided for an event, and the run it fed.
     Explain(runs::ExplainArgs),
     /// Manage the store: `handoff store copy --from URL --to URL`.
@@ -106,8 +115,12 @@ impl Cli {
             Command::Events(args) => events::run(&self.load_config()?, args).await,
             Command::Jobs(args) => runs::jobs(&self.load_config()?, args).await,
             Command::Runs(args) => runs::runs(&self.load_config()?, args).await,
-            Command::Run(args) => runs::run(&self.load_config()?, args).await,
             Command::Cancel(args) => cancel::run(&self.load_config()?, args).await,
+            Command::Run(args) => operate::run(&self.load_config()?, args).await,
+            Command::Rerun(args) => operate::rerun(&self.load_config()?, args).await,
+            Command::Replay(args) => operate::replay(&self.load_config()?, args).await,
+            Command::Pause(args) => operate::pause(&self.load_config()?, args).await,
+            Command::Resume(args) => operate::resume(&self.load_config()?, args).await,
             Command::Explain(args) => runs::explain(&self.load_config()?, args).await,
             Command::Store(args) => store::run(args, || Config::load(&self.config_path())).await,
         }

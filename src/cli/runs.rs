@@ -1,11 +1,11 @@
-//! `handoff runs`, `handoff run JOB`, `handoff jobs`, `handoff explain EVENT_ID`.
+//! `handoff runs`, `handoff jobs`, `handoff explain EVENT_ID`.
 //!
 //! They open the store named in the config directly, so they work with the server up or
-//! down; `run JOB` queues a run that the server picks up (at once, or on its next start).
+//! down. (`handoff run JOB` and the other verbs are in `operate.rs`.)
 
 use super::Failure;
 use crate::config::Config;
-use crate::domain::{EventId, Run};
+use crate::domain::{EventId, ReasonKind, Run};
 use crate::store::{RunFilter, Store};
 use crate::views::{self, rfc3339, run_json};
 use serde_json::json;
@@ -28,12 +28,6 @@ pub struct RunsArgs {
 }
 
 #[derive(Debug, clap::Args)]
-pub struct RunArgs {
-    /// The job to run now.
-    job: String,
-}
-
-#[derive(Debug, clap::Args)]
 pub struct JobsArgs {
     /// Print one JSON array instead of text.
     #[arg(long)]
@@ -53,15 +47,22 @@ fn print_json(value: &serde_json::Value) {
     println!("{}", serde_json::to_string_pretty(value).expect("JSON values serialise"));
 }
 
-/// `reason` in words: "3 events", "schedule 14:00Z", "manual".
+/// `reason` in words: "events (3)", "schedule 14:00Z", "manual by cli:ann@host (forced)",
+/// "rerun of RUN by cli:ann@host".
 fn reason_words(run: &Run) -> String {
-    match run.reason {
-        crate::domain::ReasonKind::Events => format!("events ({})", run.events.len()),
-        crate::domain::ReasonKind::Schedule => {
-            format!("schedule {}", run.scheduled_for.map(rfc3339).unwrap_or_default())
+    let by = run.requested_by.as_ref().map(|by| format!(" by {by}")).unwrap_or_default();
+    let mut words = match run.reason {
+        ReasonKind::Events => format!("events ({})", run.events.len()),
+        ReasonKind::Schedule => format!("schedule {}", run.scheduled_for.map(rfc3339).unwrap_or_default()),
+        ReasonKind::Manual => format!("manual{by}"),
+        ReasonKind::Rerun => {
+            format!("rerun of {}{by}", run.rerun_of.as_ref().map(|r| r.0.as_str()).unwrap_or("-"))
         }
-        kind => kind.to_string(),
+    };
+    if run.forced {
+        words.push_str(" (forced)");
     }
+    words
 }
 
 /// What the table adds after the reason: the error (which says who cancelled a cancelled run)
@@ -103,33 +104,6 @@ pub async fn runs(config: &Config, args: &RunsArgs) -> Result<(), Failure> {
     Ok(())
 }
 
-pub async fn run(config: &Config, args: &RunArgs) -> Result<(), Failure> {
-    if !config.jobs.contains_key(&args.job) {
-        let known: Vec<&str> = config.jobs.keys().map(String::as_str).collect();
-        return Err(Failure::usage(format!(
-            "no job `{}` in {} (jobs: {})",
-            args.job,
-            config.path.display(),
-            known.join(", ")
-        )));
-    }
-    let store = Store::open(&config.store, Default::default()).await.map_err(failed)?;
-    let (id, new) =
-        crate::scheduler::tick::request_run(&store, &args.job, jiff::Timestamp::now()).await.map_err(failed)?;
-    store.close().await;
-    if new {
-        println!("{id}");
-        eprintln!(
-            "queued run {id} of job {}; a running `handoff serve` starts it now, else on its next start",
-            args.job
-        );
-    } else {
-        println!("{id}");
-        eprintln!("job {} already has a queued run ({id}); it serves this request too", args.job);
-    }
-    Ok(())
-}
-
 pub async fn jobs(config: &Config, args: &JobsArgs) -> Result<(), Failure> {
     let store = match Store::open_existing(&config.store).await {
         Ok(store) => Some(store),
@@ -148,6 +122,19 @@ pub async fn jobs(config: &Config, args: &JobsArgs) -> Result<(), Failure> {
         let (job, state) = (view.job, view.state);
         println!("{}  [{state}]", job.name);
         println!("  plan:        {}", job.plan());
+        if let Some(p) = view.paused() {
+            let reason = p.reason.as_ref().map(|r| format!(": {r}")).unwrap_or_default();
+            println!(
+                "  paused:      since {} by {}{reason} (`handoff resume {}` lets it run)",
+                rfc3339(p.since),
+                p.by,
+                job.name
+            );
+        }
+        if let Some(ticks) = view.overview.as_ref().map(|o| &o.skipped_ticks).filter(|t| !t.is_empty()) {
+            let ticks: Vec<String> = ticks.iter().copied().map(rfc3339).collect();
+            println!("  skipped ticks (paused): {}", ticks.join(", "));
+        }
         if !job.after.is_empty() {
             let delivered =
                 if view.delivered.is_empty() { "nothing yet".to_string() } else { view.delivered.join(", ") };
@@ -184,7 +171,7 @@ pub async fn explain(config: &Config, args: &ExplainArgs) -> Result<(), Failure>
         print_json(&explained.to_json());
         return Ok(());
     }
-    let views::Explained { event, decisions, runs: consumed } = &explained;
+    let views::Explained { event, decisions, runs: consumed, operations } = &explained;
     println!(
         "event {} from {} ({}), subject {}, status {}, received {}",
         event.id,
@@ -199,6 +186,11 @@ pub async fn explain(config: &Config, args: &ExplainArgs) -> Result<(), Failure>
     }
     for d in decisions {
         println!("  {}", d.reason);
+    }
+    for op in operations.iter().rev() {
+        let job = op.job.as_ref().map(|j| format!(" into job {j}")).unwrap_or_default();
+        let detail = op.detail.as_ref().map(|d| format!(" ({d})")).unwrap_or_default();
+        println!("  {} by {} at {}{job}{detail}", op.verb, op.actor, rfc3339(op.at));
     }
     for (job, run) in consumed {
         match run {

@@ -7,7 +7,7 @@
 //! actions and ends it `cancelled` (no retry, no `on_failure`). A request that finds its server
 //! gone is honoured by the start or replica that takes the run back.
 
-use super::{Actor, OperateError};
+use super::{Actor, OperateError, operation};
 use crate::domain::{Run, RunId, RunState, Transition};
 use crate::store::Store;
 use crate::views::rfc3339;
@@ -27,24 +27,32 @@ enum Found {
 /// Cancels `run` for `actor`. Returns the run as stored afterwards: `cancelled` (it was queued)
 /// or still `running` with `cancel_requested_at` set (its server stops it within 2 s).
 pub async fn cancel(store: &Store, run: &RunId, actor: &Actor) -> Result<Run, OperateError> {
-    let (id, by) = (run.clone(), actor.0.clone());
+    let (id, by, who) = (run.clone(), actor.0.clone(), actor.clone());
     let found = store
         .transaction(Box::new(move |tx| {
             Box::pin(async move {
                 let now = Timestamp::now();
                 let Some(facts) = tx.run_facts(&id).await? else { return Ok(Found::Missing) };
-                match facts.state {
+                let found = match facts.state {
                     RunState::Queued => {
                         tx.take_waiting(&id, &facts.job).await?;
                         tx.apply(&id, &Transition::Cancel { by }, now).await?;
-                        Ok(Found::Cancelled)
+                        Found::Cancelled
                     }
                     RunState::Running => {
                         tx.request_cancel(&id, &by, now).await?;
-                        Ok(Found::Requested)
+                        Found::Requested
                     }
-                    RunState::Succeeded | RunState::Failed | RunState::Cancelled => Ok(Found::Finished),
-                }
+                    RunState::Succeeded | RunState::Failed | RunState::Cancelled => return Ok(Found::Finished),
+                };
+                let detail = match found {
+                    Found::Cancelled => "queued run cancelled",
+                    _ => "running run asked to stop",
+                };
+                let mut record = operation(&who, "cancel", now);
+                (record.job, record.run_id, record.detail) = (Some(facts.job), Some(id), Some(detail.into()));
+                tx.record_operation(&record).await?;
+                Ok(found)
             })
         }))
         .await?;

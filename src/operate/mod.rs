@@ -2,11 +2,25 @@
 //! the CLI (`handoff rerun RUN`, ...) and the admin API (`POST /api/runs/{id}/rerun`, ...).
 //!
 //! Each verb writes to the store and returns; a running server (any replica) acts on what
-//! was written within a couple of seconds. Each records who asked ([`Actor`]).
+//! was written within a couple of seconds. Each records who asked ([`Actor`]) in the store's
+//! `operations`, in the same transaction as what it changes.
+//!
+//! - [`run`]: `handoff run JOB [--force]`
+//! - [`rerun`]: `handoff rerun RUN`
+//! - [`replay`]: `handoff replay EVENT [--job JOB]`
+//! - [`pause`]: `handoff pause JOB` / `handoff resume JOB`
 
 pub mod cancel;
+pub mod pause;
+pub mod replay;
+pub mod rerun;
+pub mod run;
 
-use crate::store::StoreError;
+use crate::domain::RunId;
+use crate::scheduler::Job;
+use crate::store::{DecideTx, Operation, Pause, RunRequest, Store, StoreError, TxWork};
+use jiff::Timestamp;
+use std::collections::BTreeMap;
 use std::fmt;
 
 /// Who asked for a manual verb, as recorded with it: `cli:<user>@<host>` from the CLI,
@@ -51,4 +65,55 @@ pub enum OperateError {
     /// The store failed (CLI exit 1, API 503).
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+/// Runs a verb's `work` in one decision transaction. The work returns `Ok(Err(..))` for a
+/// refusal, which it decides before writing anything.
+pub(crate) async fn in_transaction<T: Send + 'static>(
+    store: &Store,
+    work: TxWork<Result<T, OperateError>>,
+) -> Result<T, OperateError> {
+    store.transaction(work).await?
+}
+
+/// "no job `x` in the config (jobs: a, b)".
+pub(crate) fn unknown_job(jobs: &BTreeMap<String, Job>, job: &str) -> OperateError {
+    let known: Vec<&str> = jobs.keys().map(String::as_str).collect();
+    OperateError::NotFound(format!("no job `{job}` in the config (jobs: {})", known.join(", ")))
+}
+
+/// The job's pause, if it is paused.
+pub(crate) async fn pause_of(tx: &mut dyn DecideTx, job: &str) -> Result<Option<Pause>, StoreError> {
+    Ok(tx.pauses().await?.into_iter().find(|p| p.job == job))
+}
+
+/// Queues `request` for `job`, or, when the job has a queued run already, lets that one serve
+/// (one queued run per job). Returns the run and whether it is new.
+pub(crate) async fn queue_or_join(
+    tx: &mut dyn DecideTx,
+    job: &str,
+    request: &RunRequest,
+    now: Timestamp,
+) -> Result<(RunId, bool), StoreError> {
+    if let Some(run) = tx.queued_run(job).await? {
+        return Ok((run, false));
+    }
+    match tx.insert_run(job, request, now).await? {
+        Some(run) => Ok((run, true)),
+        // Under the decision transaction nothing queues meanwhile; the index says otherwise.
+        None => Err(StoreError::Unavailable(format!("cannot queue a run of {job}"))),
+    }
+}
+
+/// A verb as `operations` records it, with nothing it acted on set yet.
+pub(crate) fn operation(actor: &Actor, verb: &str, at: Timestamp) -> Operation {
+    Operation {
+        at,
+        actor: actor.0.clone(),
+        verb: verb.to_string(),
+        job: None,
+        run_id: None,
+        event_id: None,
+        detail: None,
+    }
 }

@@ -2,7 +2,7 @@
 //!
 //! One tick, in one store transaction: match new events (each exactly once, its decisions
 //! stored with it), queue the runs that became due (gate, debounce, max_wait), fire schedule
-//! ticks, cancel queued runs of jobs no longer configured, take back runs whose lease ended on a
+//! ticks (a paused job gets no run: its ticks are recorded as skipped), cancel queued runs of jobs no longer configured, take back runs whose lease ended on a
 //! replica that is gone, and claim due runs. [`finish`] applies the run-state rules when an
 //! attempt ends. The rules are the pure functions of `matcher`, `gate`, `timing`, `schedule`
 //! and `domain::after_attempt`; this file only sequences them over the row API
@@ -11,7 +11,10 @@
 use super::{Job, gate, matcher, timing};
 use crate::domain::ActionResult;
 use crate::domain::{Outcome, ReasonKind, RunId, RunState, Transition, after_attempt};
-use crate::store::{Claimed, DecideTx, DecisionRow, InputRow, Leftover, RunFacts, Store, StoreError, Waiting};
+use crate::store::{
+    Claimed, DecideTx, DecisionRow, InputRow, Leftover, Pause, RunFacts, RunRequest, Store, StoreError, Unmatched,
+    Waiting,
+};
 use jiff::{SignedDuration, Timestamp};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -41,6 +44,8 @@ pub struct Tick {
 pub struct TickReport {
     pub matched: u64,
     pub queued: u64,
+    /// Schedule ticks that fired while their job was paused: recorded, nothing started.
+    pub skipped_ticks: u64,
     /// More unmatched events are waiting than one tick takes.
     pub more_to_match: bool,
     /// The earliest moment something becomes due (a debounce ends, a schedule ticks, a retry waits).
@@ -78,6 +83,49 @@ pub fn due(job: &Job, waiting: &[&Waiting]) -> Option<Timestamp> {
     Some(timing::due_at(first, last, job.debounce, job.max_wait))
 }
 
+/// What the matcher needs of an unmatched event.
+pub fn candidate(event: &Unmatched) -> matcher::Candidate {
+    matcher::Candidate {
+        source: event.source.clone(),
+        subject: event.subject.clone(),
+        status: event.status,
+        test: event.test,
+        repeat_of: event.repeat_of.clone(),
+    }
+}
+
+/// The rows the matcher's `drafts` for `event` become: one decision each (saying who replayed
+/// it, for a replay), and an input, waiting since `waits_from`, for each job it feeds.
+pub fn feed_rows(
+    event: &Unmatched,
+    drafts: Vec<matcher::Draft>,
+    replayed_by: Option<&str>,
+    waits_from: Timestamp,
+    decisions: &mut Vec<DecisionRow>,
+    inputs: &mut Vec<InputRow>,
+) {
+    for draft in drafts {
+        if let (Some(job), Some(upstream)) = (&draft.job, &draft.upstream) {
+            inputs.push(InputRow {
+                job: job.clone(),
+                event_id: event.id.clone(),
+                upstream: upstream.clone(),
+                received_at: waits_from,
+            });
+        }
+        decisions.push(DecisionRow {
+            event_id: event.id.clone(),
+            fed: draft.upstream.is_some(),
+            job: draft.job,
+            reason: match replayed_by {
+                Some(actor) => format!("replayed by {actor}: {}", draft.reason),
+                None => draft.reason,
+            },
+            replayed_by: replayed_by.map(str::to_string),
+        });
+    }
+}
+
 /// The tick's steps, inside `tx`.
 pub async fn decide(tx: &mut dyn DecideTx, t: &Tick) -> Result<TickReport, StoreError> {
     let (now, jobs) = (t.now.unwrap_or_else(Timestamp::now), &t.jobs);
@@ -90,29 +138,8 @@ pub async fn decide(tx: &mut dyn DecideTx, t: &Tick) -> Result<TickReport, Store
     report.more_to_match = events.len() == MATCH_BATCH as usize;
     let (mut matched, mut decisions, mut inputs) = (Vec::new(), Vec::new(), Vec::new());
     for event in events {
-        let candidate = matcher::Candidate {
-            source: event.source,
-            subject: event.subject,
-            status: event.status,
-            test: event.test,
-            repeat_of: event.repeat_of,
-        };
-        for draft in matcher::decide(jobs.values(), &candidate) {
-            if let (Some(job), Some(upstream)) = (&draft.job, &draft.upstream) {
-                inputs.push(InputRow {
-                    job: job.clone(),
-                    event_id: event.id.clone(),
-                    upstream: upstream.clone(),
-                    received_at: event.received_at,
-                });
-            }
-            decisions.push(DecisionRow {
-                event_id: event.id.clone(),
-                fed: draft.upstream.is_some(),
-                job: draft.job,
-                reason: draft.reason,
-            });
-        }
+        let drafts = matcher::decide(jobs.values(), &candidate(&event));
+        feed_rows(&event, drafts, None, event.received_at, &mut decisions, &mut inputs);
         matched.push(event.id);
     }
     if !matched.is_empty() {
@@ -120,15 +147,19 @@ pub async fn decide(tx: &mut dyn DecideTx, t: &Tick) -> Result<TickReport, Store
     }
     report.matched = matched.len() as u64;
 
-    // 2. Jobs whose waiting events are due get a queued run, unless one is queued already.
+    // 2. Jobs whose waiting events are due get a queued run, unless one is queued already or
+    //    the job is paused (its events wait; resume lets them through as one run).
     let waiting = tx.waiting().await?;
+    let pauses: BTreeMap<String, Pause> = tx.pauses().await?.into_iter().map(|p| (p.job.clone(), p)).collect();
     let mut queued: BTreeMap<String, RunId> = tx.queued_runs().await?.into_iter().collect();
     for job in jobs.values() {
+        let paused = pauses.get(&job.name);
         let mine: Vec<&Waiting> = waiting.iter().filter(|w| w.job == job.name).collect();
         match due(job, &mine) {
+            _ if paused.is_some() => {}
             Some(at) if at <= now => {
                 if !queued.contains_key(&job.name)
-                    && let Some(run) = tx.insert_run(&job.name, ReasonKind::Events, None, now).await?
+                    && let Some(run) = tx.insert_run(&job.name, &RunRequest::new(ReasonKind::Events), now).await?
                 {
                     queued.insert(job.name.clone(), run);
                     report.queued += 1;
@@ -139,21 +170,32 @@ pub async fn decide(tx: &mut dyn DecideTx, t: &Tick) -> Result<TickReport, Store
         }
 
         // 3. Schedules: the latest tick fires once (on one replica); ticks missed while down
-        //    collapse into it; a tick from before the job was first seen is not "missed".
+        //    collapse into it; a tick from before the job was first seen is not "missed". A
+        //    tick while the job is paused fires too, starts nothing, and is recorded as skipped.
         let Some(schedule) = &job.schedule else { continue };
         if let Some(tick_at) = schedule.latest_at_or_before(now) {
             let seen = first_seen.get(&job.name).copied().unwrap_or(now);
             if tick_at > seen && tx.fire_tick(&job.name, tick_at).await? {
-                let run = match queued.get(&job.name) {
-                    Some(run) => Some(run.clone()),
-                    None => tx.insert_run(&job.name, ReasonKind::Schedule, Some(tick_at), now).await?,
-                };
-                if let Some(run) = run {
-                    if !queued.contains_key(&job.name) {
-                        report.queued += 1;
-                        queued.insert(job.name.clone(), run.clone());
+                match paused {
+                    Some(pause) => {
+                        tx.skip_tick(&job.name, tick_at, &skipped_because(pause)).await?;
+                        report.skipped_ticks += 1;
                     }
-                    tx.link_tick(&job.name, tick_at, &run).await?;
+                    None => {
+                        let request =
+                            RunRequest { scheduled_for: Some(tick_at), ..RunRequest::new(ReasonKind::Schedule) };
+                        let run = match queued.get(&job.name) {
+                            Some(run) => Some(run.clone()),
+                            None => tx.insert_run(&job.name, &request, now).await?,
+                        };
+                        if let Some(run) = run {
+                            if !queued.contains_key(&job.name) {
+                                report.queued += 1;
+                                queued.insert(job.name.clone(), run.clone());
+                            }
+                            tx.link_tick(&job.name, tick_at, &run).await?;
+                        }
+                    }
                 }
             }
         }
@@ -193,6 +235,15 @@ pub async fn decide(tx: &mut dyn DecideTx, t: &Tick) -> Result<TickReport, Store
         }
     }
     Ok(report)
+}
+
+/// Why a schedule tick of a paused job started nothing, as `handoff jobs` shows it.
+pub fn skipped_because(pause: &Pause) -> String {
+    let mut why = format!("paused by {} since {:.3}", pause.by, pause.since);
+    if let Some(reason) = &pause.reason {
+        why.push_str(&format!(": {reason}"));
+    }
+    why
 }
 
 /// An interrupted run goes back to the queue (or hands its events to the job's queued run);
@@ -261,28 +312,6 @@ pub async fn take_back_all(store: &Store, owner: Arc<str>, now: Timestamp) -> Re
         .await
 }
 
-/// Queues a manual run of `job`; if it has a queued run already, that one serves. Returns the
-/// run and whether it is new.
-pub async fn request_run(store: &Store, job: &str, now: Timestamp) -> Result<(RunId, bool), StoreError> {
-    let job = job.to_string();
-    store
-        .transaction(Box::new(move |tx| {
-            Box::pin(async move {
-                if let Some(run) = tx.queued_run(&job).await? {
-                    return Ok((run, false));
-                }
-                match tx.insert_run(&job, ReasonKind::Manual, None, now).await? {
-                    Some(run) => Ok((run, true)),
-                    None => match tx.queued_run(&job).await? {
-                        Some(run) => Ok((run, false)),
-                        None => Err(StoreError::Unavailable(format!("cannot queue a run of {job}"))),
-                    },
-                }
-            })
-        }))
-        .await
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -302,6 +331,14 @@ mod tests {
 
     fn waiting(upstream: &str, first: i64, last: i64) -> Waiting {
         Waiting { job: "j".into(), upstream: upstream.into(), events: 2, first: at(first), last: at(last) }
+    }
+
+    #[test]
+    fn a_skipped_tick_says_who_paused_the_job_since_when_and_why() {
+        let mut pause = Pause { job: "j".into(), since: at(0), by: "cli:ann@etl".into(), reason: None };
+        assert_eq!(skipped_because(&pause), "paused by cli:ann@etl since 1970-01-01T00:00:00.000Z");
+        pause.reason = Some("warehouse migration".into());
+        assert!(skipped_because(&pause).ends_with(".000Z: warehouse migration"));
     }
 
     #[test]

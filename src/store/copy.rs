@@ -112,21 +112,30 @@ table!(EventRow, "events", order "received_at, id", {
 table!(UnmatchedRow, "unmatched", order "seq", { seq: i64, event_id: String });
 table!(DecisionRow, "decisions", order "id", {
     id: i64, event_id: String, job: Option<String>, fed: bool, reason: String, decided_at: i64,
+    replayed_by: Option<String>,
 });
 table!(RunRow, "runs", order "queued_at, id", {
     id: String, job: String, state: String, reason: String, scheduled_for: Option<i64>, attempt: i64,
     queued_at: i64, run_after: i64, started_at: Option<i64>, finished_at: Option<i64>, owner: Option<String>,
     lease_until: Option<i64>, error: Option<String>, cancel_requested_at: Option<i64>,
-    cancel_requested_by: Option<String>, cancelled_by: Option<String>,
+    cancel_requested_by: Option<String>, cancelled_by: Option<String>, requested_by: Option<String>,
+    rerun_of: Option<String>, forced: bool,
 });
-table!(InputRow, "job_inputs", order "received_at, job, event_id", {
+table!(InputRow, "job_inputs", order "received_at, job, event_id, run_id", {
     job: String, event_id: String, upstream: String, received_at: i64, run_id: Option<String>,
 });
 table!(WaitingRow, "job_waiting", order "job, upstream", {
     job: String, upstream: String, events: i64, first_at: i64, last_at: i64,
 });
 table!(SeenRow, "jobs_seen", order "job", { job: String, first_seen_at: i64 });
-table!(TickRow, "schedule_ticks", order "job, tick_at", { job: String, tick_at: i64, run_id: Option<String> });
+table!(TickRow, "schedule_ticks", order "job, tick_at", {
+    job: String, tick_at: i64, run_id: Option<String>, skipped: Option<String>,
+});
+table!(PauseRow, "job_pauses", order "job", { job: String, paused_at: i64, paused_by: String, reason: Option<String> });
+table!(OperationRow, "operations", order "id", {
+    id: i64, at: i64, actor: String, verb: String, job: Option<String>, run_id: Option<String>,
+    event_id: Option<String>, detail: Option<String>,
+});
 table!(ActionRow, "run_actions", order "id", {
     id: i64, run_id: String, attempt: i64, position: i64, name: String, kind: String, state: String,
     output: Option<String>, error: Option<String>, started_at: i64, finished_at: Option<i64>,
@@ -156,10 +165,13 @@ pub async fn copy(from: &StoreLocation, to: &StoreLocation, force: bool) -> Resu
     report.tables.push(copy_table::<SeenRow>(&source, &target).await?);
     report.tables.push(copy_table::<TickRow>(&source, &target).await?);
     report.tables.push(copy_table::<ActionRow>(&source, &target).await?);
+    report.tables.push(copy_table::<PauseRow>(&source, &target).await?);
+    report.tables.push(copy_table::<OperationRow>(&source, &target).await?);
     if let Db::Postgres(pool) = &target {
         // Ids were copied as they were: move each identity past them, or the server's next
         // insert would collide.
-        for (table, column) in [("decisions", "id"), ("run_actions", "id"), ("unmatched", "seq")] {
+        for (table, column) in [("decisions", "id"), ("run_actions", "id"), ("unmatched", "seq"), ("operations", "id")]
+        {
             // Built from the constant names above only.
             sqlx::query(sqlx::AssertSqlSafe(format!(
                 "SELECT setval(pg_get_serial_sequence('{table}', '{column}'), \

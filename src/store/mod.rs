@@ -237,6 +237,66 @@ pub struct DecisionRow {
     pub job: Option<String>,
     pub fed: bool,
     pub reason: String,
+    /// Who replayed the event, on the decisions of a replay.
+    pub replayed_by: Option<String>,
+}
+
+/// A paused job (`handoff pause JOB`): its events wait, no run starts unless forced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pause {
+    pub job: String,
+    pub since: Timestamp,
+    pub by: String,
+    pub reason: Option<String>,
+}
+
+/// One operator verb as recorded: who, when, what. `verb` is `run`, `rerun`, `replay`,
+/// `pause` or `resume` (and `cancel`); the ids name what it acted on or produced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Operation {
+    pub at: Timestamp,
+    pub actor: String,
+    pub verb: String,
+    pub job: Option<String>,
+    pub run_id: Option<RunId>,
+    pub event_id: Option<EventId>,
+    pub detail: Option<String>,
+}
+
+/// Which operations to list: those of a job, a run or an event (all set filters apply).
+#[derive(Debug, Clone, Default)]
+pub struct OperationFilter {
+    pub job: Option<String>,
+    pub run_id: Option<RunId>,
+    pub event_id: Option<EventId>,
+    pub limit: u32,
+}
+
+/// What a new queued run records besides its job.
+#[derive(Debug, Clone)]
+pub struct RunRequest {
+    pub reason: ReasonKind,
+    /// The schedule tick a `schedule` run is for.
+    pub scheduled_for: Option<Timestamp>,
+    /// Who asked, for `manual` runs and re-runs.
+    pub requested_by: Option<String>,
+    /// The run a re-run repeats.
+    pub rerun_of: Option<RunId>,
+    /// May start while the job is paused.
+    pub forced: bool,
+}
+
+impl RunRequest {
+    pub fn new(reason: ReasonKind) -> RunRequest {
+        RunRequest { reason, scheduled_for: None, requested_by: None, rerun_of: None, forced: false }
+    }
+}
+
+/// An event as a replay needs it: what the matcher reads, and whether it was matched yet.
+#[derive(Debug, Clone)]
+pub struct ReplayFacts {
+    pub event: Unmatched,
+    pub matched: bool,
 }
 
 /// An event that feeds a job, waiting for the job's next run.
@@ -282,8 +342,9 @@ type Answer<'a, T> = BoxFuture<'a, Result<T, StoreError>>;
 pub trait DecideTx: Send {
     /// Up to `limit` events not matched yet, oldest first.
     fn unmatched(&mut self, limit: u32) -> Answer<'_, Vec<Unmatched>>;
-    /// Stores `decisions` and `inputs` (adding the inputs to the waiting summaries) and takes
-    /// `matched` off the unmatched queue: each event is matched exactly once.
+    /// Stores `decisions` and `inputs` (adding the inputs to the waiting summaries; an input
+    /// whose event waits for that job already is left out) and takes `matched` off the
+    /// unmatched queue: each event is matched exactly once.
     fn record_matches<'a>(
         &'a mut self,
         matched: &'a [EventId],
@@ -296,13 +357,25 @@ pub trait DecideTx: Send {
     /// Every queued run, as (job, run): a job has at most one.
     fn queued_runs(&mut self) -> Answer<'_, Vec<(String, RunId)>>;
     /// Queues a run, unless the job has a queued run already (then `None`).
-    fn insert_run<'a>(
-        &'a mut self,
-        job: &'a str,
-        reason: ReasonKind,
-        scheduled_for: Option<Timestamp>,
-        now: Timestamp,
-    ) -> Answer<'a, Option<RunId>>;
+    fn insert_run<'a>(&'a mut self, job: &'a str, request: &'a RunRequest, now: Timestamp)
+    -> Answer<'a, Option<RunId>>;
+    /// Lets a queued run start while its job is paused.
+    fn force_run<'a>(&'a mut self, run: &'a RunId) -> Answer<'a, ()>;
+    /// Every paused job (a handful at most: one row per paused job).
+    fn pauses(&mut self) -> Answer<'_, Vec<Pause>>;
+    /// Pauses a job; `false` (and nothing changed) if it is paused already.
+    fn pause<'a>(&'a mut self, pause: &'a Pause) -> Answer<'a, bool>;
+    /// Resumes a job: the pause lifted, or `None` if it was not paused.
+    fn resume<'a>(&'a mut self, job: &'a str) -> Answer<'a, Option<Pause>>;
+    /// Records an operator verb.
+    fn record_operation<'a>(&'a mut self, operation: &'a Operation) -> Answer<'a, ()>;
+    /// An event as a replay needs it; `None` if there is no such event.
+    fn replay_facts<'a>(&'a mut self, event: &'a EventId) -> Answer<'a, Option<ReplayFacts>>;
+    /// The events `run` consumed wait again for its job's next run (those waiting already are
+    /// left as they are); the run keeps them too. Returns how many were added.
+    fn release_events<'a>(&'a mut self, run: &'a RunId) -> Answer<'a, u64>;
+    /// Records that a fired schedule tick started nothing, and why (its job was paused).
+    fn skip_tick<'a>(&'a mut self, job: &'a str, tick_at: Timestamp, why: &'a str) -> Answer<'a, ()>;
     /// When each job was first seen in the config (recording `now` for new ones).
     fn first_seen<'a>(&'a mut self, jobs: &'a [String], now: Timestamp) -> Answer<'a, BTreeMap<String, Timestamp>>;
     /// Marks a job's schedule tick as fired; `false` if it fired before (on any replica).
@@ -322,8 +395,9 @@ pub trait DecideTx: Send {
     fn apply<'a>(&'a mut self, run: &'a RunId, transition: &'a Transition, now: Timestamp) -> Answer<'a, ()>;
     /// Marks the run's actions still `running` as `cancelled`.
     fn cancel_running_actions<'a>(&'a mut self, run: &'a RunId, now: Timestamp) -> Answer<'a, ()>;
-    /// Claims the oldest due queued run whose job has no running run: marks it running for
-    /// `owner` until `lease_until`, counts the attempt, and gives it every waiting event of its job.
+    /// Claims the oldest due queued run whose job has no running run and is not paused (unless
+    /// the run is forced): marks it running for `owner` until `lease_until`, counts the
+    /// attempt, and gives it every waiting event of its job.
     fn claim<'a>(&'a mut self, now: Timestamp, owner: &'a str, lease_until: Timestamp) -> Answer<'a, Option<Claimed>>;
     /// Records an action's start or end.
     fn record_action<'a>(&'a mut self, action: &'a ActionResult) -> Answer<'a, ()>;
@@ -355,6 +429,10 @@ pub struct JobOverview {
     pub queued: Option<Run>,
     pub running: Option<Run>,
     pub last: Option<Run>,
+    /// Set while the job is paused.
+    pub paused: Option<Pause>,
+    /// The latest schedule ticks skipped because the job was paused, newest first (at most 5).
+    pub skipped_ticks: Vec<Timestamp>,
 }
 
 #[derive(Clone)]
@@ -505,6 +583,14 @@ impl Store {
         match self {
             Store::Sqlite(s) => s.runs_of_event(event).await,
             Store::Postgres(s) => s.runs_of_event(event).await,
+        }
+    }
+
+    /// Operator verbs (who, when, what), newest first: those of a job, a run or an event.
+    pub async fn operations(&self, filter: &OperationFilter) -> Result<Vec<Operation>, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.operations(filter).await,
+            Store::Postgres(s) => s.operations(filter).await,
         }
     }
 

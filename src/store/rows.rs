@@ -2,7 +2,7 @@
 //! milliseconds in a 64-bit integer. One decoder per row kind serves SQLite and PostgreSQL;
 //! only the SQL that fetches the rows differs per backend.
 
-use super::{InputRow, RunFacts, StoreError, Unmatched, Waiting};
+use super::{InputRow, Operation, Pause, RunFacts, StoreError, Unmatched, Waiting};
 use crate::domain::{
     ActionResult, ActionState, Decision, Event, EventId, NewEvent, ProcessGroup, ReasonKind, Run, RunEvent, RunId,
     RunState, SecretSlot, SourceKind, Status, Subject,
@@ -193,6 +193,9 @@ pub(crate) fn run(row: &impl Columns) -> Result<Run, StoreError> {
         cancel_requested_by: row.opt_text("cancel_requested_by")?,
         cancelled_by: row.opt_text("cancelled_by")?,
         actions: Vec::new(),
+        requested_by: row.opt_text("requested_by")?,
+        rerun_of: row.opt_text("rerun_of")?.map(RunId),
+        forced: row.flag("forced")?,
     })
 }
 
@@ -222,6 +225,30 @@ pub(crate) fn decision(row: &impl Columns) -> Result<Decision, StoreError> {
         fed: row.flag("fed")?,
         reason: row.text("reason")?,
         decided_at: row.time("decided_at")?,
+        replayed_by: row.opt_text("replayed_by")?,
+    })
+}
+
+/// A `job_pauses` row.
+pub(crate) fn pause(row: &impl Columns) -> Result<Pause, StoreError> {
+    Ok(Pause {
+        job: row.text("job")?,
+        since: row.time("paused_at")?,
+        by: row.text("paused_by")?,
+        reason: row.opt_text("reason")?,
+    })
+}
+
+/// An `operations` row.
+pub(crate) fn operation(row: &impl Columns) -> Result<Operation, StoreError> {
+    Ok(Operation {
+        at: row.time("at")?,
+        actor: row.text("actor")?,
+        verb: row.text("verb")?,
+        job: row.opt_text("job")?,
+        run_id: row.opt_text("run_id")?.map(RunId),
+        event_id: row.opt_text("event_id")?.map(EventId),
+        detail: row.opt_text("detail")?,
     })
 }
 

@@ -7,9 +7,10 @@
 use handoff::config::Config;
 use handoff::domain::{NewEvent, RunId};
 use handoff::domain::{Normalised, Outcome, ReasonKind, RunState, Status, Subject};
+use handoff::operate::{self, Actor, OperateError};
 use handoff::scheduler::Job;
 use handoff::scheduler::tick::{self, Tick, TickReport};
-use handoff::store::{EventFilter, Recorded, RunFilter, Store, StoreOptions};
+use handoff::store::{EventFilter, OperationFilter, Recorded, RunFilter, Store, StoreOptions};
 use jiff::{SignedDuration, Timestamp};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -81,6 +82,15 @@ conformance!(
     a_cancel_of_a_running_run_is_a_request_and_its_attempt_ends_cancelled_with_no_retry,
     a_run_asked_to_cancel_whose_server_is_gone_ends_cancelled_when_taken_back,
     cancelling_a_finished_or_unknown_run_changes_nothing_and_says_why,
+    a_paused_job_matches_its_events_starts_no_run_and_resume_lets_them_through_as_one_run,
+    a_queued_run_of_a_paused_job_waits_unless_forced,
+    a_schedule_tick_while_paused_is_skipped_recorded_and_not_made_up,
+    a_rerun_is_a_new_run_consuming_the_same_events_and_says_of_what_and_by_whom,
+    a_rerun_while_a_run_is_queued_hands_its_events_to_that_run,
+    only_a_finished_run_can_be_rerun_and_unknown_ids_are_not_found,
+    a_replay_feeds_the_event_again_with_new_decisions_that_say_who_and_the_old_ones_stay,
+    a_replay_into_a_job_it_would_not_feed_or_an_unknown_job_is_refused_and_records_nothing,
+    a_retry_and_a_replay_of_its_event_consume_it_once,
 );
 
 const SOURCES: &str = "[sources.a]\nkind = \"hmac\"\nsecret = { env = \"PATH\" }\n\
@@ -133,6 +143,19 @@ async fn tick_at(store: &Store, jobs: &Arc<BTreeMap<String, Job>>, now: Timestam
 
 async fn finish(store: &Store, run: &RunId, outcome: Outcome, owner: &str, now: Timestamp) -> Option<RunState> {
     tick::finish(store, run.clone(), outcome, None, owner.into(), Some(now)).await.unwrap()
+}
+
+/// Who the conformance tests say asked for a verb.
+const ACTOR: &str = "cli:test@host";
+
+fn actor() -> Actor {
+    Actor(ACTOR.into())
+}
+
+/// `handoff run JOB` at `now`: the run and whether it is new.
+async fn manual(store: &Store, jobs: &Arc<BTreeMap<String, Job>>, job: &str, now: Timestamp) -> (RunId, bool) {
+    let queued = operate::run::run_at(store, jobs, job, false, &actor(), Some(now)).await.unwrap();
+    (queued.run, queued.new)
 }
 
 async fn runs(store: &Store) -> Vec<handoff::domain::Run> {
@@ -248,7 +271,7 @@ async fn waiting_events_are_summed_per_upstream_and_a_run_consumes_them_all(stor
     let summary: Vec<_> = overview.waiting.iter().map(|w| (w.upstream.as_str(), w.events, w.first, w.last)).collect();
     assert_eq!(summary, [("a", 4, at(0), at(3)), ("b", 1, at(7), at(7))]);
 
-    let (run, new) = tick::request_run(store, "t", at(9)).await.unwrap();
+    let (run, new) = manual(store, &jobs, "t", at(9)).await;
     assert!(new);
     let claimed = tick_at(store, &jobs, at(9), 1).await.claimed;
     assert_eq!(claimed.len(), 1);
@@ -392,13 +415,18 @@ async fn a_schedule_tick_fires_once_and_a_downtime_fires_once(store: &Store) {
 }
 
 async fn a_manual_request_joins_the_queued_run(store: &Store) {
-    let (first, new) = tick::request_run(store, "t", at(0)).await.unwrap();
+    let jobs = jobs("[jobs.t]\nafter = [\"a\"]\n");
+    let (first, new) = manual(store, &jobs, "t", at(0)).await;
     assert!(new);
-    let (second, new) = tick::request_run(store, "t", at(1)).await.unwrap();
+    let (second, new) = manual(store, &jobs, "t", at(1)).await;
     assert!(!new);
     assert_eq!(first, second);
     let run = store.run(&first).await.unwrap().unwrap();
     assert_eq!((run.state, run.reason), (RunState::Queued, ReasonKind::Manual));
+    assert_eq!(run.requested_by.as_deref(), Some(ACTOR));
+    let ops = store.operations(&OperationFilter { job: Some("t".into()), ..Default::default() }).await.unwrap();
+    assert_eq!(ops.len(), 2, "each request is recorded: {ops:?}");
+    assert!(ops.iter().all(|o| o.verb == "run" && o.actor == ACTOR && o.run_id.as_ref() == Some(&first)));
 }
 
 async fn a_dedupe_key_with_a_window_folds_repeats_within_it_and_passes_to_the_next_event_after_it(store: &Store) {
@@ -433,8 +461,9 @@ async fn listings_are_newest_first_and_limited(store: &Store) {
     assert_eq!(keys, ["l4", "l3", "l2"]);
     let only_a = store.events(&EventFilter { source: Some("a".into()), limit: 0 }).await.unwrap();
     assert_eq!(only_a.len(), 3);
+    let xyz = jobs("[jobs.x]\nafter = [\"a\"]\n[jobs.y]\nafter = [\"a\"]\n[jobs.z]\nafter = [\"a\"]\n");
     for (n, job) in ["x", "y", "z"].iter().enumerate() {
-        tick::request_run(store, job, at(10 + n as i64)).await.unwrap();
+        manual(store, &xyz, job, at(10 + n as i64)).await;
     }
     let listed = store.runs(&RunFilter { job: None, limit: 2 }).await.unwrap();
     let jobs: Vec<_> = listed.iter().map(|r| r.job.as_str()).collect();
@@ -539,4 +568,250 @@ async fn cancelling_a_finished_or_unknown_run_changes_nothing_and_says_why(store
         Err(OperateError::NotFound(message)) => assert!(message.contains("no-such-run"), "{message}"),
         other => panic!("{other:?}"),
     }
+}
+
+async fn pause(store: &Store, jobs: &Arc<BTreeMap<String, Job>>, job: &str) {
+    assert!(operate::pause::pause(store, jobs, job, Some("warehouse migration"), &actor()).await.unwrap().new);
+}
+
+async fn resume(store: &Store, jobs: &Arc<BTreeMap<String, Job>>, job: &str) {
+    assert!(operate::pause::resume(store, jobs, job, &actor()).await.unwrap().is_some());
+}
+
+async fn a_paused_job_matches_its_events_starts_no_run_and_resume_lets_them_through_as_one_run(store: &Store) {
+    let jobs = jobs("[jobs.t]\nafter = [\"a\"]\n");
+    pause(store, &jobs, "t").await;
+    let again = operate::pause::pause(store, &jobs, "t", Some("other"), &actor()).await.unwrap();
+    assert!(!again.new, "pausing a paused job keeps the first pause");
+    assert_eq!(again.pause.reason.as_deref(), Some("warehouse migration"));
+    for n in 0..3 {
+        record(store, "a", &format!("p{n}"), at(n)).await;
+        let report = tick_at(store, &jobs, at(n + 1), 4).await;
+        assert_eq!(report.matched, 1, "events are matched while paused");
+        assert_eq!((report.queued, report.claimed.len()), (0, 0), "no run while paused");
+    }
+    let overview = store.job_overview("t").await.unwrap();
+    assert_eq!(overview.waiting[0].events, 3, "they wait");
+    let paused = overview.paused.expect("the overview says it is paused");
+    assert_eq!((paused.by.as_str(), paused.reason.as_deref()), (ACTOR, Some("warehouse migration")));
+
+    resume(store, &jobs, "t").await;
+    assert!(store.job_overview("t").await.unwrap().paused.is_none());
+    assert!(operate::pause::resume(store, &jobs, "t", &actor()).await.unwrap().is_none(), "resuming twice is a no-op");
+    let report = tick_at(store, &jobs, at(10), 4).await;
+    assert_eq!((report.queued, report.claimed.len()), (1, 1), "one run after resume");
+    assert_eq!(report.claimed[0].events.len(), 3, "it consumes every event that waited");
+    assert_eq!(runs(store).await.len(), 1);
+    let verbs: Vec<String> = store
+        .operations(&OperationFilter { job: Some("t".into()), ..Default::default() })
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|o| o.verb)
+        .collect();
+    assert_eq!(verbs, ["resume", "pause"], "each change is recorded once, newest first");
+}
+
+async fn a_queued_run_of_a_paused_job_waits_unless_forced(store: &Store) {
+    let jobs = jobs("[jobs.t]\nafter = [\"a\"]\n");
+    let (queued, _) = manual(store, &jobs, "t", at(0)).await;
+    pause(store, &jobs, "t").await;
+    assert!(tick_at(store, &jobs, at(1), 4).await.claimed.is_empty(), "a run queued before the pause waits");
+    let held = operate::run::run_at(store, &jobs, "t", false, &actor(), Some(at(2))).await.unwrap();
+    assert_eq!(held.run, queued);
+    assert_eq!(held.held.map(|p| p.by), Some(ACTOR.to_string()), "the request says it is held");
+    assert!(tick_at(store, &jobs, at(3), 4).await.claimed.is_empty());
+
+    let forced = operate::run::run_at(store, &jobs, "t", true, &actor(), Some(at(4))).await.unwrap();
+    assert_eq!((forced.run.clone(), forced.new, forced.held.is_none()), (queued.clone(), false, true));
+    let claimed = tick_at(store, &jobs, at(5), 4).await.claimed;
+    assert_eq!(claimed.len(), 1, "forced: it starts while paused");
+    assert!(claimed[0].run.forced);
+    finish(store, &queued, Outcome::Succeeded, "host/one", at(6)).await;
+
+    // A new forced run of a paused job starts too; the pause stays.
+    let (new, is_new) = {
+        let q = operate::run::run_at(store, &jobs, "t", true, &actor(), Some(at(7))).await.unwrap();
+        (q.run, q.new)
+    };
+    assert!(is_new);
+    assert_eq!(tick_at(store, &jobs, at(8), 4).await.claimed[0].run.id, new);
+    assert!(store.job_overview("t").await.unwrap().paused.is_some());
+}
+
+async fn a_schedule_tick_while_paused_is_skipped_recorded_and_not_made_up(store: &Store) {
+    let jobs = jobs("[jobs.sync]\nschedule = \"hourly\"\n");
+    let hour = |h: i64, s: i64| Timestamp::from_second(1_800_000_000 + h * 3600 + s).unwrap();
+    tick_at(store, &jobs, hour(0, 1200), 0).await;
+    pause(store, &jobs, "sync").await;
+    let report = tick_at(store, &jobs, hour(1, 1), 4).await;
+    assert_eq!((report.queued, report.skipped_ticks, report.claimed.len()), (0, 1, 0));
+    assert_eq!(tick_at(store, &jobs, hour(1, 2), 4).await.skipped_ticks, 0, "a tick is skipped once");
+    assert!(runs(store).await.is_empty(), "no run for a tick during a pause");
+    assert_eq!(store.job_overview("sync").await.unwrap().skipped_ticks, [hour(1, 0)]);
+
+    resume(store, &jobs, "sync").await;
+    let report = tick_at(store, &jobs, hour(1, 600), 4).await;
+    assert_eq!(report.queued, 0, "a skipped tick is not made up on resume");
+    let report = tick_at(store, &jobs, hour(2, 1), 4).await;
+    assert_eq!((report.queued, report.claimed.len()), (1, 1), "the next tick runs on time");
+}
+
+/// One event on `a`, one run of `t` that consumed it and failed for good; returns (event, run).
+async fn a_failed_run(store: &Store, jobs: &Arc<BTreeMap<String, Job>>) -> (handoff::domain::EventId, RunId) {
+    let Recorded::New(event) = record(store, "a", "f1", at(0)).await else { panic!("not new") };
+    let claimed = tick_at(store, jobs, at(1), 1).await.claimed.remove(0);
+    let failed = Outcome::Failed { error: "exit 1".into(), retry_at: None };
+    assert_eq!(finish(store, &claimed.run.id, failed, "host/one", at(2)).await, Some(RunState::Failed));
+    (event, claimed.run.id)
+}
+
+async fn a_rerun_is_a_new_run_consuming_the_same_events_and_says_of_what_and_by_whom(store: &Store) {
+    let jobs = jobs("[jobs.t]\nafter = [\"a\"]\n");
+    let (event, failed) = a_failed_run(store, &jobs).await;
+    let rerun = operate::rerun::rerun(store, &jobs, &failed, &actor()).await.unwrap();
+    assert!(rerun.new);
+    let queued = store.run(&rerun.run).await.unwrap().unwrap();
+    assert_eq!(
+        (queued.reason, queued.rerun_of.as_ref(), queued.requested_by.as_deref()),
+        (ReasonKind::Rerun, Some(&failed), Some(ACTOR))
+    );
+    let claimed = tick_at(store, &jobs, at(10), 4).await.claimed;
+    assert_eq!(claimed.len(), 1);
+    assert_eq!(claimed[0].run.id, rerun.run);
+    let ids: Vec<_> = claimed[0].events.iter().map(|e| e.id.clone()).collect();
+    assert_eq!(ids, std::slice::from_ref(&event), "the same events");
+    let streamed: Vec<_> = {
+        use futures_util::TryStreamExt;
+        store.run_events(&rerun.run).try_collect::<Vec<_>>().await.unwrap()
+    };
+    assert_eq!(streamed.len(), 1);
+    assert_eq!(
+        store.run(&failed).await.unwrap().unwrap().events,
+        std::slice::from_ref(&event),
+        "the first run keeps them"
+    );
+    let consumers: Vec<_> = store.runs_of_event(&event).await.unwrap().into_iter().map(|(_, r)| r).collect();
+    assert_eq!(consumers, [Some(failed.clone()), Some(rerun.run.clone())], "explain shows both runs");
+    let ops =
+        store.operations(&OperationFilter { run_id: Some(rerun.run.clone()), ..Default::default() }).await.unwrap();
+    assert_eq!(ops.len(), 1);
+    assert_eq!((ops[0].verb.as_str(), ops[0].actor.as_str()), ("rerun", ACTOR));
+    assert!(ops[0].detail.as_deref().unwrap().contains(&failed.0), "{ops:?}");
+    assert!(store.job_overview("t").await.unwrap().waiting.is_empty(), "nothing is left waiting");
+}
+
+async fn a_rerun_while_a_run_is_queued_hands_its_events_to_that_run(store: &Store) {
+    let jobs = jobs("[jobs.t]\nafter = [\"a\"]\n");
+    let (event, failed) = a_failed_run(store, &jobs).await;
+    let (queued, _) = manual(store, &jobs, "t", at(3)).await;
+    let rerun = operate::rerun::rerun(store, &jobs, &failed, &actor()).await.unwrap();
+    assert_eq!((rerun.run.clone(), rerun.new), (queued.clone(), false), "one queued run per job: it does the work");
+    let claimed = tick_at(store, &jobs, at(10), 4).await.claimed;
+    assert_eq!(claimed[0].run.id, queued);
+    assert_eq!(claimed[0].events.iter().map(|e| e.id.clone()).collect::<Vec<_>>(), [event]);
+}
+
+async fn only_a_finished_run_can_be_rerun_and_unknown_ids_are_not_found(store: &Store) {
+    let jobs = jobs("[jobs.t]\nafter = [\"a\"]\n");
+    record(store, "a", "r1", at(0)).await;
+    let running = tick_at(store, &jobs, at(1), 1).await.claimed.remove(0).run.id;
+    match operate::rerun::rerun(store, &jobs, &running, &actor()).await {
+        Err(OperateError::Conflict(why)) => assert!(why.contains("is running"), "{why}"),
+        other => panic!("{other:?}"),
+    }
+    match operate::rerun::rerun(store, &jobs, &RunId("no-such-run".into()), &actor()).await {
+        Err(OperateError::NotFound(what)) => assert!(what.contains("no-such-run"), "{what}"),
+        other => panic!("{other:?}"),
+    }
+    let no_event = handoff::domain::EventId("no-such-event".into());
+    match operate::replay::replay(store, &jobs, &no_event, None, &actor()).await {
+        Err(OperateError::NotFound(what)) => assert!(what.contains("no-such-event"), "{what}"),
+        other => panic!("{other:?}"),
+    }
+    for verb in ["run", "pause", "resume"] {
+        let result = match verb {
+            "run" => operate::run::run(store, &jobs, "nope", false, &actor()).await.map(drop),
+            "pause" => operate::pause::pause(store, &jobs, "nope", None, &actor()).await.map(drop),
+            _ => operate::pause::resume(store, &jobs, "nope", &actor()).await.map(drop),
+        };
+        match result {
+            Err(OperateError::NotFound(what)) => assert!(what.contains("`nope`"), "{verb}: {what}"),
+            other => panic!("{verb}: {other:?}"),
+        }
+    }
+    assert_eq!(runs(store).await.len(), 1, "nothing was queued");
+    assert!(store.operations(&OperationFilter::default()).await.unwrap().is_empty(), "nothing was recorded");
+}
+
+async fn a_replay_feeds_the_event_again_with_new_decisions_that_say_who_and_the_old_ones_stay(store: &Store) {
+    let jobs = jobs("[jobs.t]\nafter = [\"a\"]\ndebounce = \"10s\"\n[jobs.u]\nafter = [\"a\"]\n");
+    let Recorded::New(event) = record(store, "a", "e1", at(0)).await else { panic!() };
+    let report = tick_at(store, &jobs, at(20), 4).await;
+    assert_eq!(report.claimed.len(), 2);
+    for claimed in &report.claimed {
+        finish(store, &claimed.run.id, Outcome::Succeeded, "host/one", at(21)).await;
+    }
+    let replayed = operate::replay::replay(store, &jobs, &event, Some("t"), &actor()).await.unwrap();
+    assert_eq!((replayed.event.clone(), replayed.jobs.clone()), (event.clone(), vec!["t".to_string()]));
+    let decisions = store.decisions(&event).await.unwrap();
+    assert_eq!(decisions.len(), 3, "two original decisions and the replay's: {decisions:?}");
+    assert!(decisions[..2].iter().all(|d| d.replayed_by.is_none()));
+    assert_eq!(decisions[2].replayed_by.as_deref(), Some(ACTOR));
+    assert_eq!(decisions[2].job.as_deref(), Some("t"));
+    assert!(decisions[2].fed && decisions[2].reason.contains("replayed by cli:test@host"), "{decisions:?}");
+
+    // It waits like a fed event, from the replay on: the debounce applies.
+    let waiting = store.job_overview("t").await.unwrap().waiting;
+    assert_eq!(waiting.len(), 1);
+    assert!(store.job_overview("u").await.unwrap().waiting.is_empty(), "only the job asked for");
+    let due = waiting[0].last + SignedDuration::from_secs(10);
+    let report = tick_at(store, &jobs, due - SignedDuration::from_secs(1), 4).await;
+    assert!(report.claimed.is_empty(), "not before its debounce");
+    let claimed = tick_at(store, &jobs, due, 4).await.claimed;
+    assert_eq!(claimed.len(), 1);
+    assert_eq!(claimed[0].run.job, "t");
+    assert_eq!(claimed[0].events.iter().map(|e| e.id.clone()).collect::<Vec<_>>(), std::slice::from_ref(&event));
+    let ops = store.operations(&OperationFilter { event_id: Some(event.clone()), ..Default::default() }).await.unwrap();
+    assert_eq!((ops.len(), ops[0].verb.as_str(), ops[0].job.as_deref()), (1, "replay", Some("t")));
+
+    // Without --job: every job it feeds now.
+    let all = operate::replay::replay(store, &jobs, &event, None, &actor()).await.unwrap();
+    assert_eq!(all.jobs, ["t", "u"]);
+}
+
+async fn a_replay_into_a_job_it_would_not_feed_or_an_unknown_job_is_refused_and_records_nothing(store: &Store) {
+    let jobs = jobs("[jobs.t]\nafter = [\"a\"]\n[jobs.other]\nafter = [\"b\"]\n");
+    let Recorded::New(event) = record(store, "a", "e1", at(0)).await else { panic!() };
+    match operate::replay::replay(store, &jobs, &event, None, &actor()).await {
+        Err(OperateError::Conflict(why)) => assert!(why.contains("not matched yet"), "{why}"),
+        other => panic!("{other:?}"),
+    }
+    tick_at(store, &jobs, at(1), 0).await;
+    match operate::replay::replay(store, &jobs, &event, Some("other"), &actor()).await {
+        Err(OperateError::Conflict(why)) => assert!(why.contains("not job other"), "{why}"),
+        other => panic!("{other:?}"),
+    }
+    match operate::replay::replay(store, &jobs, &event, Some("ghost"), &actor()).await {
+        Err(OperateError::NotFound(what)) => assert!(what.contains("`ghost`"), "{what}"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(store.decisions(&event).await.unwrap().len(), 1, "only the original decision");
+    assert!(store.operations(&OperationFilter::default()).await.unwrap().is_empty());
+    // Replayed while it still waits for t: it keeps its one place.
+    operate::replay::replay(store, &jobs, &event, Some("t"), &actor()).await.unwrap();
+    assert_eq!(store.job_overview("t").await.unwrap().waiting[0].events, 1);
+}
+
+async fn a_retry_and_a_replay_of_its_event_consume_it_once(store: &Store) {
+    let jobs = jobs("[jobs.t]\nafter = [\"a\"]\n");
+    let Recorded::New(event) = record(store, "a", "e1", at(0)).await else { panic!() };
+    let claimed = tick_at(store, &jobs, at(1), 1).await.claimed.remove(0);
+    let failed = Outcome::Failed { error: "exit 1".into(), retry_at: Some(at(5)) };
+    assert_eq!(finish(store, &claimed.run.id, failed, "host/one", at(2)).await, Some(RunState::Queued));
+    operate::replay::replay(store, &jobs, &event, None, &actor()).await.unwrap();
+    let retried = tick_at(store, &jobs, at(5), 1).await.claimed.remove(0);
+    assert_eq!(retried.run.id, claimed.run.id);
+    assert_eq!(retried.event_count, 1, "the retry holds the event once");
+    assert!(store.job_overview("t").await.unwrap().waiting.is_empty());
 }

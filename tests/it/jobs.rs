@@ -22,7 +22,8 @@ pub async fn wait_for_runs(app: &TestApp, what: &str, done: impl Fn(&[Run]) -> b
     wait_until(app.dir.path(), what, done).await
 }
 
-fn finished(runs: &[Run], n: usize) -> bool {
+/// At least `n` runs, all of them ended (succeeded or failed).
+pub fn finished(runs: &[Run], n: usize) -> bool {
     runs.len() >= n && runs.iter().all(|r| matches!(r.state, RunState::Succeeded | RunState::Failed))
 }
 

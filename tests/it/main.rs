@@ -14,6 +14,7 @@ mod helpers;
 mod jobs;
 mod lifecycle;
 mod logs;
+mod operate;
 mod pg;
 mod providers;
 mod rejections;

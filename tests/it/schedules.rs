@@ -97,7 +97,11 @@ pub async fn an_hourly_tick_fires_once_and_a_long_downtime_once(store: &Store, j
 
 pub async fn a_tick_while_a_run_is_queued_joins_it(store: &Store, jobs: &Jobs) {
     tick(store, jobs, at("2026-11-24T10:20:00Z"), 0).await.unwrap();
-    let (manual, new) = handoff::scheduler::tick::request_run(store, "sync", at("2026-11-24T10:59:00Z")).await.unwrap();
+    let actor = handoff::operate::Actor("cli:test@host".into());
+    let queued = handoff::operate::run::run_at(store, jobs, "sync", false, &actor, Some(at("2026-11-24T10:59:00Z")))
+        .await
+        .unwrap();
+    let (manual, new) = (queued.run, queued.new);
     assert!(new);
     let report = tick(store, jobs, at("2026-11-24T11:00:00Z"), 0).await.unwrap();
     assert_eq!(report.queued, 0);

@@ -6,10 +6,11 @@
 //! `schedule_ticks` a tick firing once, and deleting the `unmatched` row a match happening once.
 
 use super::runs::record_action;
-use crate::domain::{ActionResult, EventId, ReasonKind, RunId, RunState, Transition};
+use crate::domain::{ActionResult, EventId, RunId, RunState, Transition};
+use crate::store::rows::Columns;
 use crate::store::{
-    BoxFuture, CONTEXT_EVENTS, Claimed, DecideTx, DecisionRow, InputRow, Leftover, RunFacts, StoreError, Unmatched,
-    Waiting, rows,
+    BoxFuture, CONTEXT_EVENTS, Claimed, DecideTx, DecisionRow, InputRow, Leftover, Operation, Pause, ReplayFacts,
+    RunFacts, RunRequest, StoreError, Unmatched, Waiting, rows,
 };
 use jiff::Timestamp;
 use sqlx::postgres::{PgConnection, Postgres};
@@ -58,17 +59,21 @@ impl DecideTx for PgDecide {
             let now_ms = now.as_millisecond();
             // Multi-row statements: a burst of thousands of events is a handful of statements.
             for chunk in decisions.chunks(ROWS_PER_STATEMENT) {
-                let mut insert =
-                    QueryBuilder::<Postgres>::new("INSERT INTO decisions (event_id, job, fed, reason, decided_at) ");
+                let mut insert = QueryBuilder::<Postgres>::new(
+                    "INSERT INTO decisions (event_id, job, fed, reason, decided_at, replayed_by) ",
+                );
                 insert.push_values(chunk, |mut row, d| {
                     row.push_bind(&d.event_id.0)
                         .push_bind(&d.job)
                         .push_bind(d.fed)
                         .push_bind(&d.reason)
-                        .push_bind(now_ms);
+                        .push_bind(now_ms)
+                        .push_bind(&d.replayed_by);
                 });
                 insert.build().persistent(false).execute(self.conn()).await?;
             }
+            // An event waits once per job (`job_inputs_waiting_once`): only the inputs added count.
+            let mut added = Vec::with_capacity(inputs.len());
             for chunk in inputs.chunks(ROWS_PER_STATEMENT) {
                 let mut insert =
                     QueryBuilder::<Postgres>::new("INSERT INTO job_inputs (job, event_id, upstream, received_at) ");
@@ -78,11 +83,21 @@ impl DecideTx for PgDecide {
                         .push_bind(&i.upstream)
                         .push_bind(i.received_at.as_millisecond());
                 });
-                insert.push(" ON CONFLICT (job, event_id) DO NOTHING");
-                insert.build().persistent(false).execute(self.conn()).await?;
+                insert.push(
+                    " ON CONFLICT (job, event_id) WHERE run_id IS NULL DO NOTHING \
+                     RETURNING job, event_id, upstream, received_at",
+                );
+                for row in insert.build().persistent(false).fetch_all(self.conn()).await? {
+                    added.push(InputRow {
+                        job: row.text("job")?,
+                        event_id: EventId(row.text("event_id")?),
+                        upstream: row.text("upstream")?,
+                        received_at: row.time("received_at")?,
+                    });
+                }
             }
             // One row per (job, upstream), so the upsert touches each summary once.
-            let sums = rows::summarise(inputs);
+            let sums = rows::summarise(&added);
             for chunk in sums.chunks(ROWS_PER_STATEMENT) {
                 let mut upsert = QueryBuilder::<Postgres>::new(
                     "INSERT INTO job_waiting (job, upstream, events, first_at, last_at) ",
@@ -124,29 +139,129 @@ impl DecideTx for PgDecide {
         })
     }
 
-    fn insert_run<'a>(
-        &'a mut self,
-        job: &'a str,
-        reason: ReasonKind,
-        scheduled_for: Option<Timestamp>,
-        now: Timestamp,
-    ) -> Answer<'a, Option<RunId>> {
+    fn insert_run<'a>(&'a mut self, job: &'a str, r: &'a RunRequest, now: Timestamp) -> Answer<'a, Option<RunId>> {
         Box::pin(async move {
             let id = RunId::generate();
             // `runs_one_queued` turns a second queued run of the job into "nothing inserted".
             let inserted = sqlx::query(
-                "INSERT INTO runs (id, job, state, reason, scheduled_for, queued_at, run_after) \
-                 VALUES ($1, $2, 'queued', $3, $4, $5, $5) ON CONFLICT (job) WHERE state = 'queued' DO NOTHING",
+                "INSERT INTO runs (id, job, state, reason, scheduled_for, queued_at, run_after, requested_by, \
+                 rerun_of, forced) VALUES ($1, $2, 'queued', $3, $4, $5, $5, $6, $7, $8) \
+                 ON CONFLICT (job) WHERE state = 'queued' DO NOTHING",
             )
             .bind(&id.0)
             .bind(job)
-            .bind(reason.as_str())
-            .bind(scheduled_for.map(|t| t.as_millisecond()))
+            .bind(r.reason.as_str())
+            .bind(r.scheduled_for.map(|t| t.as_millisecond()))
             .bind(now.as_millisecond())
+            .bind(&r.requested_by)
+            .bind(r.rerun_of.as_ref().map(|run| &run.0))
+            .bind(r.forced)
             .execute(self.conn())
             .await?
             .rows_affected();
             Ok((inserted == 1).then_some(id))
+        })
+    }
+
+    fn force_run<'a>(&'a mut self, run: &'a RunId) -> Answer<'a, ()> {
+        Box::pin(async move {
+            sqlx::query("UPDATE runs SET forced = TRUE WHERE id = $1").bind(&run.0).execute(self.conn()).await?;
+            Ok(())
+        })
+    }
+
+    fn pauses(&mut self) -> Answer<'_, Vec<Pause>> {
+        Box::pin(async move {
+            let rows = sqlx::query("SELECT * FROM job_pauses ORDER BY job").fetch_all(self.conn()).await?;
+            rows.iter().map(rows::pause).collect()
+        })
+    }
+
+    fn pause<'a>(&'a mut self, p: &'a Pause) -> Answer<'a, bool> {
+        Box::pin(async move {
+            let paused = sqlx::query(
+                "INSERT INTO job_pauses (job, paused_at, paused_by, reason) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (job) DO NOTHING",
+            )
+            .bind(&p.job)
+            .bind(p.since.as_millisecond())
+            .bind(&p.by)
+            .bind(&p.reason)
+            .execute(self.conn())
+            .await?
+            .rows_affected();
+            Ok(paused == 1)
+        })
+    }
+
+    fn resume<'a>(&'a mut self, job: &'a str) -> Answer<'a, Option<Pause>> {
+        Box::pin(async move {
+            let row = sqlx::query("DELETE FROM job_pauses WHERE job = $1 RETURNING *")
+                .bind(job)
+                .fetch_optional(self.conn())
+                .await?;
+            row.as_ref().map(rows::pause).transpose()
+        })
+    }
+
+    fn record_operation<'a>(&'a mut self, o: &'a Operation) -> Answer<'a, ()> {
+        Box::pin(async move {
+            sqlx::query(
+                "INSERT INTO operations (at, actor, verb, job, run_id, event_id, detail) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            )
+            .bind(o.at.as_millisecond())
+            .bind(&o.actor)
+            .bind(&o.verb)
+            .bind(&o.job)
+            .bind(o.run_id.as_ref().map(|r| &r.0))
+            .bind(o.event_id.as_ref().map(|e| &e.0))
+            .bind(&o.detail)
+            .execute(self.conn())
+            .await?;
+            Ok(())
+        })
+    }
+
+    fn replay_facts<'a>(&'a mut self, event: &'a EventId) -> Answer<'a, Option<ReplayFacts>> {
+        Box::pin(async move {
+            let row = sqlx::query(
+                "SELECT e.id, e.source, e.subject_id, e.subject_name, e.status, e.test, e.repeat_of, e.received_at, \
+                 EXISTS (SELECT 1 FROM unmatched u WHERE u.event_id = e.id) AS waits FROM events e WHERE e.id = $1",
+            )
+            .bind(&event.0)
+            .fetch_optional(self.conn())
+            .await?;
+            let Some(row) = row else { return Ok(None) };
+            Ok(Some(ReplayFacts { event: rows::unmatched(&row)?, matched: !row.flag("waits")? }))
+        })
+    }
+
+    fn release_events<'a>(&'a mut self, run: &'a RunId) -> Answer<'a, u64> {
+        Box::pin(async move {
+            summarise_released(self.conn(), run).await?;
+            let added = sqlx::query(
+                "INSERT INTO job_inputs (job, event_id, upstream, received_at) \
+                 SELECT job, event_id, upstream, received_at FROM job_inputs WHERE run_id = $1 \
+                 ON CONFLICT (job, event_id) WHERE run_id IS NULL DO NOTHING",
+            )
+            .bind(&run.0)
+            .execute(self.conn())
+            .await?
+            .rows_affected();
+            Ok(added)
+        })
+    }
+
+    fn skip_tick<'a>(&'a mut self, job: &'a str, tick_at: Timestamp, why: &'a str) -> Answer<'a, ()> {
+        Box::pin(async move {
+            sqlx::query("UPDATE schedule_ticks SET skipped = $3 WHERE job = $1 AND tick_at = $2")
+                .bind(job)
+                .bind(tick_at.as_millisecond())
+                .bind(why)
+                .execute(self.conn())
+                .await?;
+            Ok(())
         })
     }
 
@@ -277,14 +392,12 @@ impl DecideTx for PgDecide {
                 }
                 Transition::Fold { state, error, release_events, .. } => {
                     if *release_events {
-                        // The events wait again, for the queued run to consume.
+                        // The events wait again, for the queued run to consume (those waiting
+                        // already, replayed meanwhile, wait once).
+                        summarise_released(self.conn(), run).await?;
                         sqlx::query(
-                            "INSERT INTO job_waiting (job, upstream, events, first_at, last_at) \
-                             SELECT job, upstream, COUNT(*), MIN(received_at), MAX(received_at) FROM job_inputs \
-                             WHERE run_id = $1 GROUP BY job, upstream \
-                             ON CONFLICT (job, upstream) DO UPDATE SET events = job_waiting.events + EXCLUDED.events, \
-                             first_at = LEAST(job_waiting.first_at, EXCLUDED.first_at), \
-                             last_at = GREATEST(job_waiting.last_at, EXCLUDED.last_at)",
+                            "DELETE FROM job_inputs i WHERE i.run_id = $1 AND EXISTS (SELECT 1 FROM job_inputs w \
+                             WHERE w.job = i.job AND w.event_id = i.event_id AND w.run_id IS NULL)",
                         )
                         .bind(&run.0)
                         .execute(self.conn())
@@ -334,6 +447,7 @@ impl DecideTx for PgDecide {
             let id: Option<String> = sqlx::query_scalar(
                 "SELECT q.id FROM runs q WHERE q.state = 'queued' AND q.run_after <= $1 \
                  AND NOT EXISTS (SELECT 1 FROM runs r WHERE r.job = q.job AND r.state = 'running') \
+                 AND (q.forced OR NOT EXISTS (SELECT 1 FROM job_pauses p WHERE p.job = q.job)) \
                  ORDER BY q.run_after, q.id LIMIT 1 FOR UPDATE OF q SKIP LOCKED",
             )
             .bind(now_ms)
@@ -400,11 +514,39 @@ impl DecideTx for PgDecide {
 /// The job's waiting events become `run`'s: no longer waiting, no longer counted.
 async fn take_waiting(conn: &mut PgConnection, run: &RunId, job: &str) -> Result<(), sqlx::Error> {
     sqlx::query("DELETE FROM job_waiting WHERE job = $1").bind(job).execute(&mut *conn).await?;
+    // A run consumes an event once: a retry (or a re-run) holding it already drops the
+    // waiting copy a replay or a re-run added meanwhile.
+    sqlx::query(
+        "DELETE FROM job_inputs w WHERE w.job = $2 AND w.run_id IS NULL AND EXISTS \
+         (SELECT 1 FROM job_inputs r WHERE r.run_id = $1 AND r.event_id = w.event_id)",
+    )
+    .bind(&run.0)
+    .bind(job)
+    .execute(&mut *conn)
+    .await?;
     sqlx::query("UPDATE job_inputs SET run_id = $1 WHERE job = $2 AND run_id IS NULL")
         .bind(&run.0)
         .bind(job)
         .execute(conn)
         .await?;
+    Ok(())
+}
+
+/// Adds the events `run` consumed to its job's waiting summary, leaving out those waiting
+/// already: the first half of handing them to the job's next run.
+async fn summarise_released(conn: &mut PgConnection, run: &RunId) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO job_waiting (job, upstream, events, first_at, last_at) \
+         SELECT job, upstream, COUNT(*), MIN(received_at), MAX(received_at) FROM job_inputs r \
+         WHERE r.run_id = $1 AND NOT EXISTS (SELECT 1 FROM job_inputs w WHERE w.job = r.job \
+         AND w.event_id = r.event_id AND w.run_id IS NULL) GROUP BY job, upstream \
+         ON CONFLICT (job, upstream) DO UPDATE SET events = job_waiting.events + EXCLUDED.events, \
+         first_at = LEAST(job_waiting.first_at, EXCLUDED.first_at), \
+         last_at = GREATEST(job_waiting.last_at, EXCLUDED.last_at)",
+    )
+    .bind(&run.0)
+    .execute(conn)
+    .await?;
     Ok(())
 }
 

@@ -7,10 +7,10 @@
 //! Single flight and "one queued run per job" are also enforced by the unique indexes
 //! `runs_one_running` and `runs_one_queued`, and a schedule tick by its primary key.
 
-use crate::domain::{ActionResult, EventId, ReasonKind, RunId, RunState, Transition};
+use crate::domain::{ActionResult, EventId, RunId, RunState, Transition};
 use crate::store::{
-    BoxFuture, CONTEXT_EVENTS, Claimed, DecideTx, DecisionRow, InputRow, Leftover, RunFacts, StoreError, Unmatched,
-    Waiting, rows,
+    BoxFuture, CONTEXT_EVENTS, Claimed, DecideTx, DecisionRow, InputRow, Leftover, Operation, Pause, ReplayFacts,
+    RunFacts, RunRequest, StoreError, Unmatched, Waiting, rows,
 };
 use jiff::Timestamp;
 use rusqlite::{Connection, OptionalExtension, params};
@@ -53,18 +53,22 @@ impl SqliteDecide<'_> {
         // One prepared statement run per row: in the writer's thread a run costs a few
         // microseconds, while a multi-row statement of a new size would be parsed anew.
         let mut decide = self.conn.prepare_cached(
-            "INSERT INTO decisions (event_id, job, fed, reason, decided_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+            "INSERT INTO decisions (event_id, job, fed, reason, decided_at, replayed_by) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         )?;
         for d in decisions {
-            decide.execute(params![&d.event_id.0, &d.job, d.fed, &d.reason, now_ms])?;
+            decide.execute(params![&d.event_id.0, &d.job, d.fed, &d.reason, now_ms, &d.replayed_by])?;
         }
+        // An event waits once per job (`job_inputs_waiting_once`): only the inputs added count.
         let mut feed = self.conn.prepare_cached(
             "INSERT OR IGNORE INTO job_inputs (job, event_id, upstream, received_at) VALUES (?1, ?2, ?3, ?4)",
         )?;
+        let mut added = Vec::with_capacity(inputs.len());
         for i in inputs {
-            feed.execute(params![&i.job, &i.event_id.0, &i.upstream, i.received_at.as_millisecond()])?;
+            if feed.execute(params![&i.job, &i.event_id.0, &i.upstream, i.received_at.as_millisecond()])? == 1 {
+                added.push(i.clone());
+            }
         }
-        for (job, upstream, events, first, last) in rows::summarise(inputs) {
+        for (job, upstream, events, first, last) in rows::summarise(&added) {
             self.conn
                 .prepare_cached(
                     "INSERT INTO job_waiting (job, upstream, events, first_at, last_at) VALUES (?1, ?2, ?3, ?4, ?5) \
@@ -98,29 +102,82 @@ impl SqliteDecide<'_> {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    fn insert_run_now(
-        &mut self,
-        job: &str,
-        reason: ReasonKind,
-        scheduled_for: Option<Timestamp>,
-        now: Timestamp,
-    ) -> Result<Option<RunId>, StoreError> {
+    fn insert_run_now(&mut self, job: &str, r: &RunRequest, now: Timestamp) -> Result<Option<RunId>, StoreError> {
         let id = RunId::generate();
         // `runs_one_queued` turns a second queued run of the job into "nothing inserted".
         let inserted = self
             .conn
             .prepare_cached(
-                "INSERT INTO runs (id, job, state, reason, scheduled_for, queued_at, run_after) \
-                 VALUES (?1, ?2, 'queued', ?3, ?4, ?5, ?5) ON CONFLICT DO NOTHING",
+                "INSERT INTO runs (id, job, state, reason, scheduled_for, queued_at, run_after, requested_by, \
+                 rerun_of, forced) VALUES (?1, ?2, 'queued', ?3, ?4, ?5, ?5, ?6, ?7, ?8) ON CONFLICT DO NOTHING",
             )?
             .execute(params![
                 &id.0,
                 job,
-                reason.as_str(),
-                scheduled_for.map(|t| t.as_millisecond()),
-                now.as_millisecond()
+                r.reason.as_str(),
+                r.scheduled_for.map(|t| t.as_millisecond()),
+                now.as_millisecond(),
+                &r.requested_by,
+                r.rerun_of.as_ref().map(|run| &run.0),
+                r.forced
             ])?;
         Ok((inserted == 1).then_some(id))
+    }
+
+    /// Adds the events `run` consumed to its job's waiting summary, leaving out those waiting
+    /// already: the first half of handing them to the job's next run.
+    fn summarise_released(&mut self, run: &RunId) -> Result<(), StoreError> {
+        self.conn
+            .prepare_cached(
+                "INSERT INTO job_waiting (job, upstream, events, first_at, last_at) \
+                 SELECT job, upstream, COUNT(*), MIN(received_at), MAX(received_at) FROM job_inputs r \
+                 WHERE r.run_id = ?1 AND NOT EXISTS (SELECT 1 FROM job_inputs w WHERE w.job = r.job \
+                 AND w.event_id = r.event_id AND w.run_id IS NULL) GROUP BY job, upstream \
+                 ON CONFLICT (job, upstream) DO UPDATE SET events = events + excluded.events, \
+                 first_at = MIN(first_at, excluded.first_at), last_at = MAX(last_at, excluded.last_at)",
+            )?
+            .execute([&run.0])?;
+        Ok(())
+    }
+
+    fn release_events_now(&mut self, run: &RunId) -> Result<u64, StoreError> {
+        self.summarise_released(run)?;
+        let added = self
+            .conn
+            .prepare_cached(
+                "INSERT OR IGNORE INTO job_inputs (job, event_id, upstream, received_at) \
+                 SELECT job, event_id, upstream, received_at FROM job_inputs WHERE run_id = ?1",
+            )?
+            .execute([&run.0])?;
+        Ok(added as u64)
+    }
+
+    fn pauses_now(&mut self) -> Result<Vec<Pause>, StoreError> {
+        let mut select = self.conn.prepare_cached("SELECT * FROM job_pauses ORDER BY job")?;
+        let mut rows = select.query([])?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next()? {
+            out.push(rows::pause(row)?);
+        }
+        Ok(out)
+    }
+
+    fn resume_now(&mut self, job: &str) -> Result<Option<Pause>, StoreError> {
+        let mut delete = self.conn.prepare_cached("DELETE FROM job_pauses WHERE job = ?1 RETURNING *")?;
+        let mut rows = delete.query([job])?;
+        let pause = rows.next()?.map(rows::pause).transpose()?;
+        Ok(pause)
+    }
+
+    fn replay_facts_now(&mut self, event: &EventId) -> Result<Option<ReplayFacts>, StoreError> {
+        let mut select = self.conn.prepare_cached(
+            "SELECT e.id, e.source, e.subject_id, e.subject_name, e.status, e.test, e.repeat_of, e.received_at, \
+             EXISTS (SELECT 1 FROM unmatched u WHERE u.event_id = e.id) AS waits FROM events e WHERE e.id = ?1",
+        )?;
+        let mut rows = select.query([&event.0])?;
+        let Some(row) = rows.next()? else { return Ok(None) };
+        let waits: bool = row.get("waits")?;
+        Ok(Some(ReplayFacts { event: rows::unmatched(row)?, matched: !waits }))
     }
 
     fn first_seen_now(&mut self, jobs: &[String], now: Timestamp) -> Result<BTreeMap<String, Timestamp>, StoreError> {
@@ -191,14 +248,13 @@ impl SqliteDecide<'_> {
             }
             Transition::Fold { state, error, release_events, .. } => {
                 if *release_events {
-                    // The events wait again, for the queued run to consume.
+                    // The events wait again, for the queued run to consume (those waiting
+                    // already, replayed meanwhile, wait once).
+                    self.summarise_released(run)?;
                     self.conn
                         .prepare_cached(
-                            "INSERT INTO job_waiting (job, upstream, events, first_at, last_at) \
-                             SELECT job, upstream, COUNT(*), MIN(received_at), MAX(received_at) FROM job_inputs \
-                             WHERE run_id = ?1 GROUP BY job, upstream \
-                             ON CONFLICT (job, upstream) DO UPDATE SET events = events + excluded.events, \
-                             first_at = MIN(first_at, excluded.first_at), last_at = MAX(last_at, excluded.last_at)",
+                            "DELETE FROM job_inputs WHERE run_id = ?1 AND EXISTS (SELECT 1 FROM job_inputs w \
+                             WHERE w.job = job_inputs.job AND w.event_id = job_inputs.event_id AND w.run_id IS NULL)",
                         )?
                         .execute([&run.0])?;
                     self.conn
@@ -231,6 +287,7 @@ impl SqliteDecide<'_> {
             .prepare_cached(
                 "SELECT q.id FROM runs q WHERE q.state = 'queued' AND q.run_after <= ?1 \
                  AND NOT EXISTS (SELECT 1 FROM runs r WHERE r.job = q.job AND r.state = 'running') \
+                 AND (q.forced OR NOT EXISTS (SELECT 1 FROM job_pauses p WHERE p.job = q.job)) \
                  ORDER BY q.run_after, q.id LIMIT 1",
             )?
             .query_row([now_ms], |row| row.get(0))
@@ -294,11 +351,73 @@ impl DecideTx for SqliteDecide<'_> {
     fn insert_run<'a>(
         &'a mut self,
         job: &'a str,
-        reason: ReasonKind,
-        scheduled_for: Option<Timestamp>,
+        request: &'a RunRequest,
         now: Timestamp,
     ) -> Answer<'a, Option<RunId>> {
-        done(self.insert_run_now(job, reason, scheduled_for, now))
+        done(self.insert_run_now(job, request, now))
+    }
+
+    fn force_run<'a>(&'a mut self, run: &'a RunId) -> Answer<'a, ()> {
+        let forced = self
+            .conn
+            .prepare_cached("UPDATE runs SET forced = 1 WHERE id = ?1")
+            .and_then(|mut update| update.execute([&run.0]));
+        done(forced.map(drop).map_err(Into::into))
+    }
+
+    fn pauses(&mut self) -> Answer<'_, Vec<Pause>> {
+        done(self.pauses_now())
+    }
+
+    fn pause<'a>(&'a mut self, p: &'a Pause) -> Answer<'a, bool> {
+        let paused = self
+            .conn
+            .prepare_cached(
+                "INSERT OR IGNORE INTO job_pauses (job, paused_at, paused_by, reason) VALUES (?1, ?2, ?3, ?4)",
+            )
+            .and_then(|mut insert| insert.execute(params![&p.job, p.since.as_millisecond(), &p.by, &p.reason]));
+        done(paused.map(|n| n == 1).map_err(Into::into))
+    }
+
+    fn resume<'a>(&'a mut self, job: &'a str) -> Answer<'a, Option<Pause>> {
+        done(self.resume_now(job))
+    }
+
+    fn record_operation<'a>(&'a mut self, o: &'a Operation) -> Answer<'a, ()> {
+        let recorded = self
+            .conn
+            .prepare_cached(
+                "INSERT INTO operations (at, actor, verb, job, run_id, event_id, detail) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )
+            .and_then(|mut insert| {
+                insert.execute(params![
+                    o.at.as_millisecond(),
+                    &o.actor,
+                    &o.verb,
+                    &o.job,
+                    o.run_id.as_ref().map(|r| &r.0),
+                    o.event_id.as_ref().map(|e| &e.0),
+                    &o.detail
+                ])
+            });
+        done(recorded.map(drop).map_err(Into::into))
+    }
+
+    fn replay_facts<'a>(&'a mut self, event: &'a EventId) -> Answer<'a, Option<ReplayFacts>> {
+        done(self.replay_facts_now(event))
+    }
+
+    fn release_events<'a>(&'a mut self, run: &'a RunId) -> Answer<'a, u64> {
+        done(self.release_events_now(run))
+    }
+
+    fn skip_tick<'a>(&'a mut self, job: &'a str, tick_at: Timestamp, why: &'a str) -> Answer<'a, ()> {
+        let skipped = self
+            .conn
+            .prepare_cached("UPDATE schedule_ticks SET skipped = ?3 WHERE job = ?1 AND tick_at = ?2")
+            .and_then(|mut update| update.execute(params![job, tick_at.as_millisecond(), why]));
+        done(skipped.map(drop).map_err(Into::into))
     }
 
     fn first_seen<'a>(&'a mut self, jobs: &'a [String], now: Timestamp) -> Answer<'a, BTreeMap<String, Timestamp>> {
@@ -386,6 +505,13 @@ impl DecideTx for SqliteDecide<'_> {
 /// The job's waiting events become `run`'s: no longer waiting, no longer counted.
 fn take_waiting(conn: &Connection, run: &RunId, job: &str) -> Result<(), StoreError> {
     conn.prepare_cached("DELETE FROM job_waiting WHERE job = ?1")?.execute([job])?;
+    // A run consumes an event once: a retry (or a re-run) holding it already drops the
+    // waiting copy a replay or a re-run added meanwhile.
+    conn.prepare_cached(
+        "DELETE FROM job_inputs WHERE job = ?2 AND run_id IS NULL AND EXISTS \
+         (SELECT 1 FROM job_inputs r WHERE r.run_id = ?1 AND r.event_id = job_inputs.event_id)",
+    )?
+    .execute([&run.0, job])?;
     conn.prepare_cached("UPDATE job_inputs SET run_id = ?1 WHERE job = ?2 AND run_id IS NULL")?
         .execute([&run.0, job])?;
     Ok(())

@@ -6,7 +6,7 @@ use super::decide::SqliteDecide;
 use super::deliveries::Immediate;
 use crate::domain::ActionResult;
 use crate::domain::{Decision, EventId, Run, RunEvent, RunId};
-use crate::store::{BoxStream, JobOverview, RunFilter, StoreError, TxWork, rows};
+use crate::store::{BoxStream, JobOverview, Operation, OperationFilter, RunFilter, StoreError, TxWork, rows};
 use jiff::Timestamp;
 use rusqlite::Connection;
 use sqlx::Row;
@@ -127,10 +127,13 @@ impl SqliteStore {
 
     /// The runs (by job) that consumed an event.
     pub async fn runs_of_event(&self, event: &EventId) -> Result<Vec<(String, Option<RunId>)>, StoreError> {
-        let rows = sqlx::query("SELECT job, run_id FROM job_inputs WHERE event_id = ?1 ORDER BY job")
-            .bind(&event.0)
-            .fetch_all(&self.reads)
-            .await?;
+        // Per job: the runs that consumed it, oldest first (re-runs after the run they repeat),
+        // then its waiting row if it waits.
+        let rows =
+            sqlx::query("SELECT job, run_id FROM job_inputs WHERE event_id = ?1 ORDER BY job, run_id IS NULL, run_id")
+                .bind(&event.0)
+                .fetch_all(&self.reads)
+                .await?;
         rows.iter().map(|r| Ok((r.try_get("job")?, r.try_get::<Option<String>, _>("run_id")?.map(RunId)))).collect()
     }
 
@@ -165,7 +168,39 @@ impl SqliteStore {
             Some(run) => Some(self.complete(run).await?),
             None => None,
         };
-        Ok(JobOverview { job: job.to_string(), waiting, queued, running, last })
+        let paused = sqlx::query("SELECT * FROM job_pauses WHERE job = ?1")
+            .bind(job)
+            .fetch_optional(&self.reads)
+            .await?
+            .as_ref()
+            .map(rows::pause)
+            .transpose()?;
+        let skipped_ticks = sqlx::query_scalar::<_, i64>(
+            "SELECT tick_at FROM schedule_ticks WHERE job = ?1 AND skipped IS NOT NULL ORDER BY tick_at DESC LIMIT 5",
+        )
+        .bind(job)
+        .fetch_all(&self.reads)
+        .await?
+        .into_iter()
+        .map(rows::millis)
+        .collect::<Result<_, _>>()?;
+        Ok(JobOverview { job: job.to_string(), waiting, queued, running, last, paused, skipped_ticks })
+    }
+
+    /// Operator verbs, newest first, of a job, a run or an event.
+    pub async fn operations(&self, filter: &OperationFilter) -> Result<Vec<Operation>, StoreError> {
+        let limit = i64::from(if filter.limit == 0 { u32::MAX } else { filter.limit });
+        let rows = sqlx::query(
+            "SELECT * FROM operations WHERE (?1 IS NULL OR job = ?1) AND (?2 IS NULL OR run_id = ?2) \
+             AND (?3 IS NULL OR event_id = ?3) ORDER BY id DESC LIMIT ?4",
+        )
+        .bind(&filter.job)
+        .bind(filter.run_id.as_ref().map(|r| &r.0))
+        .bind(filter.event_id.as_ref().map(|e| &e.0))
+        .bind(limit)
+        .fetch_all(&self.reads)
+        .await?;
+        rows.iter().map(rows::operation).collect()
     }
 }
 
