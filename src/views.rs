@@ -208,3 +208,74 @@ pub async fn explain(store: &Store, id: &EventId) -> Result<Option<Explained>, S
     let operations = store.operations(&OperationFilter { event_id: Some(id.clone()), ..Default::default() }).await?;
     Ok(Some(Explained { event, decisions, runs, operations }))
 }
+
+/// How many of a run's events `runs --id` and `GET /api/runs/{id}` list (all of them are in
+/// the store; `event_count` says how many).
+pub const RUN_DETAIL_EVENTS: usize = 100;
+
+/// One run whole, for `handoff runs --id RUN` and `GET /api/runs/{id}`: the run, the first
+/// [`RUN_DETAIL_EVENTS`] events it consumed, and the verbs done to it.
+#[derive(Debug, Clone)]
+pub struct RunDetail {
+    pub run: Run,
+    pub events: Vec<crate::domain::RunEvent>,
+    pub operations: Vec<Operation>,
+}
+
+impl RunDetail {
+    /// [`run_json`] plus `event_count`, `consumed` (the events, each with its source, subject
+    /// and status), `operations`, and per action its `duration_ms` and `link` (a dbt Cloud
+    /// run's page).
+    pub fn to_json(&self) -> Value {
+        let mut value = run_json(&self.run);
+        value["event_count"] = json!(self.run.events.len());
+        value["consumed"] = json!(
+            self.events
+                .iter()
+                .map(|e| json!({
+                    "id": e.id,
+                    "source": e.source,
+                    "subject": { "id": e.subject.id, "name": e.subject.name },
+                    "status": e.status,
+                }))
+                .collect::<Vec<_>>()
+        );
+        value["operations"] = json!(self.operations.iter().map(operation_json).collect::<Vec<_>>());
+        if let Some(actions) = value["actions"].as_array_mut() {
+            for (json, action) in actions.iter_mut().zip(&self.run.actions) {
+                json["duration_ms"] = json!(action_duration(action).map(|d| d.as_millis() as u64));
+                json["link"] = json!(action_link(action));
+            }
+        }
+        value
+    }
+}
+
+/// How long an action took (so far, for one still running: `None`).
+pub fn action_duration(action: &crate::domain::ActionResult) -> Option<std::time::Duration> {
+    let end = action.finished_at?;
+    std::time::Duration::try_from(end.duration_since(action.started_at)).ok()
+}
+
+/// The page of what an action started elsewhere: a dbt Cloud run's URL.
+pub fn action_link(action: &crate::domain::ActionResult) -> Option<String> {
+    if action.kind != "dbt_cloud" {
+        return None;
+    }
+    action.output.as_deref().and_then(crate::actions::dbt_cloud::Triggered::from_output).map(|t| t.run_url)
+}
+
+/// Run `id` whole; `None` when there is no such run.
+pub async fn run_detail(store: &Store, id: &RunId) -> Result<Option<RunDetail>, StoreError> {
+    use futures_util::StreamExt;
+    let Some(run) = store.run(id).await? else { return Ok(None) };
+    let mut events = Vec::new();
+    let mut stream = store.run_events(id).take(RUN_DETAIL_EVENTS);
+    while let Some(event) = stream.next().await {
+        events.push(event?);
+    }
+    drop(stream);
+    let filter = OperationFilter { run_id: Some(id.clone()), limit: 100, ..Default::default() };
+    let operations = store.operations(&filter).await?;
+    Ok(Some(RunDetail { run, events, operations }))
+}

@@ -5,7 +5,7 @@
 
 use super::Failure;
 use crate::config::Config;
-use crate::domain::{EventId, ReasonKind, Run};
+use crate::domain::{EventId, ReasonKind, Run, RunId};
 use crate::store::{RunFilter, Store};
 use crate::views::{self, rfc3339, run_json};
 use serde_json::json;
@@ -19,6 +19,10 @@ pub struct RunsArgs {
     /// Only runs of this job.
     #[arg(long)]
     job: Option<String>,
+    /// Show this one run whole: its events, each action per attempt with timing, error, link
+    /// and output tail, and the verbs done to it.
+    #[arg(long, value_name = "RUN", conflicts_with = "job")]
+    id: Option<String>,
     /// At most this many runs.
     #[arg(long, default_value_t = 50)]
     limit: u32,
@@ -79,6 +83,17 @@ fn notes(run: &Run) -> String {
 
 pub async fn runs(config: &Config, args: &RunsArgs) -> Result<(), Failure> {
     let store = Store::open_existing(&config.store).await.map_err(failed)?;
+    if let Some(id) = &args.id {
+        let Some(detail) = views::run_detail(&store, &RunId(id.clone())).await.map_err(failed)? else {
+            return Err(Failure::usage(format!("no run {id} in {}", config.store_url)));
+        };
+        if args.json {
+            print_json(&detail.to_json());
+        } else {
+            print!("{}", run_text(&detail));
+        }
+        return Ok(());
+    }
     let runs = store.runs(&RunFilter { job: args.job.clone(), limit: args.limit }).await.map_err(failed)?;
     if args.json {
         print_json(&json!(runs.iter().map(run_json).collect::<Vec<_>>()));
@@ -102,6 +117,66 @@ pub async fn runs(config: &Config, args: &RunsArgs) -> Result<(), Failure> {
         );
     }
     Ok(())
+}
+
+/// The lines of an action's output `runs --id` shows (the store keeps a longer tail).
+const OUTPUT_LINES: usize = 20;
+
+/// `handoff runs --id RUN` as text.
+fn run_text(detail: &views::RunDetail) -> String {
+    use std::fmt::Write;
+    let run = &detail.run;
+    let mut out = String::new();
+    let _ = writeln!(out, "run {} of job {}: {}{}", run.id, run.job, run.state, notes(run));
+    let _ = writeln!(out, "  reason:   {}", reason_words(run));
+    let _ = writeln!(out, "  attempt:  {}", run.attempt);
+    let _ = writeln!(out, "  queued:   {}", rfc3339(run.queued_at));
+    if let Some(t) = run.started_at {
+        let _ = writeln!(out, "  started:  {}", rfc3339(t));
+    }
+    if let Some(t) = run.finished_at {
+        let _ = writeln!(out, "  finished: {}", rfc3339(t));
+    }
+    let _ = writeln!(out, "  events:   {}", run.events.len());
+    for e in &detail.events {
+        let _ = writeln!(out, "    {}  {}  {}  {}", e.id, e.source, e.subject.label(), e.status);
+    }
+    if run.events.len() > detail.events.len() {
+        let _ = writeln!(out, "    … and {} more", run.events.len() - detail.events.len());
+    }
+    if run.actions.is_empty() {
+        let _ = writeln!(out, "  actions:  none started");
+    }
+    for a in &run.actions {
+        let took = views::action_duration(a).map(|d| format!(", took {}", crate::domain::words(d))).unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "  action {} ({}), attempt {}: {}, started {}{took}",
+            a.name,
+            a.kind,
+            a.attempt,
+            a.state,
+            rfc3339(a.started_at)
+        );
+        if let Some(error) = &a.error {
+            let _ = writeln!(out, "    error: {error}");
+        }
+        if let Some(link) = views::action_link(a) {
+            let _ = writeln!(out, "    link:  {link}");
+        }
+        if let Some(output) = a.output.as_deref().filter(|o| !o.trim().is_empty()) {
+            let lines: Vec<&str> = output.lines().collect();
+            let _ = writeln!(out, "    output (last {} lines):", lines.len().min(OUTPUT_LINES));
+            for line in &lines[lines.len().saturating_sub(OUTPUT_LINES)..] {
+                let _ = writeln!(out, "      {line}");
+            }
+        }
+    }
+    for o in &detail.operations {
+        let detail = o.detail.as_ref().map(|d| format!(": {d}")).unwrap_or_default();
+        let _ = writeln!(out, "  {} {} by {}{detail}", rfc3339(o.at), o.verb, o.actor);
+    }
+    out
 }
 
 pub async fn jobs(config: &Config, args: &JobsArgs) -> Result<(), Failure> {

@@ -227,10 +227,46 @@ async fn an_unknown_run_event_or_job_is_exit_2_with_a_message_naming_it() {
         (vec!["run", "ghost", "--force"], "ghost"),
         (vec!["pause", "ghost"], "ghost"),
         (vec!["resume", "ghost"], "ghost"),
+        (vec!["runs", "--id", "no-such-run"], "no-such-run"),
     ] {
         let out = handoff(&app, &args).await;
         assert_eq!(out.code, Some(2), "{args:?}: {}", out.stderr);
         assert!(out.stderr.contains(named), "{args:?}: {}", out.stderr);
         assert!(out.stdout.is_empty(), "{args:?}: {}", out.stdout);
+    }
+}
+
+#[tokio::test]
+async fn runs_id_shows_one_run_whole_its_events_each_attempts_actions_and_the_verbs_done_to_it() {
+    let app = app_with_a_job().await;
+    let event = deliver_done(&app, "loader", "orders", "success").await;
+    let first = wait_for_runs(&app, "the failed run", |r| finished(r, 1)).await.remove(0);
+    std::fs::write(app.dir.path().join("ok"), "").unwrap();
+    let rerun = printed(&handoff(&app, &["rerun", &first.id.0]).await);
+    wait_for_runs(&app, "the re-run", |r| finished(r, 2)).await;
+
+    let failed = json(&handoff(&app, &["runs", "--id", &first.id.0, "--json"]).await);
+    assert_eq!(failed["id"], first.id.0.as_str());
+    assert_eq!(failed["state"], "failed");
+    assert_eq!(failed["event_count"], 1);
+    assert_eq!(failed["consumed"][0]["id"], event.as_str());
+    assert_eq!(failed["consumed"][0]["source"], "loader");
+    assert!(failed["consumed"][0]["subject"].to_string().contains("\"orders\""), "{failed}");
+    let action = &failed["actions"][0];
+    assert_eq!((action["kind"].as_str(), action["state"].as_str()), (Some("command"), Some("failed")));
+    assert!(action["error"].as_str().unwrap().contains("exit"), "{action}");
+    assert!(action["duration_ms"].is_u64(), "{action}");
+
+    let again = json(&handoff(&app, &["runs", "--id", &rerun, "--json"]).await);
+    assert_eq!(again["reason"]["of"], first.id.0.as_str());
+    assert_eq!(again["consumed"][0]["id"], event.as_str(), "the re-run consumed the same event");
+    assert_eq!(again["actions"][0]["state"], "succeeded");
+
+    let text = handoff(&app, &["runs", "--id", &first.id.0]).await;
+    assert_eq!(text.code, Some(0), "{}", text.stderr);
+    for expected in
+        [format!("run {} of job transform: failed", first.id), "events:   1".into(), event.clone(), "error:".into()]
+    {
+        assert!(text.stdout.contains(&expected), "{expected:?} in:\n{}", text.stdout);
     }
 }
