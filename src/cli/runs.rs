@@ -77,7 +77,7 @@ fn notes(run: &Run) -> String {
 }
 
 pub async fn runs(config: &Config, args: &RunsArgs) -> Result<(), Failure> {
-    let store = Store::open_existing(&config.store).await.map_err(failed)?;
+    let store = super::open_to_read(config).await?;
     let runs = store.runs(&RunFilter { job: args.job.clone(), limit: args.limit }).await.map_err(failed)?;
     if args.json {
         print_json(&json!(runs.iter().map(run_json).collect::<Vec<_>>()));
@@ -131,7 +131,7 @@ pub async fn run(config: &Config, args: &RunArgs) -> Result<(), Failure> {
 }
 
 pub async fn jobs(config: &Config, args: &JobsArgs) -> Result<(), Failure> {
-    let store = match Store::open_existing(&config.store).await {
+    let store = match Store::open_existing(super::store_to_read(config)?).await {
         Ok(store) => Some(store),
         Err(crate::store::StoreError::Missing(_)) => None,
         Err(e) => return Err(failed(e)),
@@ -175,7 +175,7 @@ pub async fn jobs(config: &Config, args: &JobsArgs) -> Result<(), Failure> {
 }
 
 pub async fn explain(config: &Config, args: &ExplainArgs) -> Result<(), Failure> {
-    let store = Store::open_existing(&config.store).await.map_err(failed)?;
+    let store = super::open_to_read(config).await?;
     let id = EventId(args.event_id.clone());
     let Some(explained) = views::explain(&store, &id).await.map_err(failed)? else {
         return Err(Failure::runtime(format!("no event {} in {}", args.event_id, config.store_url)));
