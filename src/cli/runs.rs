@@ -178,7 +178,7 @@ pub async fn explain(config: &Config, args: &ExplainArgs) -> Result<(), Failure>
     let store = super::open_to_read(config).await?;
     let id = EventId(args.event_id.clone());
     let Some(explained) = views::explain(&store, &id).await.map_err(failed)? else {
-        return Err(Failure::runtime(format!("no event {} in {}", args.event_id, config.store_url)));
+        return Err(Failure::usage(format!("no event {} in {}", args.event_id, config.store_url)));
     };
     if args.json {
         print_json(&explained.to_json());

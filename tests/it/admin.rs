@@ -372,3 +372,22 @@ async fn check_says_where_the_admin_api_is_with_token_names_and_roles_but_never_
         run(handoff(&["check", "--config", text(&config)])).await.ok().contains("admin API: off (no [admin] tokens)")
     );
 }
+
+#[tokio::test]
+async fn serve_logs_where_the_admin_api_listens_and_never_a_token() {
+    let dir = tempfile::tempdir().unwrap();
+    write_secrets(dir.path());
+    let config = "[sources.loader]\nkind = \"hmac\"\nsecret = { file = \"hmac\" }\n\
+                  [admin]\ntokens = [{ name = \"ops\", role = \"operate\", token = { env = \"HANDOFF_IT_ADMIN_TOKEN\" } }]\n";
+    let server = ServerProcess::start_with_env(dir.path(), config, &[("HANDOFF_IT_ADMIN_TOKEN", OPS_TOKEN)]).await;
+    let client = reqwest::Client::new();
+    let events = format!("{}/api/events", server.base);
+    assert_eq!(client.get(&events).bearer_auth(OPS_TOKEN).send().await.unwrap().status(), 200);
+    assert_eq!(client.get(&events).bearer_auth("a-wrong-token-guessed-here").send().await.unwrap().status(), 401);
+    let base = server.base.clone();
+    let (status, log) = server.terminate();
+    assert!(status.success(), "{log}");
+    assert!(log.contains(&format!("admin_api={base}/api/")), "the start line says where:\n{log}");
+    assert!(log.contains("admin API request refused"), "{log}");
+    assert!(!log.contains(OPS_TOKEN) && !log.contains("a-wrong-token-guessed-here"), "a token was logged:\n{log}");
+}

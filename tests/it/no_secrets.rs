@@ -109,6 +109,9 @@ async fn events_runs_jobs_and_explain_work_with_no_secret_set() {
     assert_eq!(explained["runs"][0]["job"], "load");
     assert!(explained["runs"][0]["run_id"].is_string(), "{explained}");
 
+    let unknown = without_secrets(&["explain", "0190-no-such-event", "--config", config]).await;
+    assert!(unknown.failed(2).contains("no event 0190-no-such-event"), "{}", unknown.stderr);
+
     let table = without_secrets(&["runs", "--config", config]).await;
     assert_eq!(table.ok().lines().count(), 3, "a header and two runs:\n{}", table.stdout);
 
