@@ -184,7 +184,8 @@ impl<S: Send + Sync> FromRequestParts<S> for Operator {
         match caller.role {
             Role::Operate => Ok(Operator(Actor::token(&caller.name))),
             Role::Read => Err(AdminError::Forbidden(format!(
-                "token `{}` has the read role; {} {} needs an operate token",
+                // Nested under /api, the router sees the path without it.
+                "token `{}` has the read role; {} /api{} needs an operate token",
                 caller.name,
                 parts.method,
                 parts.uri.path()
@@ -262,7 +263,7 @@ pub fn routes(state: AppState) -> Router<AppState> {
     }
     router
         .fallback(|request: Request| async move {
-            AdminError::NotFound(format!("no admin API path {}", crate::telemetry::shown(request.uri().path())))
+            AdminError::NotFound(format!("no admin API path /api{}", crate::telemetry::shown(request.uri().path())))
         })
         .method_not_allowed_fallback(|| async { AdminError::MethodNotAllowed })
         .layer(middleware::from_fn_with_state(state, authenticate))
