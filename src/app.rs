@@ -38,6 +38,9 @@ pub enum AppError {
     Lock { path: PathBuf, source: std::io::Error },
     #[error("{0}; the server stopped too (restart handoff; the log above says why)")]
     Stopped(String),
+    /// A config loaded without its secrets holds random stand-ins: it must never serve.
+    #[error("this config was loaded without its secrets (as the read commands load it); the server needs them")]
+    SecretsNotRead,
 }
 
 pub struct App {
@@ -96,6 +99,9 @@ impl App {
         listener: TcpListener,
         options: StoreOptions,
     ) -> Result<App, AppError> {
+        if config.secrets != crate::config::Secrets::Resolve {
+            return Err(AppError::SecretsNotRead);
+        }
         let admin_listener = match config.admin.as_ref().and_then(|a| a.listen) {
             Some(addr) => Some(TcpListener::bind(addr).await.map_err(|source| AppError::Bind { addr, source })?),
             None => None,
@@ -296,6 +302,19 @@ mod tests {
         tokio::task::yield_now().await;
         let (failure, _) = supervise(&stop, &mut scheduling, async {}).await;
         assert_eq!(failure, None);
+    }
+
+    #[tokio::test]
+    async fn a_config_loaded_without_its_secrets_never_serves() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("handoff.toml");
+        std::fs::write(&path, "[sources.s]\nkind = \"hmac\"\nsecret = { env = \"HANDOFF_TEST_UNSET_SERVE\" }\n")
+            .unwrap();
+        let config = Config::load_with(&path, crate::config::Secrets::Skip).unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let refused = App::build_with_listener(config, listener, StoreOptions::default()).await;
+        assert!(matches!(refused, Err(AppError::SecretsNotRead)));
+        assert!(!dir.path().join("handoff.db").exists(), "refused before the store is opened");
     }
 
     #[tokio::test]
