@@ -392,3 +392,37 @@ async fn serve_logs_where_the_admin_api_listens_and_never_a_token() {
     assert!(log.contains("admin API request refused"), "{log}");
     assert!(!log.contains(OPS_TOKEN) && !log.contains("a-wrong-token-guessed-here"), "a token was logged:\n{log}");
 }
+
+#[tokio::test]
+async fn a_store_that_cannot_answer_is_a_503_with_a_json_error_and_the_api_recovers_with_it() {
+    use sqlx::Connection;
+    let (dir, config) = admin_config("");
+    let options = StoreOptions {
+        busy_timeout: std::time::Duration::from_secs(1),
+        commit_timeout: std::time::Duration::from_secs(1),
+        ..Default::default()
+    };
+    let app = TestApp::spawn_in(dir, &config, options).await;
+    let db = app.dir.path().join("handoff.db");
+    let mut other = sqlx::SqliteConnection::connect(&format!("sqlite://{}", db.display())).await.unwrap();
+
+    // Another process holds the write lock: the verb cannot write.
+    sqlx::query("BEGIN IMMEDIATE").execute(&mut other).await.unwrap();
+    let (status, headers, body) = api(&app, "POST", "/jobs/load/run", Some(OPS_TOKEN)).await;
+    assert_eq!((status, &body), (503, &json!({ "error": "the store is unavailable right now; retry later" })));
+    assert_eq!(headers["retry-after"], "5");
+    sqlx::query("ROLLBACK").execute(&mut other).await.unwrap();
+
+    // A read whose table is gone.
+    sqlx::query("ALTER TABLE runs RENAME TO runs_elsewhere").execute(&mut other).await.unwrap();
+    let (status, _, body) = api(&app, "GET", "/runs", Some(VIEWER_TOKEN)).await;
+    assert_eq!(status, 503, "{body}");
+    assert!(!body.to_string().contains("runs_elsewhere"), "no internals in the answer: {body}");
+    sqlx::query("ALTER TABLE runs_elsewhere RENAME TO runs").execute(&mut other).await.unwrap();
+    other.close().await.unwrap();
+
+    let (status, _, body) = api(&app, "POST", "/jobs/load/run", Some(OPS_TOKEN)).await;
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(get(&app, "/runs").await.as_array().unwrap().len(), 1);
+    app.stop().await;
+}
