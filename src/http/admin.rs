@@ -238,6 +238,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/jobs/{job}/run"),
     ("GET", "/runs"),
     ("GET", "/runs/{id}"),
+    ("POST", "/runs/{id}/cancel"),
     ("GET", "/openapi.json"),
 ];
 
@@ -250,6 +251,7 @@ fn handler(method: &str, path: &str) -> MethodRouter<AppState> {
         ("POST", "/jobs/{job}/run") => post(run_job),
         ("GET", "/runs") => get(list_runs),
         ("GET", "/runs/{id}") => get(show_run),
+        ("POST", "/runs/{id}/cancel") => post(cancel_run),
         ("GET", "/openapi.json") => get(openapi),
         _ => unreachable!("every entry of ROUTES has a handler: {method} {path}"),
     }
@@ -376,6 +378,11 @@ async fn start_run(state: &AppState, job: &str, actor: &Actor) -> Result<Run, Op
     state.wake.notify_one();
     let run = state.store.run(&id).await?;
     run.ok_or_else(|| OperateError::NotFound(format!("run {id} of job {job} is gone")))
+}
+
+async fn cancel_run(State(state): State<AppState>, Operator(actor): Operator, Param(id): Param) -> Answer {
+    let run = crate::operate::cancel::cancel(&state.store, &RunId(id), &actor).await?;
+    accepted(views::run_json(&run))
 }
 
 async fn openapi() -> Response {

@@ -12,7 +12,7 @@ const OPS_TOKEN: &str = "ops-token-4f1c2a9e7b3d5f60";
 const VIEWER_TOKEN: &str = "viewer-token-8e2b6d1f0a4c9e37";
 
 /// A folder with the secret files, the token files and a config: one hmac source
-/// `orchestrator`, job `load` fed by it, and the admin API with an `operate` token `ops` and a
+/// `orchestrator`, job `load` fed by it, job `slow` (`sleep 30`, fed by no test delivery), and the admin API with an `operate` token `ops` and a
 /// `read` token `viewer` (from files); `admin_lines` adds to `[admin]`.
 fn admin_config(admin_lines: &str) -> (tempfile::TempDir, String) {
     let dir = tempfile::tempdir().unwrap();
@@ -22,6 +22,7 @@ fn admin_config(admin_lines: &str) -> (tempfile::TempDir, String) {
     let config = format!(
         "[sources.orchestrator]\nkind = \"hmac\"\nsecret = {{ file = \"hmac\" }}\n\
          [jobs.load]\nafter = [\"orchestrator\"]\n[[jobs.load.actions]]\nkind = \"command\"\nprogram = \"true\"\n\
+         [jobs.slow]\nafter = [\"orchestrator:never\"]\n[[jobs.slow.actions]]\nkind = \"command\"\nprogram = \"sleep\"\nargs = [\"30\"]\n\
          [admin]\n{admin_lines}tokens = [\n\
            {{ name = \"ops\", role = \"operate\", token = {{ file = \"ops_token\" }} }},\n\
            {{ name = \"viewer\", role = \"read\", token = {{ file = \"viewer_token\" }} }},\n]\n"
@@ -185,6 +186,7 @@ async fn the_api_answers_the_same_json_as_the_clis_json_for_the_same_store() {
     let jobs = get(&app, "/jobs").await;
     assert_eq!(jobs, cli_json(&app, &["jobs"]).await);
     assert_eq!(get(&app, "/jobs/load").await, jobs[0]);
+    assert_eq!(get(&app, "/jobs/slow").await, jobs[1]);
     app.stop().await;
 }
 
@@ -210,6 +212,45 @@ async fn unknown_ids_are_404_naming_them_and_bad_parameters_are_400() {
     let (status, _, body) = api(&app, "DELETE", "/events", Some(OPS_TOKEN)).await;
     assert_eq!(status, 405, "{body}");
     assert!(body["error"].is_string(), "{body}");
+    app.stop().await;
+}
+
+/// Starts job `slow` through the API and waits until it runs; its run id.
+async fn running_slow_run(app: &TestApp) -> String {
+    let (status, _, run) = api(app, "POST", "/jobs/slow/run", Some(OPS_TOKEN)).await;
+    assert_eq!(status, 202, "{run}");
+    let id = run["id"].as_str().unwrap().to_string();
+    wait_for_runs(app, "the slow run to start", |runs| {
+        runs.iter().any(|r| r.id.0 == id && r.state == RunState::Running)
+    })
+    .await;
+    id
+}
+
+#[tokio::test]
+async fn an_operate_token_cancels_a_running_run_recorded_as_the_tokens_name() {
+    let app = admin_app("").await;
+    let id = running_slow_run(&app).await;
+    let (status, _, body) = api(&app, "POST", &format!("/runs/{id}/cancel"), Some(VIEWER_TOKEN)).await;
+    assert_eq!(status, 403, "{body}");
+
+    let (status, _, run) = api(&app, "POST", &format!("/runs/{id}/cancel"), Some(OPS_TOKEN)).await;
+    assert_eq!(status, 202, "{run}");
+    assert_eq!(run["id"], id.as_str());
+    assert_eq!(run["cancel_requested_by"], "token:ops", "{run}");
+    let runs = wait_for_runs(&app, "the run to end cancelled", |runs| {
+        runs.iter().any(|r| r.id.0 == id && r.state == RunState::Cancelled)
+    })
+    .await;
+    assert_eq!(runs.len(), 1, "no retry: {runs:?}");
+    let shown = get(&app, &format!("/runs/{id}")).await;
+    assert_eq!((&shown["state"], &shown["cancelled_by"]), (&json!("cancelled"), &json!("token:ops")), "{shown}");
+
+    let (status, _, body) = api(&app, "POST", &format!("/runs/{id}/cancel"), Some(OPS_TOKEN)).await;
+    assert_eq!(status, 409, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("already cancelled"), "{body}");
+    let (status, _, body) = api(&app, "POST", "/runs/0190-no-such-run/cancel", Some(OPS_TOKEN)).await;
+    assert_eq!((status, body), (404, json!({ "error": "no run 0190-no-such-run" })));
     app.stop().await;
 }
 
@@ -301,8 +342,10 @@ async fn every_documented_path_answers_with_its_documented_shape_and_every_route
         assert!(doc["components"]["schemas"][schema].is_object(), "schema {schema} is documented");
     }
     let run_id = get(&app, "/runs").await[0]["id"].as_str().unwrap().to_string();
+    let running = running_slow_run(&app).await;
     let concrete = |path: &str| {
         path.trim_start_matches("/api")
+            .replace("/runs/{id}/cancel", &format!("/runs/{running}/cancel"))
             .replace("/events/{id}", &format!("/events/{}", ids[0]))
             .replace("/runs/{id}", &format!("/runs/{run_id}"))
             .replace("{job}", "load")
