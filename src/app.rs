@@ -6,7 +6,7 @@
 use crate::config::{Config, StoreLocation};
 use crate::http::limits::{PeerBudgets, SourceLimits};
 use crate::http::reject_log::RejectLog;
-use crate::http::{AppState, BodyMemory, Health, router, server};
+use crate::http::{AppState, BodyMemory, Health, admin_router, router, server};
 use crate::scheduler::service::Scheduler;
 use crate::scheduler::tick;
 use crate::store::{Store, StoreError, StoreOptions};
@@ -38,11 +38,16 @@ pub enum AppError {
     Lock { path: PathBuf, source: std::io::Error },
     #[error("{0}; the server stopped too (restart handoff; the log above says why)")]
     Stopped(String),
+    /// A config loaded without its secrets holds random stand-ins: it must never serve.
+    #[error("this config was loaded without its secrets (as the read commands load it); the server needs them")]
+    SecretsNotRead,
 }
 
 pub struct App {
     state: AppState,
     listener: TcpListener,
+    /// `[admin] listen`: the admin API's own listener.
+    admin_listener: Option<TcpListener>,
     /// This replica in `runs.owner`.
     owner: Arc<str>,
     /// Held for the server's life: one server per SQLite file.
@@ -94,6 +99,13 @@ impl App {
         listener: TcpListener,
         options: StoreOptions,
     ) -> Result<App, AppError> {
+        if config.secrets != crate::config::Secrets::Resolve {
+            return Err(AppError::SecretsNotRead);
+        }
+        let admin_listener = match config.admin.as_ref().and_then(|a| a.listen) {
+            Some(addr) => Some(TcpListener::bind(addr).await.map_err(|source| AppError::Bind { addr, source })?),
+            None => None,
+        };
         let lock = lock_store(&config.store)?;
         let commit_timeout = options.commit_timeout;
         let store = Store::open(&config.store, options).await?;
@@ -129,7 +141,7 @@ impl App {
             source_limits,
             rejections: Arc::new(RejectLog::default()),
         };
-        Ok(App { state, listener, owner, _lock: lock })
+        Ok(App { state, listener, admin_listener, owner, _lock: lock })
     }
 
     /// This replica as recorded on the runs it claims (`host/start-id`).
@@ -139,6 +151,15 @@ impl App {
 
     pub fn local_addr(&self) -> SocketAddr {
         self.listener.local_addr().expect("a bound listener has an address")
+    }
+
+    /// Where the admin API answers (`/api/` on this address), `None` when it is off.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.state.config.admin.as_ref()?;
+        Some(match &self.admin_listener {
+            Some(listener) => listener.local_addr().expect("a bound listener has an address"),
+            None => self.local_addr(),
+        })
     }
 
     /// Serves and schedules until `shutdown` resolves; then stops intake, finishes in-flight
@@ -178,6 +199,11 @@ impl App {
         // A request in flight at stop has at most its body timeout, then its commit, to finish.
         let drain = limits.body_timeout + self.state.commit_timeout + std::time::Duration::from_secs(2);
         let metrics = self.state.metrics.clone();
+        let admin_serving = self.admin_listener.map(|listener| {
+            let app = admin_router(self.state.clone());
+            let (limits, metrics) = (limits.clone(), metrics.clone());
+            tokio::spawn(server::serve(listener, app, limits, metrics, stop.clone(), drain))
+        });
         let app = router(self.state);
         let serving = tokio::spawn(server::serve(self.listener, app, limits, metrics, stop.clone(), drain));
 
@@ -191,10 +217,17 @@ impl App {
         if !scheduler_done {
             let _ = scheduling.await;
         }
-        let served = match serving.await {
+        let mut served = match serving.await {
             Ok(served) => served.map_err(AppError::Serve),
             Err(err) => Err(AppError::Stopped(format!("the HTTP server panicked: {err}"))),
         };
+        if let Some(admin_serving) = admin_serving {
+            let admin_served = match admin_serving.await {
+                Ok(served) => served.map_err(AppError::Serve),
+                Err(err) => Err(AppError::Stopped(format!("the admin API's HTTP server panicked: {err}"))),
+            };
+            served = served.and(admin_served);
+        }
         // What was folded since the last interval still reaches the log.
         let _ = logging.await;
         rejections.drain();
@@ -269,6 +302,19 @@ mod tests {
         tokio::task::yield_now().await;
         let (failure, _) = supervise(&stop, &mut scheduling, async {}).await;
         assert_eq!(failure, None);
+    }
+
+    #[tokio::test]
+    async fn a_config_loaded_without_its_secrets_never_serves() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("handoff.toml");
+        std::fs::write(&path, "[sources.s]\nkind = \"hmac\"\nsecret = { env = \"HANDOFF_TEST_UNSET_SERVE\" }\n")
+            .unwrap();
+        let config = Config::load_with(&path, crate::config::Secrets::Skip).unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let refused = App::build_with_listener(config, listener, StoreOptions::default()).await;
+        assert!(matches!(refused, Err(AppError::SecretsNotRead)));
+        assert!(!dir.path().join("handoff.db").exists(), "refused before the store is opened");
     }
 
     #[tokio::test]

@@ -1,9 +1,18 @@
-//! `handoff check`: validate the config; print each source's URL and how it authenticates.
+//! `handoff check`: validate the config; print each source's URL and how it authenticates,
+//! whether the admin API is on and where. `--no-secrets` checks everything but the secrets.
 
 use super::Failure;
 use crate::actions::ActionKind;
-use crate::config::Config;
+use crate::config::{Config, Secrets};
 use crate::sources::describe_auth;
+
+#[derive(Debug, clap::Args)]
+pub struct CheckArgs {
+    /// Check everything but the secrets: references are checked for their form, not read (for
+    /// a laptop or CI where the production secrets are not set).
+    #[arg(long)]
+    pub no_secrets: bool,
+}
 
 pub fn run(config: &Config) -> Result<(), Failure> {
     print!("{}", summary(config));
@@ -12,9 +21,26 @@ pub fn run(config: &Config) -> Result<(), Failure> {
 
 /// The report `check` prints; names where secrets come from, never their values.
 pub fn summary(config: &Config) -> String {
-    let mut out = format!("{}: ok\n", config.path.display());
+    let mut out = match config.secrets {
+        Secrets::Resolve => format!("{}: ok\n", config.path.display()),
+        Secrets::Skip => {
+            format!(
+                "{}: ok, except secrets: not read (--no-secrets); `handoff check` reads them\n",
+                config.path.display()
+            )
+        }
+    };
     out += &format!("listen: http://{}\n", config.listen);
     out += &format!("store:  {}\n", config.store_url);
+    out += &match &config.admin {
+        None => "admin API: off (no [admin] tokens)\n".to_string(),
+        Some(admin) => {
+            let addr = admin.listen.unwrap_or(config.listen);
+            let tokens: Vec<String> =
+                admin.tokens.iter().map(|t| format!("{} ({}, from {})", t.name, t.role, t.from)).collect();
+            format!("admin API: on at http://{addr}/api/, tokens: {}\n", tokens.join(", "))
+        }
+    };
     if !config.trusted_proxies.is_empty() {
         let proxies: Vec<String> = config.trusted_proxies.iter().map(ToString::to_string).collect();
         out += &format!("trusted proxies: {}\n", proxies.join(", "));

@@ -3,7 +3,7 @@
 use super::Failure;
 use crate::config::Config;
 use crate::domain::Event;
-use crate::store::{EventFilter, Store};
+use crate::store::EventFilter;
 use crate::views::{event_json, rfc3339};
 
 #[derive(Debug, clap::Args)]
@@ -20,7 +20,7 @@ pub struct EventsArgs {
 }
 
 pub async fn run(config: &Config, args: &EventsArgs) -> Result<(), Failure> {
-    let store = Store::open_existing(&config.store).await.map_err(|e| Failure::runtime(e.to_string()))?;
+    let store = super::open_to_read(config).await?;
     let filter = EventFilter { source: args.source.clone(), limit: args.limit };
     let events = store.events(&filter).await.map_err(|e| Failure::runtime(e.to_string()))?;
     if args.json {

@@ -11,7 +11,8 @@ mod send;
 mod serve;
 mod store;
 
-use crate::config::{Config, ConfigError};
+use crate::config::{Config, ConfigError, Secrets, StoreLocation};
+use crate::store::Store;
 use crate::telemetry::LogFormat;
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -40,7 +41,7 @@ enum Command {
     /// Run the server: receive deliveries on POST /hooks/{source}.
     Serve,
     /// Validate the config; print each source's URL and how it authenticates, and each job's plan.
-    Check,
+    Check(check::CheckArgs),
     /// Sign and send a delivery (for dbt Core run by Airflow, Prefect or cron).
     Send(send::SendArgs),
     /// List recorded events, newest first.
@@ -94,8 +95,15 @@ impl Cli {
         self.config.clone().unwrap_or_else(|| PathBuf::from("handoff.toml"))
     }
 
+    /// The whole config, every secret read: for the server and the commands that act.
     fn load_config(&self) -> Result<Config, Failure> {
         Ok(Config::load(&self.config_path())?)
+    }
+
+    /// The config's shape, no secret read: for the read commands, which work on an operator's
+    /// laptop where the production secrets are not set (the store's password excepted).
+    fn load_shape(&self) -> Result<Config, Failure> {
+        Ok(Config::load_with(&self.config_path(), Secrets::Skip)?)
     }
 
     pub fn log_format(&self) -> LogFormat {
@@ -110,19 +118,31 @@ impl Cli {
     pub async fn run(self) -> Result<(), Failure> {
         match &self.command {
             Command::Serve => serve::run(self.load_config()?).await,
-            Command::Check => check::run(&self.load_config()?),
+            Command::Check(args) if args.no_secrets => check::run(&self.load_shape()?),
+            Command::Check(_) => check::run(&self.load_config()?),
             Command::Send(args) => send::run(args).await,
-            Command::Events(args) => events::run(&self.load_config()?, args).await,
-            Command::Jobs(args) => runs::jobs(&self.load_config()?, args).await,
-            Command::Runs(args) => runs::runs(&self.load_config()?, args).await,
-            Command::Cancel(args) => cancel::run(&self.load_config()?, args).await,
-            Command::Run(args) => operate::run(&self.load_config()?, args).await,
-            Command::Rerun(args) => operate::rerun(&self.load_config()?, args).await,
-            Command::Replay(args) => operate::replay(&self.load_config()?, args).await,
-            Command::Pause(args) => operate::pause(&self.load_config()?, args).await,
-            Command::Resume(args) => operate::resume(&self.load_config()?, args).await,
-            Command::Explain(args) => runs::explain(&self.load_config()?, args).await,
+            Command::Events(args) => events::run(&self.load_shape()?, args).await,
+            Command::Jobs(args) => runs::jobs(&self.load_shape()?, args).await,
+            Command::Runs(args) => runs::runs(&self.load_shape()?, args).await,
+            Command::Cancel(args) => cancel::run(&self.load_shape()?, args).await,
+            Command::Run(args) => operate::run(&self.load_shape()?, args).await,
+            Command::Rerun(args) => operate::rerun(&self.load_shape()?, args).await,
+            Command::Replay(args) => operate::replay(&self.load_shape()?, args).await,
+            Command::Pause(args) => operate::pause(&self.load_shape()?, args).await,
+            Command::Resume(args) => operate::resume(&self.load_shape()?, args).await,
+            Command::Explain(args) => runs::explain(&self.load_shape()?, args).await,
             Command::Store(args) => store::run(args, || Config::load(&self.config_path())).await,
         }
     }
+}
+
+/// Where the store is, for a read command: a PostgreSQL password that could not be read is a
+/// config error (exit 2) that says so.
+fn store_to_read(config: &Config) -> Result<&StoreLocation, Failure> {
+    config.store_to_open().map_err(Failure::usage)
+}
+
+/// Opens the existing store read-only for a read command.
+async fn open_to_read(config: &Config) -> Result<Store, Failure> {
+    Store::open_existing(store_to_read(config)?).await.map_err(|e| Failure::runtime(e.to_string()))
 }

@@ -82,7 +82,7 @@ fn notes(run: &Run) -> String {
 }
 
 pub async fn runs(config: &Config, args: &RunsArgs) -> Result<(), Failure> {
-    let store = Store::open_existing(&config.store).await.map_err(failed)?;
+    let store = super::open_to_read(config).await?;
     if let Some(id) = &args.id {
         let Some(detail) = views::run_detail(&store, &RunId(id.clone())).await.map_err(failed)? else {
             return Err(Failure::usage(format!("no run {id} in {}", config.store_url)));
@@ -180,7 +180,7 @@ fn run_text(detail: &views::RunDetail) -> String {
 }
 
 pub async fn jobs(config: &Config, args: &JobsArgs) -> Result<(), Failure> {
-    let store = match Store::open_existing(&config.store).await {
+    let store = match Store::open_existing(super::store_to_read(config)?).await {
         Ok(store) => Some(store),
         Err(crate::store::StoreError::Missing(_)) => None,
         Err(e) => return Err(failed(e)),
@@ -237,10 +237,10 @@ pub async fn jobs(config: &Config, args: &JobsArgs) -> Result<(), Failure> {
 }
 
 pub async fn explain(config: &Config, args: &ExplainArgs) -> Result<(), Failure> {
-    let store = Store::open_existing(&config.store).await.map_err(failed)?;
+    let store = super::open_to_read(config).await?;
     let id = EventId(args.event_id.clone());
     let Some(explained) = views::explain(&store, &id).await.map_err(failed)? else {
-        return Err(Failure::runtime(format!("no event {} in {}", args.event_id, config.store_url)));
+        return Err(Failure::usage(format!("no event {} in {}", args.event_id, config.store_url)));
     };
     if args.json {
         print_json(&explained.to_json());

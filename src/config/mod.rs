@@ -3,16 +3,19 @@
 //! `File*` structs are inert serde data (`deny_unknown_fields`, a `///` on every field).
 //! [`Config::load`] parses them, resolves every secret reference and validates everything
 //! at once, so a bad file is reported in one go, each problem with its line and a hint.
+//! [`Config::load_with`]`(path, Secrets::Skip)` checks the same but reads no secret: the read
+//! commands need the config's shape and the store, not the production secrets.
 //! Nothing here prints or stores a secret value.
 
 mod actions;
+mod admin;
 mod jobs;
 mod rate;
 mod secret;
 mod size;
 
 pub use rate::Rate;
-pub use secret::{SecretError, SecretRef};
+pub use secret::{SecretError, SecretRef, Secrets};
 
 use crate::domain::{SourceKind, words};
 use crate::scheduler::Job;
@@ -67,6 +70,8 @@ struct FileConfig {
     /// Downstream work, by name.
     #[serde(default)]
     jobs: BTreeMap<String, Spanned<jobs::FileJob>>,
+    /// The admin API: its tokens and, optionally, its own address.
+    admin: Option<Spanned<admin::FileAdmin>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -309,8 +314,15 @@ pub struct Config {
     pub limits: Limits,
     /// Each client address's budget of rejected requests; `None` when `reject_rate = "off"`.
     pub reject_budget: Option<RejectBudget>,
+    /// The admin API; `None` when it is off (no `[admin]` token).
+    pub admin: Option<crate::http::admin::Admin>,
     /// Legal but probably unintended settings, for `handoff check`.
     pub warnings: Vec<String>,
+    /// Whether the secrets were read; a config loaded with `Skip` holds random stand-ins.
+    pub secrets: Secrets,
+    /// `Skip` only: why the store's PostgreSQL password could not be read. Opening the store
+    /// needs it, so [`Config::store_to_open`] reports this.
+    pub store_password_problem: Option<String>,
 }
 
 /// The `[server]` settings that bound connections and request bodies.
@@ -385,6 +397,8 @@ impl std::error::Error for ConfigError {}
 struct Problems<'a> {
     text: &'a str,
     found: Vec<Problem>,
+    /// Whether secret references are read or only checked for their form.
+    secrets: Secrets,
 }
 
 impl Problems<'_> {
@@ -433,6 +447,12 @@ fn line_and_column(text: &str, offset: usize) -> (usize, usize) {
 impl Config {
     /// Reads, parses and checks a config file, resolving every secret.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        Config::load_with(path, Secrets::Resolve)
+    }
+
+    /// Reads, parses and checks a config file; `Skip` checks every secret reference's form
+    /// but reads none (then the config must not serve).
+    pub fn load_with(path: &Path, secrets: Secrets) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|err| ConfigError {
             path: path.to_path_buf(),
             problems: vec![Problem {
@@ -444,19 +464,33 @@ impl Config {
                 ),
             }],
         })?;
-        Config::parse(path, &text)
+        Config::parse_with(path, &text, secrets)
     }
 
     /// Parses and checks config text; `path` names the file in messages and anchors relative paths.
     pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
-        let (parsed, secret_vars) = secret::recording_env_names(|| Config::parse_text(path, text));
+        Config::parse_with(path, text, Secrets::Resolve)
+    }
+
+    /// Like [`Config::parse`], reading secrets or not as `secrets` says.
+    pub fn parse_with(path: &Path, text: &str, secrets: Secrets) -> Result<Config, ConfigError> {
+        let (parsed, secret_vars) = secret::recording_env_names(|| Config::parse_text(path, text, secrets));
         let mut config = parsed?;
         actions::withhold_from_commands(&mut config.jobs, secret_vars);
         Ok(config)
     }
 
-    fn parse_text(path: &Path, text: &str) -> Result<Config, ConfigError> {
-        let mut problems = Problems { text, found: Vec::new() };
+    /// Where the store is, for a command that opens it: with a config loaded with `Skip`,
+    /// a PostgreSQL password that could not be read is an error here, said as such.
+    pub fn store_to_open(&self) -> Result<&StoreLocation, String> {
+        match &self.store_password_problem {
+            Some(problem) => Err(format!("cannot open the store without its password: {problem}")),
+            None => Ok(&self.store),
+        }
+    }
+
+    fn parse_text(path: &Path, text: &str, secrets: Secrets) -> Result<Config, ConfigError> {
+        let mut problems = Problems { text, found: Vec::new(), secrets };
         let file: FileConfig = match toml::from_str(text) {
             Ok(file) => file,
             Err(err) => {
@@ -482,7 +516,7 @@ impl Config {
         };
         let trusted_proxies = parse_networks(&mut problems, &file.server.trusted_proxies);
 
-        let store = build_store(&mut problems, &base, &file.store);
+        let (store, store_password_problem) = build_store(&mut problems, path, &base, &file.store);
         let store_url = store.shown();
         let min_free_space = build_min_free_space(&mut problems, &store, &file.store);
 
@@ -539,6 +573,7 @@ impl Config {
         let reject_budget = reject_budget(&mut problems, &file.server);
 
         let limits = build_limits(&mut problems, &file.server, &file.sources);
+        let admin = admin::build_admin(&mut problems, &base, file.admin.as_ref(), listen, &mut warnings);
 
         problems.found.sort_by_key(|p| (p.line, p.column));
         if problems.found.is_empty() {
@@ -556,7 +591,10 @@ impl Config {
                 lease,
                 limits,
                 reject_budget,
+                admin,
                 warnings,
+                secrets,
+                store_password_problem,
             })
         } else {
             Err(ConfigError { path: path.to_path_buf(), problems: problems.found })
@@ -679,8 +717,16 @@ fn build_limits(
     Limits { header_timeout, body_timeout, idle_timeout, max_connections, max_body_memory }
 }
 
-/// `[store]`: the location, with a PostgreSQL password resolved from its reference.
-fn build_store(problems: &mut Problems<'_>, base: &Path, file: &FileStore) -> StoreLocation {
+/// `[store]`: the location, with a PostgreSQL password resolved from its reference. Even when
+/// secrets are skipped the password is read, as the read commands open the store; if it cannot
+/// be, that is returned apart (`file:line:column: message`), not as a problem of the file.
+fn build_store(
+    problems: &mut Problems<'_>,
+    path: &Path,
+    base: &Path,
+    file: &FileStore,
+) -> (StoreLocation, Option<String>) {
+    let mut password_problem = None;
     let default = || store_location(DEFAULT_STORE_URL, base).expect("the default store parses");
     let location = match &file.url {
         None => default(),
@@ -699,6 +745,15 @@ fn build_store(problems: &mut Problems<'_>, base: &Path, file: &FileStore) -> St
             if let Some(reference) = &file.password {
                 match reference.get_ref().resolve(base) {
                     Ok(password) => pg.password = Some(password),
+                    Err(SecretError { message, hint }) if problems.secrets == Secrets::Skip => {
+                        if let Err(SecretError { message, hint }) = reference.get_ref().check_form() {
+                            problems.add(Some(reference.span()), message, Some(hint));
+                        } else {
+                            let (line, column) = line_and_column(problems.text, reference.span().start);
+                            password_problem =
+                                Some(format!("{}:{line}:{column}: {message}\n  hint: {hint}", path.display()));
+                        }
+                    }
                     Err(SecretError { message, hint }) => problems.add(Some(reference.span()), message, Some(hint)),
                 }
             }
@@ -709,7 +764,7 @@ fn build_store(problems: &mut Problems<'_>, base: &Path, file: &FileStore) -> St
                     pg.pool = *pool.get_ref();
                 }
             }
-            StoreLocation::Postgres(pg)
+            (StoreLocation::Postgres(pg), password_problem)
         }
         sqlite => {
             for (key, span) in
@@ -723,7 +778,7 @@ fn build_store(problems: &mut Problems<'_>, base: &Path, file: &FileStore) -> St
                     );
                 }
             }
-            sqlite
+            (sqlite, None)
         }
     }
 }
@@ -838,7 +893,7 @@ fn build_source(problems: &mut Problems<'_>, base: &Path, name: &str, table: &Sp
     };
 
     let mut resolve = |r: &Spanned<SecretRef>| -> Option<Vec<u8>> {
-        match r.get_ref().resolve(base) {
+        match r.get_ref().read(base, problems.secrets) {
             Ok(value) => {
                 let from = r.get_ref().describe();
                 let bytes = if kind == SourceKind::StandardWebhooks {
@@ -957,7 +1012,7 @@ pub const MIN_SECRET_BYTES: usize = 16;
 
 /// Why a source's secret (after its reference was read, and base64-decoded for Standard
 /// Webhooks) is too weak to accept, if it is.
-fn weak_secret(bytes: &[u8], decoded: bool) -> Option<String> {
+pub(super) fn weak_secret(bytes: &[u8], decoded: bool) -> Option<String> {
     let is = if decoded { "decodes to" } else { "is" };
     if bytes.iter().all(u8::is_ascii_whitespace) {
         Some(format!("{is} only whitespace"))

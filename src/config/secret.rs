@@ -3,6 +3,8 @@
 //! The config text names where a secret lives, never the secret itself. References are
 //! resolved once, at load; the resolved value is kept in a `SecretString`, which
 //! redacts itself in `Debug` and is zeroed on drop. Nothing here prints a value.
+//! A config loaded for its shape only ([`Secrets::Skip`]) reads no secret: each reference is
+//! checked for its form and stands for a random value that nothing accepts.
 
 use secrecy::SecretString;
 use serde::Deserialize;
@@ -25,6 +27,25 @@ pub(super) fn recording_env_names<T>(parse: impl FnOnce() -> T) -> (T, BTreeSet<
     let result = parse();
     let names = READ_FROM.with(|r| r.replace(outer)).unwrap_or_default();
     (result, names)
+}
+
+/// What loading a config does with its secret references.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Secrets {
+    /// Read every secret and check its value (`serve`, `check`, the verbs).
+    #[default]
+    Resolve,
+    /// Check each reference's form, read none (the read commands, `check --no-secrets`): a
+    /// missing variable or file is no error. Such a config must never serve.
+    Skip,
+}
+
+/// What an unread secret stands for: random, so nothing it guards can be passed with it.
+/// Long enough, and shaped like a Standard Webhooks secret, to pass the checks on values.
+pub(super) fn stand_in() -> SecretString {
+    use base64::Engine;
+    let bytes: Vec<u8> = std::iter::repeat_with(|| fastrand::u8(..)).take(32).collect();
+    SecretString::from(format!("whsec_{}", base64::engine::general_purpose::STANDARD.encode(bytes)))
 }
 
 /// Where a secret is read from, as written in the config file.
@@ -154,17 +175,43 @@ impl SecretRef {
         }
     }
 
+    /// Checks that the reference names exactly one place, without reading it.
+    pub fn check_form(&self) -> Result<(), SecretError> {
+        match (&self.env, &self.file) {
+            (Some(_), None) | (None, Some(_)) => Ok(()),
+            _ => Err(SecretError {
+                message: "a secret reference needs exactly one of `env` or `file`".into(),
+                hint: r#"write secret = { env = "NAME" } or secret = { file = "/run/secrets/name" }"#.into(),
+            }),
+        }
+    }
+
+    /// Reads the secret (`Resolve`), or checks the reference's form and gives a [`stand_in`]
+    /// (`Skip`). `base` is the config file's folder.
+    pub fn read(&self, base: &Path, secrets: Secrets) -> Result<SecretString, SecretError> {
+        match secrets {
+            Secrets::Resolve => self.resolve(base),
+            Secrets::Skip => {
+                self.check_form()?;
+                self.record_env_name();
+                Ok(stand_in())
+            }
+        }
+    }
+
+    /// Notes the variable a secret comes from, for [`recording_env_names`].
+    fn record_env_name(&self) {
+        if let Some(name) = &self.env {
+            READ_FROM.with(|r| r.borrow_mut().as_mut().map(|names| names.insert(name.clone())));
+        }
+    }
+
     /// Reads the secret. `base` is the config file's folder.
     pub fn resolve(&self, base: &Path) -> Result<SecretString, SecretError> {
+        self.check_form()?;
         let value = match (&self.env, &self.file) {
-            (Some(_), Some(_)) | (None, None) => {
-                return Err(SecretError {
-                    message: "a secret reference needs exactly one of `env` or `file`".into(),
-                    hint: r#"write secret = { env = "NAME" } or secret = { file = "/run/secrets/name" }"#.into(),
-                });
-            }
             (Some(name), None) => {
-                READ_FROM.with(|r| r.borrow_mut().as_mut().map(|names| names.insert(name.clone())));
+                self.record_env_name();
                 std::env::var(name).map_err(|err| SecretError {
                     message: match err {
                         std::env::VarError::NotPresent => format!("environment variable {name} is not set"),
@@ -173,10 +220,11 @@ impl SecretRef {
                     hint: format!("export {name}=... before starting handoff, or point this secret at a file"),
                 })?
             }
-            (None, Some(path)) => {
+            (_, Some(path)) => {
                 let full = base.join(path);
                 read_secret_file(&full)?
             }
+            (None, None) => unreachable!("check_form refused a reference to nothing"),
         };
         // Files written by `echo` or editors end with a newline; it is never part of a secret.
         let trimmed = value.trim_end_matches(['\n', '\r']);

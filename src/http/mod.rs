@@ -1,10 +1,12 @@
 //! The HTTP interface: `router(state)`, shared by `handoff serve` and the tests.
 //!
-//! Routes: `POST /hooks/{source}` (hooks.rs), `GET /healthz`, `/readyz`, `/metrics` (ops.rs);
+//! Routes: `POST /hooks/{source}` (hooks.rs), `GET /healthz`, `/readyz`, `/metrics` (ops.rs),
+//! the admin API under `/api/` (admin.rs) when `[admin]` is on and has no listen of its own;
 //! server.rs accepts and bounds connections, body.rs reads bodies within their limits.
 //! Handlers read raw bytes and never use a JSON extractor on signed routes: a signature
 //! covers the exact bytes sent.
 
+pub mod admin;
 mod body;
 mod client_ip;
 mod error;
@@ -50,13 +52,22 @@ pub struct AppState {
     pub rejections: Arc<reject_log::RejectLog>,
 }
 
+/// The main listener's routes; `/api/` among them when the admin API is on without a listen
+/// address of its own. Without `[admin]`, `/api/...` is a 404 like any unknown path.
 pub fn router(state: AppState) -> Router {
-    Router::new()
+    let mut router = Router::new()
         .route("/hooks/{source}", post(hooks::receive))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
-        .route("/metrics", get(ops::metrics))
-        // Each source has its own limit, enforced in the handler while reading the body.
-        .layer(DefaultBodyLimit::disable())
-        .with_state(state)
+        .route("/metrics", get(ops::metrics));
+    if state.config.admin.as_ref().is_some_and(|a| a.listen.is_none()) {
+        router = router.nest("/api", admin::routes(state.clone()));
+    }
+    // Each source has its own limit, enforced in the handler while reading the body.
+    router.layer(DefaultBodyLimit::disable()).with_state(state)
+}
+
+/// The routes of `[admin] listen`: the admin API alone.
+pub fn admin_router(state: AppState) -> Router {
+    Router::new().nest("/api", admin::routes(state.clone())).with_state(state)
 }

@@ -24,35 +24,35 @@ use std::time::{Duration, Instant};
 
 /// What a finished command left behind.
 #[derive(Debug)]
-struct Out {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
+pub(crate) struct Out {
+    pub(crate) code: Option<i32>,
+    pub(crate) stdout: String,
+    pub(crate) stderr: String,
 }
 
 impl Out {
     /// Asserts exit code 0 and returns stdout.
-    fn ok(&self) -> &str {
+    pub(crate) fn ok(&self) -> &str {
         assert_eq!(self.code, Some(0), "expected success; stderr:\n{}\nstdout:\n{}", self.stderr, self.stdout);
         &self.stdout
     }
 
     /// Asserts this exit code and returns stderr.
-    fn failed(&self, code: i32) -> &str {
+    pub(crate) fn failed(&self, code: i32) -> &str {
         assert_eq!(self.code, Some(code), "expected exit {code}; stderr:\n{}\nstdout:\n{}", self.stderr, self.stdout);
         &self.stderr
     }
 }
 
 /// `handoff ARGS` with no HANDOFF_CONFIG inherited, run in a folder that holds no handoff.toml.
-fn handoff(args: &[&str]) -> Command {
+pub(crate) fn handoff(args: &[&str]) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_handoff"));
     command.args(args).env_remove("HANDOFF_CONFIG").current_dir(std::env::temp_dir());
     command
 }
 
 /// Runs a command without blocking the test's runtime (a TestApp may be serving on it).
-async fn run(command: Command) -> Out {
+pub(crate) async fn run(command: Command) -> Out {
     let output = tokio::process::Command::from(command).output().await.unwrap();
     Out {
         code: output.status.code(),
@@ -61,11 +61,11 @@ async fn run(command: Command) -> Out {
     }
 }
 
-async fn cli(args: &[&str]) -> Out {
+pub(crate) async fn cli(args: &[&str]) -> Out {
     run(handoff(args)).await
 }
 
-fn text(path: &Path) -> &str {
+pub(crate) fn text(path: &Path) -> &str {
     path.to_str().expect("temp paths are UTF-8")
 }
 
@@ -814,7 +814,7 @@ async fn app_with_events() -> (TestApp, Vec<String>) {
 
 const DBT_BODY: &str = r#"{"eventType":"job.run.completed","eventId":"wev_cli","timestamp":"2026-11-24T10:30:00.123456Z","data":{"jobId":"1","jobName":"nightly","runId":"9","runStatus":"Success"}}"#;
 
-fn json_array(stdout: &str) -> Vec<serde_json::Value> {
+pub(crate) fn json_array(stdout: &str) -> Vec<serde_json::Value> {
     let value: serde_json::Value =
         serde_json::from_str(stdout).unwrap_or_else(|e| panic!("stdout is one JSON document ({e}):\n{stdout}"));
     value.as_array().unwrap_or_else(|| panic!("a JSON array: {stdout}")).clone()

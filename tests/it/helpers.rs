@@ -52,6 +52,8 @@ secret = { file = "github" }
 
 pub struct TestApp {
     pub addr: SocketAddr,
+    /// Where the admin API answers (`/api/...`), when `[admin]` is on.
+    pub admin_addr: Option<SocketAddr>,
     pub dir: tempfile::TempDir,
     pub client: reqwest::Client,
     stop: Option<oneshot::Sender<()>>,
@@ -94,6 +96,7 @@ impl TestApp {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let app = App::build_with_listener(config, listener, options).await.unwrap();
         let addr = app.local_addr();
+        let admin_addr = app.admin_addr();
         let (stop, stopped) = oneshot::channel::<()>();
         let done = tokio::spawn(async move {
             app.run_until_stopped(async {
@@ -102,7 +105,7 @@ impl TestApp {
             .await
             .unwrap();
         });
-        TestApp { addr, dir, client: reqwest::Client::new(), stop: Some(stop), done: Some(done) }
+        TestApp { addr, admin_addr, dir, client: reqwest::Client::new(), stop: Some(stop), done: Some(done) }
     }
 
     pub fn url(&self, path: &str) -> String {

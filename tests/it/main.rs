@@ -3,6 +3,7 @@
 
 mod abuse;
 mod actions;
+mod admin;
 mod cancel;
 mod cli;
 mod commands;
@@ -14,6 +15,7 @@ mod helpers;
 mod jobs;
 mod lifecycle;
 mod logs;
+mod no_secrets;
 mod operate;
 mod pg;
 mod providers;
