@@ -3,6 +3,7 @@
 //! Exit codes: 0 ok, 1 runtime failure, 2 usage or config error.
 
 mod check;
+mod deliveries;
 mod events;
 mod runs;
 mod send;
@@ -41,8 +42,12 @@ enum Command {
     Check,
     /// Sign and send a delivery (for dbt Core run by Airflow, Prefect or cron).
     Send(send::SendArgs),
-    /// List recorded events, newest first.
+    /// List recorded events, newest first; filter with --status, --subject, --type, --since, --until; page with --before.
     Events(events::EventsArgs),
+    /// Show one event whole: headers kept, peer, secret slot, raw body, decisions.
+    Event(events::EventArgs),
+    /// List delivery records, newest first: accepted, duplicate and rejected (folded per minute).
+    Deliveries(deliveries::DeliveriesArgs),
     /// Each job: its state, what it waits for, its next tick and last run.
     Jobs(runs::JobsArgs),
     /// List runs, newest first.
@@ -101,6 +106,8 @@ impl Cli {
             Command::Check => check::run(&self.load_config()?),
             Command::Send(args) => send::run(args).await,
             Command::Events(args) => events::run(&self.load_config()?, args).await,
+            Command::Event(args) => events::show(&self.load_config()?, args).await,
+            Command::Deliveries(args) => deliveries::run(&self.load_config()?, args).await,
             Command::Jobs(args) => runs::jobs(&self.load_config()?, args).await,
             Command::Runs(args) => runs::runs(&self.load_config()?, args).await,
             Command::Run(args) => runs::run(&self.load_config()?, args).await,
@@ -108,4 +115,31 @@ impl Cli {
             Command::Store(args) => store::run(args, || Config::load(&self.config_path())).await,
         }
     }
+}
+
+/// A table: the header, then one line per row, each column as wide as its widest cell (the
+/// last one unpadded).
+pub(crate) fn columns<const N: usize>(header: [&str; N], rows: &[[String; N]]) -> String {
+    let mut widths = header.map(|h| h.chars().count());
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: [&str; N]| {
+        let mut s = String::new();
+        for (i, (cell, w)) in cells.iter().zip(widths).enumerate() {
+            if i + 1 == N {
+                s += cell;
+            } else {
+                s += &format!("{cell:<w$}  ");
+            }
+        }
+        s + "\n"
+    };
+    let mut out = line(header);
+    for row in rows {
+        out += &line(row.each_ref().map(String::as_str));
+    }
+    out
 }

@@ -3,6 +3,7 @@
 
 mod abuse;
 mod actions;
+mod audit;
 mod cli;
 mod commands;
 mod conformance;
