@@ -153,6 +153,50 @@ async fn an_unknown_source_leaves_a_rejected_row_with_the_name_asked_for() {
     assert!(text.starts_with("LAST") && text.contains("dbtt") && text.contains("unknown source"), "{text}");
 }
 
+/// The rejected records in the store of `app`, read directly.
+async fn rejected(app: &TestApp) -> Vec<handoff::store::DeliveryRecord> {
+    let config = handoff::config::Config::load(&app.config_path()).unwrap();
+    let store = Store::open_existing(&config.store).await.unwrap();
+    let filter = DeliveryFilter { outcome: Some(DeliveryOutcome::Rejected), ..Default::default() };
+    let records = store.deliveries(&filter).await.unwrap();
+    store.close().await;
+    records
+}
+
+#[tokio::test]
+async fn answers_503_while_the_store_is_locked_are_in_the_audit_once_it_is_back() {
+    // Writes give up on the lock quickly: the deliveries' commits and the audit's writes fail.
+    let options = StoreOptions { busy_timeout: std::time::Duration::from_millis(200), ..Default::default() };
+    let app = TestApp::spawn_with(&standard_sources(), options).await;
+    let db = app.dir.path().join("handoff.db");
+    let mut other = sqlx::SqliteConnection::connect(&format!("sqlite://{}", db.display())).await.unwrap();
+    sqlx::query("BEGIN IMMEDIATE").execute(&mut other).await.unwrap();
+    for i in 0..4 {
+        let body = generic(&format!("locked-{i}"), "orders", "success", "load.done");
+        let (status, answer) = app.deliver("orchestrator", &body, &signed(&body)).await;
+        assert_eq!(status, 503, "{answer}");
+    }
+    // Two audit writes came and failed meanwhile: nothing is written, nothing is lost.
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    assert!(rejected(&app).await.is_empty());
+    sqlx::query("ROLLBACK").execute(&mut other).await.unwrap();
+    other.close().await.unwrap();
+
+    let started = std::time::Instant::now();
+    let records = loop {
+        let records = rejected(&app).await;
+        if !records.is_empty() || started.elapsed() > std::time::Duration::from_secs(10) {
+            break records;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    assert_eq!(records.len(), 1, "{records:?}");
+    let r = &records[0];
+    assert_eq!((r.source.as_str(), r.status, r.count), ("orchestrator", 503, 4));
+    assert_eq!(r.reason.as_deref(), Some("the event store cannot commit right now; retry later"));
+    app.stop().await;
+}
+
 /// Delivers `bodies` to `orchestrator` one by one; returns their event ids, oldest first.
 async fn deliver_all(app: &TestApp, bodies: &[Vec<u8>]) -> Vec<String> {
     let mut ids = Vec::new();
@@ -353,32 +397,7 @@ async fn a_binary_body_comes_back_as_body_base64() {
 // ---------------------------------------------------------------------------------------------
 // The store's side, on SQLite and PostgreSQL
 
-macro_rules! on_both {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test]
-                async fn $name() {
-                    let subject = super::Subjects::sqlite().await;
-                    super::$name(&subject.store).await;
-                    subject.store.close().await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test]
-                async fn $name() {
-                    let subject = super::Subjects::postgres().await;
-                    super::$name(&subject.store).await;
-                    subject.store.close().await;
-                }
-            )*
-        }
-    };
-}
-
-on_both!(
+crate::conformance::conformance!(
     repeats_are_counted_per_event_with_their_last_peer,
     rejections_add_up_per_minute_and_key_and_filter_by_source_and_time,
     event_filters_narrow_and_pages_walk_every_event_once,

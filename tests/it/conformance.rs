@@ -60,6 +60,8 @@ macro_rules! conformance {
         }
     };
 }
+// Other suites run their store tests on both backends the same way.
+pub(crate) use conformance;
 
 conformance!(
     a_delivery_is_recorded_once_and_its_retry_is_a_duplicate_with_the_same_id,
