@@ -31,7 +31,8 @@ pub const MAX_REJECT_KEYS: usize = 1000;
 pub const OTHER: &str = "(other)";
 /// How often folded rejections are added to the store's per-minute counts.
 pub const AUDIT_FLUSH_INTERVAL: Duration = Duration::from_secs(1);
-/// Most audit keys (minute, source, peer, status, reason) held between two writes to the store.
+/// Most (source, peer, status, reason) keys that get a row of their own per minute, and most
+/// audit keys held between two writes; more fold into one overflow key per minute and status.
 pub const MAX_AUDIT_KEYS: usize = 1000;
 
 /// What rejections are folded by.
@@ -83,8 +84,17 @@ type AuditCount = (u64, Timestamp, Timestamp);
 #[derive(Default)]
 pub struct RejectLog {
     table: Mutex<HashMap<RejectKey, Tally>>,
+    audit: Mutex<Audit>,
+}
+
+#[derive(Default)]
+struct Audit {
     /// Rejections not yet added to the store.
-    audit: Mutex<HashMap<AuditKey, AuditCount>>,
+    pending: HashMap<AuditKey, AuditCount>,
+    /// The newest minute seen, and the keys it has given rows (written or pending): a sprayer
+    /// of names or addresses gets at most [`MAX_AUDIT_KEYS`] rows a minute, not a second.
+    minute: i64,
+    keys: std::collections::HashSet<RejectKey>,
 }
 
 impl RejectLog {
@@ -104,13 +114,23 @@ impl RejectLog {
 
     fn add_audit(&self, key: RejectKey, count: u64, first: Timestamp, last: Timestamp) {
         let minute = first.as_millisecond().div_euclid(60_000) * 60_000;
-        let mut audit = self.audit.lock().unwrap_or_else(|p| p.into_inner());
+        let mut guard = self.audit.lock().unwrap_or_else(|p| p.into_inner());
+        let audit = &mut *guard;
+        if minute > audit.minute {
+            audit.minute = minute;
+            audit.keys.clear();
+        }
         let mut key = AuditKey { minute, key };
-        if audit.len() >= MAX_AUDIT_KEYS && !audit.contains_key(&key) {
+        let new_this_minute = minute == audit.minute && !audit.keys.contains(&key.key);
+        let full = (new_this_minute && audit.keys.len() >= MAX_AUDIT_KEYS)
+            || (audit.pending.len() >= MAX_AUDIT_KEYS && !audit.pending.contains_key(&key));
+        if full {
             // One overflow key per minute and status: a handful more, so the bound holds.
             key.key = RejectKey::other(key.key.status);
+        } else if new_this_minute {
+            audit.keys.insert(key.key.clone());
         }
-        let entry = audit.entry(key).or_insert((0, first, last));
+        let entry = audit.pending.entry(key).or_insert((0, first, last));
         entry.0 += count;
         entry.1 = entry.1.min(first);
         entry.2 = entry.2.max(last);
@@ -118,7 +138,7 @@ impl RejectLog {
 
     /// Takes the rejections not yet added to the store.
     pub fn drain_audit(&self) -> Vec<RejectionCount> {
-        let taken = std::mem::take(&mut *self.audit.lock().unwrap_or_else(|p| p.into_inner()));
+        let taken = std::mem::take(&mut self.audit.lock().unwrap_or_else(|p| p.into_inner()).pending);
         taken
             .into_iter()
             .map(|(AuditKey { minute, key }, (count, first_at, last_at))| RejectionCount {
@@ -317,6 +337,12 @@ mod tests {
         // Counts the store could not take come back, still bounded.
         log.restore(counts);
         assert_eq!(log.drain_audit().iter().map(|c| c.count).sum::<u64>(), (MAX_AUDIT_KEYS * 3) as u64);
+        // New keys later in the same minute get no rows of their own either; the next minute does.
+        log.record_at(key("dbt", "192.0.2.1"), "unauthenticated", None, t0 + jiff::SignedDuration::from_secs(5));
+        let later = log.drain_audit();
+        assert_eq!((later.len(), later[0].source.as_str()), (1, OTHER));
+        log.record_at(key("dbt", "192.0.2.1"), "unauthenticated", None, t0 + jiff::SignedDuration::from_secs(60));
+        assert_eq!(log.drain_audit()[0].peer, "192.0.2.1");
     }
 
     #[test]
