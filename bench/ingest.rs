@@ -135,6 +135,7 @@ async fn prefill(config: &Config, count: u64) {
                     received_at: now,
                     secret: None,
                     peer: None,
+                    headers: None,
                     body: vec![b' '; 1000],
                     dedupe_window: None,
                 };

@@ -194,6 +194,10 @@ impl App {
             let (rejections, stop) = (rejections.clone(), stop.clone());
             tokio::spawn(async move { rejections.run(stop).await })
         };
+        let auditing = {
+            let (rejections, stop, store) = (rejections.clone(), stop.clone(), store.clone());
+            tokio::spawn(async move { rejections.write_to(&store, stop).await })
+        };
         let mut limits = config.limits.clone();
         limits.max_connections = server::connection_cap(limits.max_connections, reserved_descriptors(&config));
         // A request in flight at stop has at most its body timeout, then its commit, to finish.
@@ -231,6 +235,13 @@ impl App {
         // What was folded since the last interval still reaches the log.
         let _ = logging.await;
         rejections.drain();
+        let _ = auditing.await;
+        if let Err(unwritten) = rejections.flush(&store).await {
+            tracing::error!(
+                rejections = unwritten,
+                "the store is down: these rejected deliveries are not in the audit trail"
+            );
+        }
         store.close().await;
         match failure {
             Some(reason) => Err(AppError::Stopped(reason)),

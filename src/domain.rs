@@ -241,6 +241,9 @@ pub struct NewEvent {
     pub received_at: Timestamp,
     pub secret: Option<SecretSlot>,
     pub peer: Option<String>,
+    /// The request headers that matter, as a JSON object (see [`kept_headers`]); never an
+    /// auth header, a signature, a token or a cookie.
+    pub headers: Option<String>,
     pub body: Vec<u8>,
     /// How long the dedupe key holds after the event that carries it was received; `None`:
     /// forever (a provider's delivery id). Past the window the key passes to the new event.
@@ -263,6 +266,10 @@ pub struct Event {
     pub secret: Option<SecretSlot>,
     pub occurred_at: Timestamp,
     pub received_at: Timestamp,
+    /// The client address the delivery came from; read only with the whole event.
+    pub peer: Option<String>,
+    /// The headers kept at ingest (name, value), in name order; read only with the whole event.
+    pub headers: Vec<(String, String)>,
     /// The raw body, byte for byte; `None` when the event was read by a listing, which
     /// leaves bodies in the store.
     pub body: Option<Vec<u8>>,
@@ -318,6 +325,11 @@ word_enum!(
     /// Why a run exists. A retry is the same run with its attempt counted up, so it keeps its
     /// reason; there is no "retry" reason. `rerun`: `handoff rerun RUN`.
     ReasonKind { Events => "events", Schedule => "schedule", Manual => "manual", Rerun => "rerun" }
+);
+
+word_enum!(
+    /// What became of one delivery to `/hooks/{source}` (`handoff deliveries --outcome`).
+    DeliveryOutcome { Accepted => "accepted", Duplicate => "duplicate", Rejected => "rejected" }
 );
 
 word_enum!(
@@ -422,6 +434,44 @@ mod random_fraction_tests {
         let max = draws.iter().copied().fold(f64::NEG_INFINITY, f64::max);
         assert!(min < 0.05 && max > 0.95, "1,000 draws spanned only {min}..{max}");
         assert!(draws.windows(2).all(|w| w[0] != w[1]), "two consecutive draws were equal");
+    }
+}
+
+/// A point in time as the read commands and the admin API take it (`--since`, `--until`,
+/// `?since=`): an RFC 3339 time (`2026-11-27T03:00:00Z`), or a duration before `now` (`90s`,
+/// `2h`, `1h 30m`, `7d`; a day is 24 hours).
+pub fn time_bound(text: &str, now: Timestamp) -> Result<Timestamp, String> {
+    let text = text.trim();
+    if let Ok(at) = text.parse::<Timestamp>() {
+        return Ok(at);
+    }
+    let ago = match text.strip_suffix('d').and_then(|days| days.trim().parse::<i64>().ok()) {
+        Some(days) => jiff::SignedDuration::from_hours(days.saturating_mul(24)),
+        None => text.parse::<jiff::SignedDuration>().map_err(|_| {
+            format!("`{text}` is neither a duration like 2h, 30m or 7d nor an RFC 3339 time like 2026-11-27T03:00:00Z")
+        })?,
+    };
+    if ago.is_negative() {
+        return Err(format!("`{text}` is a negative duration; give how long ago, like 2h"));
+    }
+    now.checked_sub(ago).map_err(|_| format!("`{text}` reaches before the earliest time handoff can show"))
+}
+
+#[cfg(test)]
+mod time_bound_tests {
+    use super::*;
+
+    #[test]
+    fn a_time_bound_is_a_duration_ago_or_an_rfc_3339_time() {
+        let now: Timestamp = "2026-11-27T12:00:00Z".parse().unwrap();
+        let at = |text: &str| time_bound(text, now).map(|t| t.to_string());
+        assert_eq!(at("2h").unwrap(), "2026-11-27T10:00:00Z");
+        assert_eq!(at("1h 30m").unwrap(), "2026-11-27T10:30:00Z");
+        assert_eq!(at("7d").unwrap(), "2026-11-20T12:00:00Z");
+        assert_eq!(at("2026-11-01T00:00:00Z").unwrap(), "2026-11-01T00:00:00Z");
+        assert_eq!(at("2026-11-01T01:00:00+01:00").unwrap(), "2026-11-01T00:00:00Z");
+        assert!(at("yesterday").unwrap_err().contains("`yesterday`"));
+        assert!(at("-2h").is_err());
     }
 }
 

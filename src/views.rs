@@ -5,7 +5,7 @@
 
 use crate::domain::{Decision, Event, EventId, Run, RunId};
 use crate::scheduler::{Job, WaitFor, gate};
-use crate::store::{JobOverview, Operation, OperationFilter, Pause, Store, StoreError};
+use crate::store::{DeliveryRecord, JobOverview, Operation, OperationFilter, Pause, Store, StoreError};
 use jiff::Timestamp;
 use serde_json::{Value, json};
 
@@ -30,6 +30,47 @@ pub fn event_json(e: &Event) -> serde_json::Value {
         "occurred_at": rfc3339(e.occurred_at),
         "received_at": rfc3339(e.received_at),
     })
+}
+
+/// One delivery record, as `handoff deliveries --json` and `GET /api/deliveries` show it.
+/// `count` is how many deliveries the record stands for (see [`DeliveryRecord::count`]).
+pub fn delivery_json(d: &DeliveryRecord) -> Value {
+    json!({
+        "outcome": d.outcome,
+        "source": d.source,
+        "peer": d.peer,
+        "status": d.status,
+        "reason": d.reason,
+        "event_id": d.event_id,
+        "count": d.count,
+        "first_at": rfc3339(d.first_at),
+        "last_at": rfc3339(d.last_at),
+    })
+}
+
+/// One event whole, as `handoff event ID --json` and `GET /api/events/{id}` show it: the
+/// listing's fields, the peer, the kept headers, the raw body (`body` when it is UTF-8, else
+/// `body_base64`), its decisions and the runs that consumed it.
+pub fn event_whole_json(explained: &Explained) -> Value {
+    use base64::Engine;
+    let e = &explained.event;
+    let mut value = event_json(e);
+    let Value::Object(fields) = &mut value else { unreachable!("event_json is an object") };
+    fields.insert("peer".into(), json!(e.peer));
+    fields.insert(
+        "headers".into(),
+        Value::Object(e.headers.iter().map(|(name, v)| (name.clone(), Value::String(v.clone()))).collect()),
+    );
+    let body = e.body.as_deref().unwrap_or_default();
+    match std::str::from_utf8(body) {
+        Ok(text) => fields.insert("body".into(), json!(text)),
+        Err(_) => fields.insert("body_base64".into(), json!(base64::engine::general_purpose::STANDARD.encode(body))),
+    };
+    let explained = explained.to_json();
+    fields.insert("decisions".into(), explained["decisions"].clone());
+    fields.insert("runs".into(), explained["runs"].clone());
+    fields.insert("operations".into(), explained["operations"].clone());
+    value
 }
 
 /// A run with its actions, as `handoff runs --json` lists it.

@@ -4,6 +4,7 @@
 
 mod cancel;
 mod check;
+mod deliveries;
 mod events;
 mod operate;
 mod runs;
@@ -44,8 +45,12 @@ enum Command {
     Check(check::CheckArgs),
     /// Sign and send a delivery (for dbt Core run by Airflow, Prefect or cron).
     Send(send::SendArgs),
-    /// List recorded events, newest first.
+    /// List recorded events, newest first; filter with --status, --subject, --type, --since, --until; page with --before.
     Events(events::EventsArgs),
+    /// Show one event whole: headers kept, peer, secret slot, raw body, decisions.
+    Event(events::EventArgs),
+    /// List delivery records, newest first: accepted, duplicate and rejected (folded per minute).
+    Deliveries(deliveries::DeliveriesArgs),
     /// Each job: its state, what it waits for, its next tick and last run.
     Jobs(runs::JobsArgs),
     /// List runs, newest first.
@@ -122,6 +127,8 @@ impl Cli {
             Command::Check(_) => check::run(&self.load_config()?),
             Command::Send(args) => send::run(args).await,
             Command::Events(args) => events::run(&self.load_shape()?, args).await,
+            Command::Event(args) => events::show(&self.load_shape()?, args).await,
+            Command::Deliveries(args) => deliveries::run(&self.load_shape()?, args).await,
             Command::Jobs(args) => runs::jobs(&self.load_shape()?, args).await,
             Command::Runs(args) => runs::runs(&self.load_shape()?, args).await,
             Command::Cancel(args) => cancel::run(&self.load_shape()?, args).await,
@@ -145,4 +152,31 @@ fn store_to_read(config: &Config) -> Result<&StoreLocation, Failure> {
 /// Opens the existing store read-only for a read command.
 async fn open_to_read(config: &Config) -> Result<Store, Failure> {
     Store::open_existing(store_to_read(config)?).await.map_err(|e| Failure::runtime(e.to_string()))
+}
+
+/// A table: the header, then one line per row, each column as wide as its widest cell (the
+/// last one unpadded).
+pub(crate) fn columns<const N: usize>(header: [&str; N], rows: &[[String; N]]) -> String {
+    let mut widths = header.map(|h| h.chars().count());
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: [&str; N]| {
+        let mut s = String::new();
+        for (i, (cell, w)) in cells.iter().zip(widths).enumerate() {
+            if i + 1 == N {
+                s += cell;
+            } else {
+                s += &format!("{cell:<w$}  ");
+            }
+        }
+        s + "\n"
+    };
+    let mut out = line(header);
+    for row in rows {
+        out += &line(row.each_ref().map(String::as_str));
+    }
+    out
 }

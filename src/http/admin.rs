@@ -233,6 +233,7 @@ fn ok(value: Value) -> Answer {
 pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/events"),
     ("GET", "/events/{id}"),
+    ("GET", "/deliveries"),
     ("GET", "/jobs"),
     ("GET", "/jobs/{job}"),
     ("POST", "/jobs/{job}/run"),
@@ -250,6 +251,7 @@ fn handler(method: &str, path: &str) -> MethodRouter<AppState> {
     match (method, path) {
         ("GET", "/events") => get(list_events),
         ("GET", "/events/{id}") => get(show_event),
+        ("GET", "/deliveries") => get(list_deliveries),
         ("GET", "/jobs") => get(list_jobs),
         ("GET", "/jobs/{job}") => get(show_job),
         ("POST", "/jobs/{job}/run") => post(run_job),
@@ -309,20 +311,93 @@ async fn authenticate(State(state): State<AppState>, mut request: Request, next:
 #[serde(deny_unknown_fields)]
 struct EventsQuery {
     source: Option<String>,
+    status: Option<String>,
+    subject: Option<String>,
+    #[serde(rename = "type")]
+    event_type: Option<String>,
+    since: Option<String>,
+    until: Option<String>,
+    before: Option<String>,
     limit: Option<u32>,
 }
 
+/// A `since`/`until` parameter as a time (a duration ago or RFC 3339), or a 400 naming it.
+fn when(name: &str, text: Option<&str>, now: jiff::Timestamp) -> Result<Option<jiff::Timestamp>, AdminError> {
+    text.map(|t| crate::domain::time_bound(t, now).map_err(|e| AdminError::BadRequest(format!("{name}: {e}"))))
+        .transpose()
+}
+
 async fn list_events(State(state): State<AppState>, Filters(query): Filters<EventsQuery>) -> Answer {
-    let filter = EventFilter { source: query.source, limit: query.limit.unwrap_or(DEFAULT_LIMIT) };
+    let now = jiff::Timestamp::now();
+    let status = match query.status.as_deref() {
+        None => None,
+        Some(text) => Some(crate::domain::Status::parse(text).ok_or_else(|| {
+            AdminError::BadRequest(format!(
+                "status: `{}` is not one of success, failure, cancelled, started, other",
+                crate::telemetry::shown(text)
+            ))
+        })?),
+    };
+    let filter = EventFilter {
+        source: query.source,
+        status,
+        subject: query.subject,
+        event_type: query.event_type,
+        since: when("since", query.since.as_deref(), now)?,
+        until: when("until", query.until.as_deref(), now)?,
+        before: query.before.map(crate::domain::EventId),
+        limit: query.limit.unwrap_or(DEFAULT_LIMIT),
+    };
     let events = state.store.events(&filter).await?;
+    if let Some(before) = &filter.before
+        && events.is_empty()
+        && !state.store.has_event(before).await?
+    {
+        return Err(AdminError::NotFound(format!("before: no event {}", crate::telemetry::shown(&before.0))));
+    }
     ok(Value::Array(events.iter().map(views::event_json).collect()))
 }
 
-async fn show_event(State(state): State<AppState>, Param(id): Param) -> Answer {
-    match views::explain(&state.store, &crate::domain::EventId(id.clone())).await? {
-        Some(explained) => ok(explained.to_json()),
-        None => Err(AdminError::NotFound(format!("no event {}", crate::telemetry::shown(&id)))),
+/// One event whole (`handoff event ID --json`), or a 404 naming it.
+async fn event_whole(state: &AppState, id: &crate::domain::EventId) -> Result<Value, AdminError> {
+    match views::explain(&state.store, id).await? {
+        Some(explained) => Ok(views::event_whole_json(&explained)),
+        None => Err(AdminError::NotFound(format!("no event {}", crate::telemetry::shown(&id.0)))),
     }
+}
+
+async fn show_event(State(state): State<AppState>, Param(id): Param) -> Answer {
+    ok(event_whole(&state, &crate::domain::EventId(id)).await?)
+}
+
+/// `GET /api/deliveries` filters, as `handoff deliveries` takes them.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DeliveriesQuery {
+    outcome: Option<String>,
+    source: Option<String>,
+    since: Option<String>,
+    limit: Option<u32>,
+}
+
+async fn list_deliveries(State(state): State<AppState>, Filters(query): Filters<DeliveriesQuery>) -> Answer {
+    let outcome = match query.outcome.as_deref() {
+        None => None,
+        Some(text) => Some(crate::domain::DeliveryOutcome::parse(text).ok_or_else(|| {
+            AdminError::BadRequest(format!(
+                "outcome: `{}` is not one of accepted, duplicate, rejected",
+                crate::telemetry::shown(text)
+            ))
+        })?),
+    };
+    let filter = crate::store::DeliveryFilter {
+        outcome,
+        source: query.source,
+        since: when("since", query.since.as_deref(), jiff::Timestamp::now())?,
+        limit: query.limit.unwrap_or(DEFAULT_LIMIT),
+    };
+    let records = state.store.deliveries(&filter).await?;
+    ok(Value::Array(records.iter().map(views::delivery_json).collect()))
 }
 
 async fn list_jobs(State(state): State<AppState>) -> Answer {
@@ -450,10 +525,7 @@ async fn replay_event(
     let only = query.job.as_deref();
     let replayed = crate::operate::replay::replay(&state.store, &state.config.jobs, &id, only, &actor).await?;
     state.wake.notify_one();
-    match views::explain(&state.store, &replayed.event).await? {
-        Some(explained) => accepted(explained.to_json()),
-        None => Err(AdminError::NotFound(format!("no event {id}"))),
-    }
+    accepted(event_whole(&state, &replayed.event).await?)
 }
 
 async fn cancel_run(State(state): State<AppState>, Operator(actor): Operator, Param(id): Param) -> Answer {

@@ -128,6 +128,7 @@ async fn handle(
         received_at: now,
         secret: Some(accepted.secret),
         peer: Some(client.to_string()),
+        headers: kept_headers(&parts.headers),
         body: bytes.to_vec(),
         dedupe_window: accepted.dedupe_window,
     };
@@ -152,4 +153,35 @@ async fn handle(
             Err(ApiError::StoreUnavailable)
         }
     }
+}
+
+/// The request headers kept with an accepted event (`handoff event ID`): what tells a sender's
+/// deliveries apart and traces them back to it. An explicit allow-list, so an auth header, a
+/// signature, a token or a cookie is never kept, whatever a provider names it.
+pub const KEPT_HEADERS: [&str; 11] = [
+    "content-type",
+    "content-length",
+    "content-encoding",
+    "user-agent",
+    "x-request-id",
+    "x-forwarded-for",
+    "x-github-event",
+    "x-github-delivery",
+    "x-github-hook-id",
+    "webhook-id",
+    "webhook-timestamp",
+];
+
+/// The [`KEPT_HEADERS`] a request carries, as one JSON object (each value [`shown`]: cut short
+/// and escaped; repeated headers joined with `, `); `None` when it carries none.
+fn kept_headers(headers: &axum::http::HeaderMap) -> Option<String> {
+    let mut kept = serde_json::Map::new();
+    for name in KEPT_HEADERS {
+        let values: Vec<String> =
+            headers.get_all(name).iter().map(|v| shown(&String::from_utf8_lossy(v.as_bytes()))).collect();
+        if !values.is_empty() {
+            kept.insert(name.to_string(), serde_json::Value::String(values.join(", ")));
+        }
+    }
+    (!kept.is_empty()).then(|| serde_json::Value::Object(kept).to_string())
 }

@@ -13,7 +13,7 @@ use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions, SqliteRow};
 use sqlx::{FromRow, Postgres, QueryBuilder, Sqlite};
 
-/// Rows per insert statement (17 columns at most: far below both backends' parameter limits).
+/// Rows per insert statement (18 columns at most: far below both backends' parameter limits).
 const CHUNK: usize = 200;
 
 #[derive(Debug, thiserror::Error)]
@@ -107,7 +107,7 @@ table!(EventRow, "events", order "received_at, id", {
     id: String, source: String, kind: String, provider_event_id: Option<String>, dedupe_key: Option<String>,
     news_key: Option<String>, event_type: Option<String>, subject_id: Option<String>, subject_name: Option<String>,
     status: String, test: bool, repeat_of: Option<String>, secret: Option<String>, peer: Option<String>,
-    occurred_at: i64, received_at: i64, body: Vec<u8>,
+    occurred_at: i64, received_at: i64, body: Vec<u8>, headers: Option<String>,
 });
 table!(UnmatchedRow, "unmatched", order "seq", { seq: i64, event_id: String });
 table!(DecisionRow, "decisions", order "id", {
@@ -126,6 +126,12 @@ table!(InputRow, "job_inputs", order "received_at, job, event_id, run_id", {
 });
 table!(WaitingRow, "job_waiting", order "job, upstream", {
     job: String, upstream: String, events: i64, first_at: i64, last_at: i64,
+});
+table!(DuplicateRow, "delivery_duplicates", order "event_id", {
+    event_id: String, source: String, count: i64, first_at: i64, last_at: i64, last_peer: Option<String>,
+});
+table!(RejectionRow, "delivery_rejections", order "minute, source, peer, status, reason", {
+    minute: i64, source: String, peer: String, status: i64, reason: String, count: i64, first_at: i64, last_at: i64,
 });
 table!(SeenRow, "jobs_seen", order "job", { job: String, first_seen_at: i64 });
 table!(TickRow, "schedule_ticks", order "job, tick_at", {
@@ -167,6 +173,8 @@ pub async fn copy(from: &StoreLocation, to: &StoreLocation, force: bool) -> Resu
     report.tables.push(copy_table::<ActionRow>(&source, &target).await?);
     report.tables.push(copy_table::<PauseRow>(&source, &target).await?);
     report.tables.push(copy_table::<OperationRow>(&source, &target).await?);
+    report.tables.push(copy_table::<DuplicateRow>(&source, &target).await?);
+    report.tables.push(copy_table::<RejectionRow>(&source, &target).await?);
     if let Db::Postgres(pool) = &target {
         // Ids were copied as they were: move each identity past them, or the server's next
         // insert would collide.

@@ -5,11 +5,13 @@
 //! `rows` decodes what both store. Nothing that correctness depends on lives in process
 //! memory: deduplication and "same news" are decided by the database inside the commit.
 
+mod audit;
 pub mod copy;
 mod postgres;
 mod rows;
 mod sqlite;
 
+pub use audit::{DeliveryFilter, DeliveryRecord, RejectionCount};
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
@@ -188,10 +190,23 @@ impl WriteHealth {
     }
 }
 
-/// Which events to list.
+/// Which events to list (`handoff events`, `GET /api/events`), newest first: every filter
+/// set narrows the list. Paging is by cursor: `before` is the last id of the previous page.
 #[derive(Debug, Clone, Default)]
 pub struct EventFilter {
     pub source: Option<String>,
+    pub status: Option<Status>,
+    /// Matches the subject's id or its name, exactly.
+    pub subject: Option<String>,
+    /// The provider's event type (`job.run.completed`, `workflow_run`, ...), exactly.
+    pub event_type: Option<String>,
+    /// Received at or after this time.
+    pub since: Option<Timestamp>,
+    /// Received before this time.
+    pub until: Option<Timestamp>,
+    /// Only events older than this one (in the listing's order): the next page.
+    pub before: Option<EventId>,
+    /// At most this many; 0: all.
     pub limit: u32,
 }
 
@@ -488,7 +503,35 @@ impl Store {
         }
     }
 
-    /// One event by id.
+    /// Delivery records (accepted, duplicate, rejected), newest first (by their latest time).
+    pub async fn deliveries(&self, filter: &DeliveryFilter) -> Result<Vec<DeliveryRecord>, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.deliveries(filter).await,
+            Store::Postgres(s) => s.deliveries(filter).await,
+        }
+    }
+
+    /// Adds folded rejections to the store's per-minute counts (one small write; on SQLite
+    /// through the writer).
+    pub async fn record_rejections(&self, counts: Vec<RejectionCount>) -> Result<(), StoreError> {
+        if counts.is_empty() {
+            return Ok(());
+        }
+        match self {
+            Store::Sqlite(s) => s.record_rejections(counts).await,
+            Store::Postgres(s) => s.record_rejections(&counts).await,
+        }
+    }
+
+    /// Whether event `id` exists (cheap: the body is not read).
+    pub async fn has_event(&self, id: &EventId) -> Result<bool, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.has_event(id).await,
+            Store::Postgres(s) => s.has_event(id).await,
+        }
+    }
+
+    /// One event by id, whole (body, peer and kept headers included).
     pub async fn event(&self, id: &EventId) -> Result<Option<Event>, StoreError> {
         match self {
             Store::Sqlite(s) => s.event(id).await,

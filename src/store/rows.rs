@@ -108,9 +108,24 @@ fn count(row: &impl Columns, column: &str) -> Result<u32, StoreError> {
 pub(crate) const LISTED_EVENT_COLUMNS: &str = "id, source, kind, provider_event_id, event_type, subject_id, \
      subject_name, status, test, repeat_of, secret, occurred_at, received_at";
 
-/// One whole event, its raw body included (a `SELECT *` row).
+/// One whole event, its raw body, peer and kept headers included (a `SELECT *` row).
 pub(crate) fn event(row: &impl Columns) -> Result<Event, StoreError> {
-    Ok(Event { body: Some(row.bytes("body")?), ..listed_event(row)? })
+    Ok(Event {
+        body: Some(row.bytes("body")?),
+        peer: row.opt_text("peer")?,
+        headers: headers(row.opt_text("headers")?.as_deref()),
+        ..listed_event(row)?
+    })
+}
+
+/// The kept headers as stored (a JSON object of name to value), in their stored order.
+fn headers(stored: Option<&str>) -> Vec<(String, String)> {
+    let Some(Ok(serde_json::Value::Object(map))) = stored.map(serde_json::from_str::<serde_json::Value>) else {
+        return Vec::new();
+    };
+    map.into_iter()
+        .map(|(name, value)| (name, value.as_str().map_or_else(|| value.to_string(), str::to_string)))
+        .collect()
 }
 
 /// One event of a listing, without its body (a [`LISTED_EVENT_COLUMNS`] row).
@@ -129,6 +144,8 @@ pub(crate) fn listed_event(row: &impl Columns) -> Result<Event, StoreError> {
         secret: row.opt_text("secret")?.as_deref().and_then(SecretSlot::parse),
         occurred_at: row.time("occurred_at")?,
         received_at: row.time("received_at")?,
+        peer: None,
+        headers: Vec::new(),
         body: None,
     })
 }

@@ -170,8 +170,24 @@ async fn the_api_answers_the_same_json_as_the_clis_json_for_the_same_store() {
     assert_eq!(get(&app, "/events?limit=1").await.as_array().unwrap().len(), 1);
     assert_eq!(get(&app, "/events?source=nobody").await, json!([]));
     for id in &ids {
-        assert_eq!(get(&app, &format!("/events/{id}")).await, cli_json(&app, &["explain", id]).await);
+        assert_eq!(get(&app, &format!("/events/{id}")).await, cli_json(&app, &["event", id]).await);
     }
+
+    let filtered = "/events?status=success&subject=orders&since=1h&limit=5";
+    assert_eq!(
+        get(&app, filtered).await,
+        cli_json(&app, &["events", "--status", "success", "--subject", "orders", "--since", "1h", "--limit", "5"])
+            .await
+    );
+    assert_eq!(
+        get(&app, &format!("/events?before={}", ids[1])).await,
+        cli_json(&app, &["events", "--before", &ids[1]]).await
+    );
+    assert_eq!(get(&app, "/deliveries").await, cli_json(&app, &["deliveries"]).await);
+    assert_eq!(
+        get(&app, "/deliveries?outcome=accepted&source=orchestrator").await,
+        cli_json(&app, &["deliveries", "--outcome", "accepted", "--source", "orchestrator"]).await
+    );
 
     let runs = get(&app, "/runs").await;
     assert_eq!(runs, cli_json(&app, &["runs"]).await);
@@ -211,7 +227,15 @@ async fn unknown_ids_are_404_naming_them_and_bad_parameters_are_400() {
     let (status, _, body) = api(&app, "GET", "/no/such/path", Some(VIEWER_TOKEN)).await;
     assert_eq!(status, 404, "{body}");
     assert!(body["error"].is_string());
-    for path in ["/events?limit=lots", "/events?limit=-1", "/runs?colour=red", "/events?job=load"] {
+    for path in [
+        "/events?limit=lots",
+        "/events?limit=-1",
+        "/runs?colour=red",
+        "/events?job=load",
+        "/events?status=done",
+        "/events?since=yesterday",
+        "/deliveries?outcome=lost",
+    ] {
         let (status, _, body) = api(&app, "GET", path, Some(VIEWER_TOKEN)).await;
         assert_eq!(status, 400, "{path}: {body}");
         assert!(body["error"].is_string(), "{path}: {body}");
@@ -391,7 +415,9 @@ async fn every_documented_path_answers_with_its_documented_shape_and_every_route
     let doc: Value = serde_json::from_str(handoff::http::admin::OPENAPI).expect("openapi.json is JSON");
     assert_eq!(doc["openapi"], "3.1.0");
     assert_eq!(doc["components"]["securitySchemes"]["bearer"]["scheme"], "bearer");
-    for schema in ["Event", "Run", "RunDetail", "Action", "Job", "Explain", "Operation", "Error"] {
+    for schema in
+        ["Event", "EventWhole", "Delivery", "Run", "RunDetail", "Action", "Job", "Explain", "Operation", "Error"]
+    {
         assert!(doc["components"]["schemas"][schema].is_object(), "schema {schema} is documented");
     }
     let run_id = get(&app, "/runs").await[0]["id"].as_str().unwrap().to_string();

@@ -906,7 +906,10 @@ async fn events_prints_a_table_with_a_header_row_and_one_row_per_event() {
     assert!(lines[1].contains("dbt") && lines[1].contains("success"), "{}", lines[1]);
 
     let out = cli(&["events", "--limit", "1", "--config", text(&config)]).await;
-    assert_eq!(out.ok().lines().count(), 2, "a header and one event:\n{}", out.stdout);
+    let lines: Vec<&str> = out.ok().lines().collect();
+    assert_eq!(lines.len(), 3, "a header, one event and the next page:\n{}", out.stdout);
+    let newest = ids.last().unwrap();
+    assert_eq!(lines[2], format!("next page: handoff events --limit 1 --before {newest}"));
 }
 
 #[tokio::test]

@@ -50,6 +50,7 @@ async fn a_run_of_5000_events_reaches_its_command_whole_through_a_private_file_t
             received_at: jiff::Timestamp::now(),
             secret: Some(SecretSlot::Current),
             peer: None,
+            headers: None,
             body: b"{}".to_vec(),
             dedupe_window: None,
         })

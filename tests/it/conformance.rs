@@ -61,6 +61,8 @@ macro_rules! conformance {
         }
     };
 }
+// Other suites run their store tests on both backends the same way.
+pub(crate) use conformance;
 
 conformance!(
     a_delivery_is_recorded_once_and_its_retry_is_a_duplicate_with_the_same_id,
@@ -117,6 +119,7 @@ fn event(source: &str, subject: &str, key: &str, received_at: Timestamp) -> NewE
         received_at,
         secret: None,
         peer: Some("127.0.0.1".into()),
+        headers: None,
         body: format!("{{\"id\":\"{key}\"}}").into_bytes(),
         dedupe_window: None,
     }
@@ -456,10 +459,10 @@ async fn listings_are_newest_first_and_limited(store: &Store) {
     for n in 0..5 {
         record(store, if n % 2 == 0 { "a" } else { "b" }, &format!("l{n}"), at(n)).await;
     }
-    let events = store.events(&EventFilter { source: None, limit: 3 }).await.unwrap();
+    let events = store.events(&EventFilter { source: None, limit: 3, ..Default::default() }).await.unwrap();
     let keys: Vec<_> = events.iter().map(|e| e.provider_event_id.clone().unwrap()).collect();
     assert_eq!(keys, ["l4", "l3", "l2"]);
-    let only_a = store.events(&EventFilter { source: Some("a".into()), limit: 0 }).await.unwrap();
+    let only_a = store.events(&EventFilter { source: Some("a".into()), limit: 0, ..Default::default() }).await.unwrap();
     assert_eq!(only_a.len(), 3);
     let xyz = jobs("[jobs.x]\nafter = [\"a\"]\n[jobs.y]\nafter = [\"a\"]\n[jobs.z]\nafter = [\"a\"]\n");
     for (n, job) in ["x", "y", "z"].iter().enumerate() {

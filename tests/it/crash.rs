@@ -153,7 +153,7 @@ async fn every_acknowledged_delivery_survives_a_sigkill_exactly_once() {
     // The store as the restarted server sees it.
     let config = Config::load(&dir.path().join("handoff.toml")).unwrap();
     let store = Store::open_existing(&config.store).await.unwrap();
-    let events = store.events(&EventFilter { source: None, limit: 0 }).await.unwrap();
+    let events = store.events(&EventFilter { source: None, limit: 0, ..Default::default() }).await.unwrap();
     store.close().await;
     let mut by_key: HashMap<String, Vec<String>> = HashMap::new();
     for event in &events {

@@ -4,6 +4,7 @@
 mod abuse;
 mod actions;
 mod admin;
+mod audit;
 mod cancel;
 mod cli;
 mod commands;

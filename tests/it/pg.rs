@@ -95,6 +95,7 @@ fn delivery(source: &str, dedupe_key: Option<&str>, news_key: Option<&str>) -> N
         received_at: Timestamp::now(),
         secret: Some(SecretSlot::Current),
         peer: Some("10.0.0.7".into()),
+        headers: None,
         body: b"{\"raw\":\"\xff bytes\"}".to_vec(),
         dedupe_window: None,
     }
@@ -134,10 +135,10 @@ async fn deliveries_are_recorded_in_postgresql_and_read_back_whole() {
 
     let all = store.events(&EventFilter::default()).await.unwrap();
     assert_eq!(all.iter().map(|e| e.id.clone()).collect::<Vec<_>>(), vec![second.clone(), first.clone()]);
-    let dbt = store.events(&EventFilter { source: Some("dbt".into()), limit: 10 }).await.unwrap();
+    let dbt = store.events(&EventFilter { source: Some("dbt".into()), limit: 10, ..Default::default() }).await.unwrap();
     assert_eq!(dbt.len(), 1);
     assert_eq!(dbt[0].id, second);
-    assert_eq!(store.events(&EventFilter { source: None, limit: 1 }).await.unwrap().len(), 1);
+    assert_eq!(store.events(&EventFilter { source: None, limit: 1, ..Default::default() }).await.unwrap().len(), 1);
     store.ready(0).await.unwrap();
     store.close().await;
 
@@ -169,7 +170,8 @@ async fn a_repeated_dedupe_key_gives_one_event_in_postgresql_also_within_one_bat
     assert_eq!(new.len(), 1, "{answers:?}");
     let id = new_id(new[0]);
     assert!(answers.iter().all(|a| matches!(a, Recorded::New(i) | Recorded::Duplicate(i) if *i == id)), "{answers:?}");
-    let stored = store.events(&EventFilter { source: Some("gh".into()), limit: 0 }).await.unwrap();
+    let stored =
+        store.events(&EventFilter { source: Some("gh".into()), limit: 0, ..Default::default() }).await.unwrap();
     assert_eq!(stored.len(), 2, "delivery-1 and burst, once each");
     store.close().await;
 }
@@ -267,7 +269,10 @@ async fn a_postgresql_listing_never_reads_a_body_and_the_single_event_read_does(
     let mut conn = PgConnection::connect(&db.url).await.unwrap();
     sqlx::query("ALTER TABLE events RENAME COLUMN body TO body_elsewhere").execute(&mut conn).await.unwrap();
     conn.close().await.unwrap();
-    for filter in [EventFilter { source: None, limit: 0 }, EventFilter { source: Some("fivetran".into()), limit: 2 }] {
+    for filter in [
+        EventFilter { source: None, limit: 0, ..Default::default() },
+        EventFilter { source: Some("fivetran".into()), limit: 2, ..Default::default() },
+    ] {
         let listed = store.events(&filter).await.unwrap_or_else(|e| panic!("a listing reads no body: {e}"));
         assert_eq!(listed.len(), if filter.limit == 0 { 3 } else { 2 });
         assert!(listed.iter().all(|e| e.body.is_none()));

@@ -31,6 +31,7 @@ pub async fn history(store: &Store, prefix: &str) -> Vec<String> {
                 received_at: start,
                 secret: None,
                 peer: None,
+                headers: None,
                 body: format!("{{\"n\":{n},\"bytes\":\"\u{e9}\\u0000\"}}").into_bytes(),
                 dedupe_window: None,
             };

@@ -14,14 +14,17 @@
 mod decide;
 mod runs;
 
-use super::{EventFilter, Pending, Recorded, StoreError, StoreOptions, WriteHealth, rows};
+use super::{
+    DeliveryFilter, DeliveryRecord, EventFilter, Pending, Recorded, RejectionCount, StoreError, StoreOptions,
+    WriteHealth, audit, rows,
+};
 use crate::config::PostgresLocation;
 use crate::domain::{Event, EventId, NewEvent, SecretSlot};
 use secrecy::ExposeSecret;
 use sha2::{Digest, Sha256};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions, Postgres};
 use sqlx::{Connection, PgConnection, PgPool, QueryBuilder};
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{Semaphore, mpsc, oneshot};
@@ -29,7 +32,7 @@ use tokio::sync::{Semaphore, mpsc, oneshot};
 /// Group commits in flight at once: while they wait for the server, the next batch gathers.
 const COMMITS_IN_FLIGHT: usize = 4;
 
-/// Events per `INSERT` (17 parameters each, far below PostgreSQL's 65 535).
+/// Events per `INSERT` (18 parameters each, far below PostgreSQL's 65 535).
 const ROWS_PER_STATEMENT: usize = 1000;
 /// Bytes per `INSERT`, about. sqlx 0.9 leaves Nagle's algorithm on (no TCP_NODELAY), so a
 /// statement sent in several pieces (TLS records are at most 16 KiB, and `sslmode=prefer`, the
@@ -135,17 +138,50 @@ impl PostgresStore {
     }
 
     pub async fn events(&self, filter: &EventFilter) -> Result<Vec<Event>, StoreError> {
-        let limit = i64::from(if filter.limit == 0 { u32::MAX } else { filter.limit });
-        let (filter_sql, source) = match &filter.source {
-            Some(source) => ("WHERE source = $2", Some(source)),
-            None => ("WHERE $2::text IS NULL", None),
-        };
-        let sql = format!(
-            "SELECT {} FROM events {filter_sql} ORDER BY received_at DESC, id DESC LIMIT $1",
-            rows::LISTED_EVENT_COLUMNS
-        );
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(limit).bind(source).fetch_all(&self.pool).await?;
+        let rows = audit::events_query::<Postgres>(filter).build().fetch_all(&self.pool).await?;
         rows.iter().map(rows::listed_event).collect()
+    }
+
+    pub async fn deliveries(&self, filter: &DeliveryFilter) -> Result<Vec<DeliveryRecord>, StoreError> {
+        let mut records = Vec::new();
+        for (outcome, mut query) in audit::deliveries_queries::<Postgres>(filter) {
+            for row in query.build().fetch_all(&self.pool).await? {
+                records.push(audit::delivery(outcome, &row)?);
+            }
+        }
+        Ok(audit::merged(records, filter.limit))
+    }
+
+    /// Adds folded rejections to their minute's counts, in one transaction (in key order, so
+    /// replicas adding to the same rows never wait for each other in a cycle).
+    pub async fn record_rejections(&self, counts: &[RejectionCount]) -> Result<(), StoreError> {
+        let mut sorted: Vec<&RejectionCount> = counts.iter().collect();
+        sorted.sort_by(|a, b| {
+            (a.minute, &a.source, &a.peer, a.status, &a.reason)
+                .cmp(&(b.minute, &b.source, &b.peer, b.status, &b.reason))
+        });
+        let upsert = audit::rejections_upsert("LEAST", "GREATEST");
+        let mut tx = self.pool.begin().await?;
+        for c in sorted {
+            sqlx::query(sqlx::AssertSqlSafe(upsert.as_str()))
+                .bind(c.minute.as_millisecond())
+                .bind(&c.source)
+                .bind(&c.peer)
+                .bind(i64::from(c.status))
+                .bind(&c.reason)
+                .bind(i64::try_from(c.count).unwrap_or(i64::MAX))
+                .bind(c.first_at.as_millisecond())
+                .bind(c.last_at.as_millisecond())
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn has_event(&self, id: &EventId) -> Result<bool, StoreError> {
+        let found = sqlx::query("SELECT 1 FROM events WHERE id = $1").bind(&id.0).fetch_optional(&self.pool).await?;
+        Ok(found.is_some())
     }
 
     pub async fn event(&self, id: &EventId) -> Result<Option<Event>, StoreError> {
@@ -370,7 +406,7 @@ async fn commit(
     for chunk in chunks_by_size(&order, size, BYTES_PER_STATEMENT, ROWS_PER_STATEMENT) {
         let mut insert = QueryBuilder::<Postgres>::new(
             "INSERT INTO events (id, source, kind, provider_event_id, dedupe_key, news_key, event_type, \
-             subject_id, subject_name, status, test, repeat_of, secret, peer, occurred_at, received_at, body) ",
+             subject_id, subject_name, status, test, repeat_of, secret, peer, occurred_at, received_at, body, headers) ",
         );
         insert.push_values(chunk, |mut row, &i| {
             let (event, n) = (&events[i], &events[i].normalised);
@@ -390,7 +426,8 @@ async fn commit(
                 .push_bind(&event.peer)
                 .push_bind(n.occurred_at.unwrap_or(event.received_at).as_millisecond())
                 .push_bind(event.received_at.as_millisecond())
-                .push_bind(&event.body);
+                .push_bind(&event.body)
+                .push_bind(&event.headers);
         });
         insert.push(" ON CONFLICT (source, dedupe_key) WHERE dedupe_key IS NOT NULL DO NOTHING RETURNING id");
         // Not kept prepared: the statement's text changes with the number of rows.
@@ -449,7 +486,6 @@ async fn commit(
         .execute(&mut *tx)
         .await?;
     }
-    tx.commit().await?;
 
     // A repeat within the batch gets what its first delivery got: the new id, or the original's.
     for i in 0..events.len() {
@@ -460,10 +496,59 @@ async fn commit(
             };
         }
     }
+    count_repeats(&mut tx, events, &outcomes).await?;
+    tx.commit().await?;
     outcomes
         .into_iter()
         .map(|o| o.ok_or_else(|| StoreError::Unavailable("a delivery of the batch has no outcome".into())))
         .collect()
+}
+
+/// Counts each repeated event's deliveries in `delivery_duplicates`, inside the commit that
+/// recognised them: one row per event (in id order, so replicas never wait in a cycle), its
+/// count the deliveries that carried it, the first included.
+async fn count_repeats(
+    conn: &mut PgConnection,
+    events: &[NewEvent],
+    outcomes: &[Option<Recorded>],
+) -> Result<(), StoreError> {
+    // Per original: (source, repeats, first ms, last ms, last peer).
+    let mut repeats: BTreeMap<&str, (&str, i64, i64, i64, Option<&str>)> = BTreeMap::new();
+    for (event, outcome) in events.iter().zip(outcomes) {
+        let Some(Recorded::Duplicate(original)) = outcome else { continue };
+        let at = event.received_at.as_millisecond();
+        let entry = repeats.entry(original.0.as_str()).or_insert((event.source.as_str(), 0, at, at, None));
+        entry.1 += 1;
+        entry.2 = entry.2.min(at);
+        entry.3 = entry.3.max(at);
+        entry.4 = event.peer.as_deref();
+    }
+    if repeats.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<&str> = repeats.keys().copied().collect();
+    let sources: Vec<&str> = repeats.values().map(|r| r.0).collect();
+    let counts: Vec<i64> = repeats.values().map(|r| r.1).collect();
+    let firsts: Vec<i64> = repeats.values().map(|r| r.2).collect();
+    let lasts: Vec<i64> = repeats.values().map(|r| r.3).collect();
+    let peers: Vec<Option<&str>> = repeats.values().map(|r| r.4).collect();
+    sqlx::query(
+        "INSERT INTO delivery_duplicates (event_id, source, count, first_at, last_at, last_peer) \
+         SELECT id, source, n + 1, first_at, last_at, peer \
+         FROM unnest($1::text[], $2::text[], $3::int8[], $4::int8[], $5::int8[], $6::text[]) \
+              AS u(id, source, n, first_at, last_at, peer) \
+         ON CONFLICT (event_id) DO UPDATE SET count = delivery_duplicates.count + excluded.count - 1, \
+         last_at = GREATEST(delivery_duplicates.last_at, excluded.last_at), last_peer = excluded.last_peer",
+    )
+    .bind(&ids)
+    .bind(&sources)
+    .bind(&counts)
+    .bind(&firsts)
+    .bind(&lasts)
+    .bind(&peers)
+    .execute(conn)
+    .await?;
+    Ok(())
 }
 
 /// A dedupe key past its window (`replay_window`) passes to the new delivery: the event that

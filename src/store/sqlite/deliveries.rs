@@ -12,12 +12,18 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::time::Duration;
 
-/// The most events one INSERT carries: 17 parameters each stays far below SQLite's limit.
+/// The most events one INSERT carries: 18 parameters each stays far below SQLite's limit.
 const INSERT_CHUNK: usize = 256;
 
 const EVENT_COLUMNS: &str = "id, source, kind, provider_event_id, dedupe_key, news_key, event_type, \
-     subject_id, subject_name, status, test, repeat_of, secret, peer, occurred_at, received_at, body";
-const EVENT_PARAMS: usize = 17;
+     subject_id, subject_name, status, test, repeat_of, secret, peer, occurred_at, received_at, body, headers";
+const EVENT_PARAMS: usize = 18;
+
+/// Counts a repeat of an event in `delivery_duplicates`: 2 at the first repeat (the original
+/// delivery and this one).
+const COUNT_REPEAT: &str = "INSERT INTO delivery_duplicates (event_id, source, count, first_at, last_at, last_peer) \
+     VALUES (?1, ?2, 2, ?3, ?3, ?4) ON CONFLICT (event_id) DO UPDATE SET count = count + 1, \
+     last_at = MAX(last_at, excluded.last_at), last_peer = excluded.last_peer";
 
 /// The writer thread's connection: deliveries are committed on it (here), decisions and run
 /// bookkeeping run on it through [`WriteConn::conn`].
@@ -87,11 +93,14 @@ impl WriteConn {
         // Keys already taken by earlier deliveries of this batch (not yet in the table).
         let mut batch_dedupe: HashMap<(&str, &str), EventId> = HashMap::new();
         let mut batch_news: HashMap<(&str, &str), String> = HashMap::new();
+        // Repeats of recorded events, counted once the new rows are in (a repeat may be of one).
+        let mut repeats: Vec<(EventId, &NewEvent)> = Vec::new();
         for event in taken.iter().map(|p| &p.event) {
             let n = &event.normalised;
             if let Some(key) = &n.dedupe_key {
                 if let Some(first) = batch_dedupe.get(&(event.source.as_str(), key.as_str())) {
                     outcomes.push(Recorded::Duplicate(first.clone()));
+                    repeats.push((first.clone(), event));
                     continue;
                 }
                 let existing: Option<(String, i64)> = tx_conn
@@ -100,7 +109,8 @@ impl WriteConn {
                     .optional()?;
                 if let Some((id, received_at)) = existing {
                     if rows::dedupe_cutoff(event).is_none_or(|cutoff| received_at > cutoff) {
-                        outcomes.push(Recorded::Duplicate(EventId(id)));
+                        outcomes.push(Recorded::Duplicate(EventId(id.clone())));
+                        repeats.push((EventId(id), event));
                         continue;
                     }
                     // Past its window the key passes to this delivery: the old event lets go of it.
@@ -139,6 +149,12 @@ impl WriteConn {
             insert_events(tx_conn, events, unmatched, chunk)?;
             rest = tail;
         }
+        if !repeats.is_empty() {
+            let mut count = tx_conn.prepare_cached(COUNT_REPEAT)?;
+            for (original, event) in &repeats {
+                count.execute((&original.0, &event.source, event.received_at.as_millisecond(), &event.peer))?;
+            }
+        }
         tx.commit()?;
         Ok(outcomes)
     }
@@ -172,6 +188,7 @@ fn insert_events(
         insert.raw_bind_parameter(at + 14, n.occurred_at.unwrap_or(event.received_at).as_millisecond())?;
         insert.raw_bind_parameter(at + 15, event.received_at.as_millisecond())?;
         insert.raw_bind_parameter(at + 16, &event.body)?;
+        insert.raw_bind_parameter(at + 17, &event.headers)?;
         at += EVENT_PARAMS;
     }
     insert.raw_execute()?;

@@ -17,7 +17,10 @@ mod decide;
 mod deliveries;
 mod runs;
 
-use super::{EventFilter, Pending, Recorded, StoreError, StoreOptions, WriteHealth, rows};
+use super::{
+    DeliveryFilter, DeliveryRecord, EventFilter, Pending, Recorded, RejectionCount, StoreError, StoreOptions,
+    WriteHealth, audit, rows,
+};
 use crate::domain::{Event, EventId, NewEvent};
 use deliveries::WriteConn;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
@@ -250,15 +253,47 @@ impl SqliteStore {
     }
 
     pub async fn events(&self, filter: &EventFilter) -> Result<Vec<Event>, StoreError> {
-        let limit = i64::from(if filter.limit == 0 { u32::MAX } else { filter.limit });
-        let filter_sql = if filter.source.is_some() { "WHERE source = ?2" } else { "WHERE ?2 IS NULL" };
-        let sql = format!(
-            "SELECT {} FROM events {filter_sql} ORDER BY received_at DESC, id DESC LIMIT ?1",
-            rows::LISTED_EVENT_COLUMNS
-        );
-        let rows =
-            sqlx::query(sqlx::AssertSqlSafe(sql)).bind(limit).bind(&filter.source).fetch_all(&self.reads).await?;
+        let rows = audit::events_query::<sqlx::Sqlite>(filter).build().fetch_all(&self.reads).await?;
         rows.iter().map(rows::listed_event).collect()
+    }
+
+    pub async fn deliveries(&self, filter: &DeliveryFilter) -> Result<Vec<DeliveryRecord>, StoreError> {
+        let mut records = Vec::new();
+        for (outcome, mut query) in audit::deliveries_queries::<sqlx::Sqlite>(filter) {
+            for row in query.build().fetch_all(&self.reads).await? {
+                records.push(audit::delivery(outcome, &row)?);
+            }
+        }
+        Ok(audit::merged(records, filter.limit))
+    }
+
+    /// Adds folded rejections to their minute's counts, in one transaction on the writer.
+    pub async fn record_rejections(&self, counts: Vec<RejectionCount>) -> Result<(), StoreError> {
+        self.exec(move |conn| -> Result<(), StoreError> {
+            let mut tx = deliveries::Immediate::begin(conn)?;
+            {
+                let mut upsert = tx.conn().prepare_cached(&audit::rejections_upsert("MIN", "MAX"))?;
+                for c in &counts {
+                    upsert.execute((
+                        c.minute.as_millisecond(),
+                        &c.source,
+                        &c.peer,
+                        c.status,
+                        &c.reason,
+                        i64::try_from(c.count).unwrap_or(i64::MAX),
+                        c.first_at.as_millisecond(),
+                        c.last_at.as_millisecond(),
+                    ))?;
+                }
+            }
+            Ok(tx.commit()?)
+        })
+        .await
+    }
+
+    pub async fn has_event(&self, id: &EventId) -> Result<bool, StoreError> {
+        let found = sqlx::query("SELECT 1 FROM events WHERE id = ?1").bind(&id.0).fetch_optional(&self.reads).await?;
+        Ok(found.is_some())
     }
 
     pub async fn event(&self, id: &EventId) -> Result<Option<Event>, StoreError> {
@@ -483,6 +518,7 @@ mod tests {
             received_at: Timestamp::now(),
             secret: None,
             peer: None,
+            headers: None,
             body: b"{}".to_vec(),
             dedupe_window: None,
         }
