@@ -15,6 +15,10 @@ pub fn summary(config: &Config) -> String {
     let mut out = format!("{}: ok\n", config.path.display());
     out += &format!("listen: http://{}\n", config.listen);
     out += &format!("store:  {}\n", config.store_url);
+    out += "retention ([store.retention]; `handoff prune --dry-run` shows what goes now):\n";
+    for line in config.retention.plan() {
+        out += &format!("  {line}\n");
+    }
     if !config.trusted_proxies.is_empty() {
         let proxies: Vec<String> = config.trusted_proxies.iter().map(ToString::to_string).collect();
         out += &format!("trusted proxies: {}\n", proxies.join(", "));

@@ -6,6 +6,7 @@ mod cancel;
 mod check;
 mod events;
 mod operate;
+mod prune;
 mod runs;
 mod send;
 mod serve;
@@ -63,6 +64,8 @@ enum Command {
     Resume(operate::ResumeArgs),
     /// What was decided for an event, and the run it fed.
     Explain(runs::ExplainArgs),
+    /// Delete what `[store.retention]` no longer keeps (`--dry-run`: only count it).
+    Prune(prune::PruneArgs),
     /// Manage the store: `handoff store copy --from URL --to URL`.
     Store(store::StoreArgs),
 }
@@ -122,6 +125,7 @@ impl Cli {
             Command::Pause(args) => operate::pause(&self.load_config()?, args).await,
             Command::Resume(args) => operate::resume(&self.load_config()?, args).await,
             Command::Explain(args) => runs::explain(&self.load_config()?, args).await,
+            Command::Prune(args) => prune::run(&self.load_config()?, args).await,
             Command::Store(args) => store::run(args, || Config::load(&self.config_path())).await,
         }
     }

@@ -15,6 +15,7 @@
 
 mod decide;
 mod deliveries;
+mod prune;
 mod runs;
 
 use super::{EventFilter, Pending, Recorded, StoreError, StoreOptions, WriteHealth, rows};
