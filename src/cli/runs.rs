@@ -195,7 +195,8 @@ pub async fn explain(config: &Config, args: &ExplainArgs) -> Result<(), Failure>
     for (job, run) in consumed {
         match run {
             Some(run_id) => {
-                let state = store.run(run_id).await.map_err(failed)?.map(|r| r.state.to_string()).unwrap_or_default();
+                // A run past the runs horizon is gone while its event is kept longer.
+                let state = store.run(run_id).await.map_err(failed)?.map_or("pruned".into(), |r| r.state.to_string());
                 println!("  consumed by run {run_id} of job {job} ({state})");
             }
             None => println!("  waiting for the next run of job {job}"),

@@ -383,3 +383,22 @@ async fn the_server_prunes_old_rows_in_the_background_while_it_serves() {
     }
     app.stop().await;
 }
+
+#[tokio::test]
+async fn two_replicas_pruning_at_once_remove_each_row_once_between_them() {
+    let db = crate::pg::TestDb::create().await;
+    let (one, two) = (db.open().await, db.open().await);
+    let deliveries = (0..600).map(|n| one.record(event("b", &format!("old{n}"), None, day(0.0), 256)));
+    for answer in futures_util::future::join_all(deliveries).await {
+        assert!(matches!(answer.unwrap(), Recorded::New(_)));
+    }
+    tick_at(&one, &jobs(), day(1.0), 0).await;
+    let retention = Retention::default();
+    let (a, b) = tokio::join!(one.prune(&retention, day(200.0), false), two.prune(&retention, day(200.0), false));
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert_eq!(a.get("events") + b.get("events"), 600, "{a:?} {b:?}");
+    assert_eq!(a.get("decisions") + b.get("decisions"), 600, "{a:?} {b:?}");
+    assert!(one.events(&EventFilter::default()).await.unwrap().is_empty());
+    one.close().await;
+    two.close().await;
+}

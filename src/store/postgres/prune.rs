@@ -50,7 +50,8 @@ fn list(key: Key) -> &'static str {
 }
 
 impl PostgresStore {
-    /// One batch of a walked step, in one transaction.
+    /// One batch of a walked step, in one transaction; tried again when another replica
+    /// pruning the same rows at the same moment makes PostgreSQL end it as a deadlock.
     pub(crate) async fn prune_batch(
         &self,
         step: &'static Step,
@@ -58,10 +59,27 @@ impl PostgresStore {
         cursor: Cursor,
         dry_run: bool,
     ) -> Result<Batch, StoreError> {
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            match self.try_batch(step, cutoffs, &cursor, dry_run).await {
+                Err(sqlx::Error::Database(e)) if tries < 3 && e.code().as_deref() == Some("40P01") => continue,
+                done => return Ok(done?),
+            }
+        }
+    }
+
+    async fn try_batch(
+        &self,
+        step: &'static Step,
+        cutoffs: Cutoffs,
+        cursor: &Cursor,
+        dry_run: bool,
+    ) -> Result<Batch, sqlx::Error> {
         let mut tx = self.pool.begin().await?;
         let scan = step.scan_sql().expect("a walked step has a scan");
         let (text, order) = prune::sql(&scan, list(step.key()), '$');
-        let rows = bind(sqlx::query(sqlx::AssertSqlSafe(text)), &order, step, cutoffs, &cursor, &Ids::None)
+        let rows = bind(sqlx::query(sqlx::AssertSqlSafe(text)), &order, step, cutoffs, cursor, &Ids::None)
             .fetch_all(&mut *tx)
             .await?;
         let mut going = Vec::new();
