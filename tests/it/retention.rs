@@ -402,3 +402,48 @@ async fn two_replicas_pruning_at_once_remove_each_row_once_between_them() {
     one.close().await;
     two.close().await;
 }
+
+#[tokio::test]
+async fn handoff_prune_works_beside_a_running_server_which_goes_on_recording() {
+    let dir = tempfile::tempdir().unwrap();
+    write_secrets(dir.path());
+    let config_text = format!("[store.retention]\nevents = \"1d\"\n{}", standard_sources());
+    std::fs::write(dir.path().join("handoff.toml"), &config_text).unwrap();
+    let config = Config::load(&dir.path().join("handoff.toml")).unwrap();
+    let store = Store::open(&config.store, StoreOptions::default()).await.unwrap();
+    for n in 0..4 {
+        record(&store, "orchestrator", &format!("old{n}"), None, Timestamp::now() - SignedDuration::from_hours(48))
+            .await;
+    }
+    let t = Tick {
+        now: None,
+        jobs: Arc::new(config.jobs.clone()),
+        claims: 0,
+        owner: OWNER.into(),
+        lease: Duration::from_secs(30),
+    };
+    tick::tick(&store, t).await.unwrap();
+    store.close().await;
+    // The server's own pruner waits an hour: what is removed here is `handoff prune`'s doing.
+    let options = StoreOptions { prune_first: Duration::from_secs(3600), ..StoreOptions::default() };
+    let app = TestApp::spawn_in(dir, &config_text, options).await;
+    let cli = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_handoff"))
+            .args(args)
+            .arg("--config")
+            .arg(app.config_path())
+            .output()
+            .unwrap()
+    };
+    let pruned = cli(&["prune", "--json"]);
+    assert!(pruned.status.success(), "{}", String::from_utf8_lossy(&pruned.stderr));
+    let shown: serde_json::Value = serde_json::from_slice(&pruned.stdout).unwrap();
+    assert_eq!(shown["counts"]["events"], 4, "{shown}");
+    let body = br#"{"subject":"orders"}"#;
+    let (status, _) = app.deliver("orchestrator", body, &[("authorization", hex_sig(HMAC_SECRET, body))]).await;
+    assert_eq!(status, 202, "the server records as before");
+    let store = Store::open_existing(&config.store).await.unwrap();
+    assert_eq!(store.events(&EventFilter::default()).await.unwrap().len(), 1);
+    store.close().await;
+    app.stop().await;
+}
