@@ -1,8 +1,8 @@
 //! Retention: what each horizon of `[store.retention]` removes, written once for both backends.
 //!
 //! [`PLAN`] lists, horizon by horizon, every table pruning touches and how: a table whose old
-//! rows go with the rows that refer to them ([`Step::Sweep`]), an action's output cleared
-//! ([`Step::Clear`]), or rows that simply age out ([`Step::Aged`]). A table added later gets
+//! rows go with the rows that refer to them, or an action's output is cleared (both a
+//! [`Walk`] over the table, oldest first), or rows simply age out ([`Step::Aged`]). A table added later gets
 //! its line here. Each backend runs one step's batch in one short transaction, in its own
 //! dialect ([`sql`] turns the `:name` parameters into `?N` or `$N`); the loop over batches is
 //! [`Store::prune`], so the SQLite writer takes one batch at a time and deliveries interleave.
@@ -127,30 +127,33 @@ pub(crate) struct Child {
 /// One step of a pruning pass.
 #[derive(Debug)]
 pub(crate) enum Step {
-    /// Rows of `table` whose `time` is older than the horizon are walked in `(time, key)`
-    /// order; those for which `go` holds are deleted, after their `children`.
-    Sweep {
-        kind: &'static str,
-        horizon: Horizon,
-        table: &'static str,
-        time: &'static str,
-        filter: &'static str,
-        go: &'static str,
-        children: &'static [Child],
-    },
-    /// `column` of the rows of `table` older than the horizon is set to NULL and `marker` to now.
-    Clear {
-        kind: &'static str,
-        horizon: Horizon,
-        table: &'static str,
-        time: &'static str,
-        filter: &'static str,
-        go: &'static str,
-        column: &'static str,
-        marker: &'static str,
-    },
+    /// Rows of a table older than the horizon, walked oldest first; each that may go does.
+    Walk(Walk),
     /// Rows of `table` whose `time` is older than the horizon; `key` names a row.
     Aged { kind: &'static str, horizon: Horizon, table: &'static str, time: &'static str, key: &'static str },
+}
+
+/// The rows of `table` (seen as `t`) for which `filter` holds and whose `time` is older than
+/// the horizon, walked in `(time, id)` order; those for which `go` holds are `then`'s.
+#[derive(Debug)]
+pub(crate) struct Walk {
+    pub kind: &'static str,
+    pub horizon: Horizon,
+    pub table: &'static str,
+    pub key: Key,
+    pub time: &'static str,
+    pub filter: &'static str,
+    pub go: &'static str,
+    pub then: Then,
+}
+
+/// What happens to a walked row that goes.
+#[derive(Debug)]
+pub(crate) enum Then {
+    /// Deleted, after its `children`.
+    Delete { children: &'static [Child] },
+    /// `column` set to NULL and `marker` to now; the row stays.
+    Clear { column: &'static str, marker: &'static str },
 }
 
 /// Run `k` is kept unless the runs horizon removes it (finished before its cutoff).
@@ -164,15 +167,16 @@ macro_rules! kept_run {
 /// run about to go are not cleared first) and before events (an event consumed only by runs
 /// that went is free to go). Each `go` and `filter` sees its row as `t`.
 pub(crate) const PLAN: &[Step] = &[
-    Step::Sweep {
+    Step::Walk(Walk {
         kind: "runs",
         horizon: Horizon::Runs,
         table: "runs",
+        key: Key::Text,
         time: "finished_at",
         filter: "t.state IN ('succeeded', 'failed', 'cancelled')",
         go: "1 = 1",
-        children: &[Child { kind: "actions", table: "run_actions", column: "run_id" }],
-    },
+        then: Then::Delete { children: &[Child { kind: "actions", table: "run_actions", column: "run_id" }] },
+    }),
     // A tick names the run it started; ticks older than the horizon matter no more (only the
     // latest tick of a schedule is ever looked at), and a run's tick is older than its end.
     Step::Aged {
@@ -182,20 +186,21 @@ pub(crate) const PLAN: &[Step] = &[
         time: "tick_at",
         key: "job, tick_at",
     },
-    Step::Clear {
+    Step::Walk(Walk {
         kind: "outputs",
         horizon: Horizon::Outputs,
         table: "run_actions",
+        key: Key::Integer,
         time: "finished_at",
         filter: "t.output IS NOT NULL",
         go: concat!("EXISTS (SELECT 1 FROM runs k WHERE k.id = t.run_id AND ", kept_run!(), ")"),
-        column: "output",
-        marker: "output_pruned_at",
-    },
-    Step::Sweep {
+        then: Then::Clear { column: "output", marker: "output_pruned_at" },
+    }),
+    Step::Walk(Walk {
         kind: "events",
         horizon: Horizon::Events,
         table: "events",
+        key: Key::Text,
         time: "received_at",
         filter: "1 = 1",
         // Not waiting to be matched, not the news a kept repeat names, not waiting for a run
@@ -208,95 +213,37 @@ pub(crate) const PLAN: &[Step] = &[
             kept_run!(),
             ")))"
         ),
-        children: &[
-            Child { kind: "decisions", table: "decisions", column: "event_id" },
-            Child { kind: "inputs", table: "job_inputs", column: "event_id" },
-        ],
-    },
+        then: Then::Delete {
+            children: &[
+                Child { kind: "decisions", table: "decisions", column: "event_id" },
+                Child { kind: "inputs", table: "job_inputs", column: "event_id" },
+            ],
+        },
+    }),
 ];
 
 impl Step {
     pub fn kind(&self) -> &'static str {
         match self {
-            Step::Sweep { kind, .. } | Step::Clear { kind, .. } | Step::Aged { kind, .. } => kind,
+            Step::Walk(walk) => walk.kind,
+            Step::Aged { kind, .. } => kind,
         }
     }
 
     pub fn horizon(&self) -> Horizon {
         match self {
-            Step::Sweep { horizon, .. } | Step::Clear { horizon, .. } | Step::Aged { horizon, .. } => *horizon,
-        }
-    }
-
-    /// The key type of the walked table: run actions have integer ids.
-    pub fn key(&self) -> Key {
-        match self {
-            Step::Clear { .. } => Key::Integer,
-            _ => Key::Text,
+            Step::Walk(walk) => walk.horizon,
+            Step::Aged { horizon, .. } => *horizon,
         }
     }
 
     /// Every kind a step counts, in report order.
     fn kinds(&self) -> Vec<&'static str> {
         match self {
-            Step::Sweep { kind, children, .. } => {
+            Step::Walk(Walk { kind, then: Then::Delete { children }, .. }) => {
                 std::iter::once(*kind).chain(children.iter().map(|c| c.kind)).collect()
             }
-            Step::Clear { kind, .. } | Step::Aged { kind, .. } => vec![kind],
-        }
-    }
-
-    /// The walk of one batch: `(time, key as text, go)` of up to `:limit` rows after the cursor.
-    pub fn scan_sql(&self) -> Option<String> {
-        let (table, time, filter, go, key) = match self {
-            Step::Sweep { table, time, filter, go, .. } => (table, time, filter, go, "t.id"),
-            Step::Clear { table, time, filter, go, .. } => (table, time, filter, go, "t.id"),
-            Step::Aged { .. } => return None,
-        };
-        let after = match self.key() {
-            Key::Text => "t.id > :after_key",
-            Key::Integer => "t.id > CAST(:after_key AS BIGINT)",
-        };
-        Some(format!(
-            "SELECT t.{time} AS at, CAST({key} AS TEXT) AS key, CASE WHEN {go} THEN 1 ELSE 0 END AS go FROM {table} t \
-             WHERE {filter} AND t.{time} < :cutoff AND (t.{time} > :after_at OR (t.{time} = :after_at AND {after})) \
-             ORDER BY t.{time}, t.id LIMIT :limit"
-        ))
-    }
-
-    /// The statements applied to the batch's `:ids` that go, each with the kind it counts:
-    /// deletes (or updates) when pruning, counts when `dry_run`.
-    pub fn apply_sql(&self, dry_run: bool) -> Vec<(&'static str, String)> {
-        match self {
-            Step::Sweep { kind, table, children, .. } => {
-                let mut out: Vec<(&'static str, String)> = children
-                    .iter()
-                    .map(|c| {
-                        let sql = if dry_run {
-                            format!("SELECT COUNT(*) FROM {} WHERE {} IN {{ids}}", c.table, c.column)
-                        } else {
-                            format!("DELETE FROM {} WHERE {} IN {{ids}}", c.table, c.column)
-                        };
-                        (c.kind, sql)
-                    })
-                    .collect();
-                let parent = if dry_run {
-                    format!("SELECT COUNT(*) FROM {table} WHERE id IN {{ids}}")
-                } else {
-                    format!("DELETE FROM {table} WHERE id IN {{ids}}")
-                };
-                out.push((kind, parent));
-                out
-            }
-            Step::Clear { kind, table, column, marker, .. } => {
-                let sql = if dry_run {
-                    format!("SELECT COUNT(*) FROM {table} WHERE id IN {{ids}}")
-                } else {
-                    format!("UPDATE {table} SET {column} = NULL, {marker} = :now WHERE id IN {{ids}}")
-                };
-                vec![(kind, sql)]
-            }
-            Step::Aged { .. } => Vec::new(),
+            Step::Walk(Walk { kind, .. }) | Step::Aged { kind, .. } => vec![kind],
         }
     }
 
@@ -311,6 +258,66 @@ impl Step {
             )
         })
     }
+}
+
+impl Walk {
+    /// One batch of the walk: `(time, id as text, go)` of up to `:limit` rows after the cursor.
+    pub fn scan_sql(&self) -> String {
+        let Walk { table, time, filter, go, .. } = self;
+        let after = match self.key {
+            Key::Text => "t.id > :after_key",
+            Key::Integer => "t.id > CAST(:after_key AS BIGINT)",
+        };
+        format!(
+            "SELECT t.{time} AS at, CAST(t.id AS TEXT) AS key, CASE WHEN {go} THEN 1 ELSE 0 END AS go FROM {table} t \
+             WHERE {filter} AND t.{time} < :cutoff AND (t.{time} > :after_at OR (t.{time} = :after_at AND {after})) \
+             ORDER BY t.{time}, t.id LIMIT :limit"
+        )
+    }
+
+    /// The statements applied to the batch's `:ids` that go, each with the kind it counts:
+    /// deletes (or updates) when pruning, counts when `dry_run`.
+    pub fn apply_sql(&self, dry_run: bool) -> Vec<(&'static str, String)> {
+        let count = |table: &str, column: &str| format!("SELECT COUNT(*) FROM {table} WHERE {column} IN {{ids}}");
+        let table = self.table;
+        match &self.then {
+            Then::Delete { children } => children
+                .iter()
+                .map(|c| (c.kind, c.table, c.column))
+                .chain(std::iter::once((self.kind, table, "id")))
+                .map(|(kind, table, column)| {
+                    let sql = if dry_run {
+                        count(table, column)
+                    } else {
+                        format!("DELETE FROM {table} WHERE {column} IN {{ids}}")
+                    };
+                    (kind, sql)
+                })
+                .collect(),
+            Then::Clear { column, marker } => {
+                let sql = if dry_run {
+                    count(table, "id")
+                } else {
+                    format!("UPDATE {table} SET {column} = NULL, {marker} = :now WHERE id IN {{ids}}")
+                };
+                vec![(self.kind, sql)]
+            }
+        }
+    }
+}
+
+/// What a walk's batch examined: the keys that go, and where the walk goes on (`None` when
+/// fewer than a batch were left).
+pub(crate) fn examined(rows: impl Iterator<Item = (i64, String, bool)>) -> (Vec<String>, Option<Cursor>) {
+    let (mut going, mut last, mut count) = (Vec::new(), None, 0u32);
+    for (at, key, go) in rows {
+        count += 1;
+        if go {
+            going.push(key.clone());
+        }
+        last = Some(Cursor { at, key });
+    }
+    (going, if count < BATCH { None } else { last })
 }
 
 /// A parameter of the pruning statements, written `:name` in [`PLAN`]'s SQL.
@@ -494,11 +501,12 @@ impl Store {
                 }
                 continue;
             }
-            let mut cursor = Cursor::start(step.key());
+            let Step::Walk(walk) = step else { continue };
+            let mut cursor = Cursor::start(walk.key);
             loop {
                 let batch = match self {
-                    Store::Sqlite(s) => s.prune_batch(step, cutoffs, cursor, dry_run).await?,
-                    Store::Postgres(s) => s.prune_batch(step, cutoffs, cursor, dry_run).await?,
+                    Store::Sqlite(s) => s.prune_batch(walk, cutoffs, cursor, dry_run).await?,
+                    Store::Postgres(s) => s.prune_batch(walk, cutoffs, cursor, dry_run).await?,
                 };
                 for (kind, n) in batch.counts {
                     report.add(kind, n);

@@ -293,24 +293,11 @@ async fn handoff_prune_shows_then_removes_what_is_past_its_horizon_in_a_real_sto
         record(&store, "b", &format!("old{n}"), None, now - SignedDuration::from_hours(24 * 30)).await;
     }
     let recent = record(&store, "b", "recent", None, now - SignedDuration::from_hours(1)).await;
-    let t = Tick {
-        now: Some(now),
-        jobs: Arc::new(config.jobs.clone()),
-        claims: 0,
-        owner: OWNER.into(),
-        lease: Duration::from_secs(30),
-    };
-    tick::tick(&store, t).await.unwrap();
+    match_all(&store, &config, Some(now)).await;
     store.close().await;
 
-    let cli = |args: &[&str]| {
-        std::process::Command::new(env!("CARGO_BIN_EXE_handoff"))
-            .args(args)
-            .arg("--config")
-            .arg(dir.path().join("handoff.toml"))
-            .output()
-            .unwrap()
-    };
+    let config_path = dir.path().join("handoff.toml");
+    let cli = |args: &[&str]| cli(&config_path, args);
     let dry = cli(&["prune", "--dry-run", "--json"]);
     assert!(dry.status.success(), "{}", String::from_utf8_lossy(&dry.stderr));
     let shown: serde_json::Value = serde_json::from_slice(&dry.stdout).unwrap();
@@ -331,49 +318,24 @@ async fn handoff_prune_shows_then_removes_what_is_past_its_horizon_in_a_real_sto
     let text = String::from_utf8_lossy(&again.stdout);
     assert!(text.contains("would remove (dry run"), "{text}");
     assert!(text.lines().any(|l| l.split_whitespace().collect::<Vec<_>>() == ["events", "0"]), "{text}");
-    let store = Store::open_existing(&config.store).await.unwrap();
-    let left: Vec<EventId> = store.events(&EventFilter::default()).await.unwrap().into_iter().map(|e| e.id).collect();
+    let left: Vec<EventId> = events_in(&config).await.into_iter().map(|e| e.id).collect();
     assert_eq!(left, [recent]);
-    store.close().await;
 }
 
 #[tokio::test]
 async fn the_server_prunes_old_rows_in_the_background_while_it_serves() {
-    let dir = tempfile::tempdir().unwrap();
-    write_secrets(dir.path());
-    let config_text = format!("[store.retention]\nevents = \"1d\"\n{}", standard_sources());
-    std::fs::write(dir.path().join("handoff.toml"), &config_text).unwrap();
-    let config = Config::load(&dir.path().join("handoff.toml")).unwrap();
-    // Rows from last month, recorded before the server starts.
-    let store = Store::open(&config.store, StoreOptions::default()).await.unwrap();
     let month_ago = Timestamp::now() - SignedDuration::from_hours(24 * 30);
-    for n in 0..5 {
-        record(&store, "orchestrator", &format!("old{n}"), None, month_ago).await;
-    }
-    let t = Tick {
-        now: None,
-        jobs: Arc::new(config.jobs.clone()),
-        claims: 0,
-        owner: OWNER.into(),
-        lease: Duration::from_secs(30),
-    };
-    tick::tick(&store, t).await.unwrap();
-    store.close().await;
-
+    let (dir, config_text, config) = served_with_old_events(5, month_ago).await;
     let options = StoreOptions {
         prune_first: Duration::from_millis(100),
         prune_every: Duration::from_millis(200),
         ..StoreOptions::default()
     };
     let app = TestApp::spawn_in(dir, &config_text, options).await;
-    let body = br#"{"subject":"orders"}"#;
-    let (status, _) = app.deliver("orchestrator", body, &[("authorization", hex_sig(HMAC_SECRET, body))]).await;
-    assert_eq!(status, 202);
+    deliver_one(&app).await;
     let started = std::time::Instant::now();
     loop {
-        let store = Store::open_existing(&config.store).await.unwrap();
-        let events = store.events(&EventFilter::default()).await.unwrap();
-        store.close().await;
+        let events = events_in(&config).await;
         if events.len() == 1 {
             assert!(events[0].received_at > month_ago, "the fresh delivery stays");
             break;
@@ -405,45 +367,62 @@ async fn two_replicas_pruning_at_once_remove_each_row_once_between_them() {
 
 #[tokio::test]
 async fn handoff_prune_works_beside_a_running_server_which_goes_on_recording() {
+    let (dir, config_text, config) = served_with_old_events(4, Timestamp::now() - SignedDuration::from_hours(48)).await;
+    // The server's own pruner waits an hour: what is removed here is `handoff prune`'s doing.
+    let options = StoreOptions { prune_first: Duration::from_secs(3600), ..StoreOptions::default() };
+    let app = TestApp::spawn_in(dir, &config_text, options).await;
+    let pruned = cli(&app.config_path(), &["prune", "--json"]);
+    assert!(pruned.status.success(), "{}", String::from_utf8_lossy(&pruned.stderr));
+    let shown: serde_json::Value = serde_json::from_slice(&pruned.stdout).unwrap();
+    assert_eq!(shown["counts"]["events"], 4, "{shown}");
+    deliver_one(&app).await;
+    assert_eq!(events_in(&config).await.len(), 1, "the server records as before");
+    app.stop().await;
+}
+
+/// A folder with the standard sources, `[store.retention] events = "1d"`, and a store holding
+/// `n` matched events received at `at`; the config text to serve, and the config.
+async fn served_with_old_events(n: usize, at: Timestamp) -> (tempfile::TempDir, String, Config) {
     let dir = tempfile::tempdir().unwrap();
     write_secrets(dir.path());
     let config_text = format!("[store.retention]\nevents = \"1d\"\n{}", standard_sources());
     std::fs::write(dir.path().join("handoff.toml"), &config_text).unwrap();
     let config = Config::load(&dir.path().join("handoff.toml")).unwrap();
     let store = Store::open(&config.store, StoreOptions::default()).await.unwrap();
-    for n in 0..4 {
-        record(&store, "orchestrator", &format!("old{n}"), None, Timestamp::now() - SignedDuration::from_hours(48))
-            .await;
+    for i in 0..n {
+        record(&store, "orchestrator", &format!("old{i}"), None, at).await;
     }
+    match_all(&store, &config, None).await;
+    store.close().await;
+    (dir, config_text, config)
+}
+
+/// Matches every event recorded so far (no run is claimed).
+async fn match_all(store: &Store, config: &Config, now: Option<Timestamp>) {
     let t = Tick {
-        now: None,
+        now,
         jobs: Arc::new(config.jobs.clone()),
         claims: 0,
         owner: OWNER.into(),
         lease: Duration::from_secs(30),
     };
-    tick::tick(&store, t).await.unwrap();
-    store.close().await;
-    // The server's own pruner waits an hour: what is removed here is `handoff prune`'s doing.
-    let options = StoreOptions { prune_first: Duration::from_secs(3600), ..StoreOptions::default() };
-    let app = TestApp::spawn_in(dir, &config_text, options).await;
-    let cli = |args: &[&str]| {
-        std::process::Command::new(env!("CARGO_BIN_EXE_handoff"))
-            .args(args)
-            .arg("--config")
-            .arg(app.config_path())
-            .output()
-            .unwrap()
-    };
-    let pruned = cli(&["prune", "--json"]);
-    assert!(pruned.status.success(), "{}", String::from_utf8_lossy(&pruned.stderr));
-    let shown: serde_json::Value = serde_json::from_slice(&pruned.stdout).unwrap();
-    assert_eq!(shown["counts"]["events"], 4, "{shown}");
+    tick::tick(store, t).await.unwrap();
+}
+
+/// A signed delivery to the running server, answered 202.
+async fn deliver_one(app: &TestApp) {
     let body = br#"{"subject":"orders"}"#;
     let (status, _) = app.deliver("orchestrator", body, &[("authorization", hex_sig(HMAC_SECRET, body))]).await;
-    assert_eq!(status, 202, "the server records as before");
+    assert_eq!(status, 202);
+}
+
+async fn events_in(config: &Config) -> Vec<handoff::domain::Event> {
     let store = Store::open_existing(&config.store).await.unwrap();
-    assert_eq!(store.events(&EventFilter::default()).await.unwrap().len(), 1);
+    let events = store.events(&EventFilter::default()).await.unwrap();
     store.close().await;
-    app.stop().await;
+    events
+}
+
+fn cli(config: &std::path::Path, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_handoff")).args(args).arg("--config").arg(config).output().unwrap()
 }

@@ -4,7 +4,7 @@
 
 use super::PostgresStore;
 use crate::store::StoreError;
-use crate::store::prune::{self, Batch, Cursor, Cutoffs, Key, Param, Step};
+use crate::store::prune::{self, Batch, Cursor, Cutoffs, Horizon, Key, Param, Step, Walk};
 use sqlx::postgres::PgArguments;
 use sqlx::query::Query;
 use sqlx::{Postgres, Row};
@@ -19,14 +19,14 @@ enum Ids {
 fn bind<'q>(
     mut query: Query<'q, Postgres, PgArguments>,
     order: &[Param],
-    step: &Step,
+    horizon: Horizon,
     cutoffs: Cutoffs,
     cursor: &Cursor,
     ids: &Ids,
 ) -> Query<'q, Postgres, PgArguments> {
     for param in order {
         query = match param {
-            Param::Cutoff => query.bind(cutoffs.of(step.horizon())),
+            Param::Cutoff => query.bind(cutoffs.of(horizon)),
             Param::RunsCutoff => query.bind(cutoffs.runs),
             Param::AfterAt => query.bind(cursor.at),
             Param::AfterKey => query.bind(cursor.key.clone()),
@@ -50,11 +50,11 @@ fn list(key: Key) -> &'static str {
 }
 
 impl PostgresStore {
-    /// One batch of a walked step, in one transaction; tried again when another replica
+    /// One batch of a walk, in one transaction; tried again when another replica
     /// pruning the same rows at the same moment makes PostgreSQL end it as a deadlock.
     pub(crate) async fn prune_batch(
         &self,
-        step: &'static Step,
+        walk: &'static Walk,
         cutoffs: Cutoffs,
         cursor: Cursor,
         dry_run: bool,
@@ -62,7 +62,7 @@ impl PostgresStore {
         let mut tries = 0;
         loop {
             tries += 1;
-            match self.try_batch(step, cutoffs, &cursor, dry_run).await {
+            match self.try_batch(walk, cutoffs, &cursor, dry_run).await {
                 Err(sqlx::Error::Database(e)) if tries < 3 && e.code().as_deref() == Some("40P01") => continue,
                 done => return Ok(done?),
             }
@@ -71,37 +71,31 @@ impl PostgresStore {
 
     async fn try_batch(
         &self,
-        step: &'static Step,
+        walk: &'static Walk,
         cutoffs: Cutoffs,
         cursor: &Cursor,
         dry_run: bool,
     ) -> Result<Batch, sqlx::Error> {
         let mut tx = self.pool.begin().await?;
-        let scan = step.scan_sql().expect("a walked step has a scan");
-        let (text, order) = prune::sql(&scan, list(step.key()), '$');
-        let rows = bind(sqlx::query(sqlx::AssertSqlSafe(text)), &order, step, cutoffs, cursor, &Ids::None)
+        let (text, order) = prune::sql(&walk.scan_sql(), list(walk.key), '$');
+        let rows = bind(sqlx::query(sqlx::AssertSqlSafe(text)), &order, walk.horizon, cutoffs, cursor, &Ids::None)
             .fetch_all(&mut *tx)
             .await?;
-        let mut going = Vec::new();
-        let mut last = None;
-        for row in &rows {
-            let (at, key, go): (i64, String, i32) = (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
-            if go == 1 {
-                going.push(key.clone());
-            }
-            last = Some(Cursor { at, key });
-        }
-        let next = if rows.len() < prune::BATCH as usize { None } else { last };
+        let rows = rows
+            .iter()
+            .map(|row| Ok((row.try_get(0)?, row.try_get(1)?, row.try_get::<i32, _>(2)? == 1)))
+            .collect::<Result<Vec<(i64, String, bool)>, sqlx::Error>>()?;
+        let (going, next) = prune::examined(rows.into_iter());
         let mut counts = Vec::new();
         if !going.is_empty() {
-            let ids = match step.key() {
+            let ids = match walk.key {
                 Key::Text => Ids::Text(going),
                 Key::Integer => Ids::Integer(going.iter().filter_map(|k| k.parse().ok()).collect()),
             };
             let start = Cursor::start(Key::Text);
-            for (kind, apply) in step.apply_sql(dry_run) {
-                let (text, order) = prune::sql(&apply, list(step.key()), '$');
-                let query = bind(sqlx::query(sqlx::AssertSqlSafe(text)), &order, step, cutoffs, &start, &ids);
+            for (kind, apply) in walk.apply_sql(dry_run) {
+                let (text, order) = prune::sql(&apply, list(walk.key), '$');
+                let query = bind(sqlx::query(sqlx::AssertSqlSafe(text)), &order, walk.horizon, cutoffs, &start, &ids);
                 let n = if dry_run {
                     query.fetch_one(&mut *tx).await?.try_get::<i64, _>(0)? as u64
                 } else {
@@ -123,8 +117,14 @@ impl PostgresStore {
     ) -> Result<u64, StoreError> {
         let sql = step.aged_sql(dry_run).expect("an aged step");
         let (text, order) = prune::sql(&sql, list(Key::Text), '$');
-        let query =
-            bind(sqlx::query(sqlx::AssertSqlSafe(text)), &order, step, cutoffs, &Cursor::start(Key::Text), &Ids::None);
+        let query = bind(
+            sqlx::query(sqlx::AssertSqlSafe(text)),
+            &order,
+            step.horizon(),
+            cutoffs,
+            &Cursor::start(Key::Text),
+            &Ids::None,
+        );
         Ok(if dry_run {
             query.fetch_one(&self.pool).await?.try_get::<i64, _>(0)? as u64
         } else {
