@@ -8,6 +8,7 @@ ALTER TABLE run_actions ADD COLUMN output_pruned_at BIGINT;
 CREATE INDEX run_actions_output ON run_actions (finished_at, id) WHERE output IS NOT NULL;
 CREATE INDEX runs_finished ON runs (finished_at, id) WHERE state IN ('succeeded', 'failed', 'cancelled');
 CREATE INDEX schedule_ticks_at ON schedule_ticks (tick_at);
+CREATE INDEX operations_at ON operations (at);
 
 -- Deleting an event looks up (for its foreign keys) what refers to it: by index, not by a scan
 -- of the whole table per event (job_inputs_event exists already).

@@ -186,6 +186,8 @@ pub(crate) const PLAN: &[Step] = &[
         time: "tick_at",
         key: "job, tick_at",
     },
+    // Who paused, resumed, cancelled, re-ran or replayed what: kept as long as runs.
+    Step::Aged { kind: "operations", horizon: Horizon::Runs, table: "operations", time: "at", key: "id" },
     Step::Walk(Walk {
         kind: "outputs",
         horizon: Horizon::Outputs,

@@ -92,6 +92,13 @@ async fn tick_at(store: &Store, jobs: &Arc<BTreeMap<String, Job>>, now: Timestam
     tick::tick(store, t).await.unwrap().claimed.into_iter().map(|c| c.run.id).collect()
 }
 
+/// `handoff run JOB` at `now`: the run and whether it is new.
+async fn manual(store: &Store, jobs: &Arc<BTreeMap<String, Job>>, job: &str, now: Timestamp) -> (RunId, bool) {
+    let actor = handoff::operate::Actor("cli:test@host".into());
+    let queued = handoff::operate::run::run_at(store, jobs, job, false, &actor, Some(now)).await.unwrap();
+    (queued.run, queued.new)
+}
+
 /// Finishes `run` at `at` with one action whose output is `output`.
 async fn finish(store: &Store, run: &RunId, at: Timestamp, output: &str) {
     let action = ActionResult {
@@ -141,9 +148,9 @@ async fn history(store: &Store) -> History {
     let kept_run = tick_at(store, &jobs, day(50.0), 1).await.remove(0);
     finish(store, &kept_run, day(51.0), "kept run's output").await;
     // An old run still running (its owner alive) and one queued behind it.
-    let (running, _) = tick::request_run(store, "u", day(60.0)).await.unwrap();
+    let (running, _) = manual(store, &jobs, "u", day(60.0)).await;
     assert_eq!(tick_at(store, &jobs, day(60.0), 1).await, std::slice::from_ref(&running));
-    let (queued, new) = tick::request_run(store, "u", day(61.0)).await.unwrap();
+    let (queued, new) = manual(store, &jobs, "u", day(61.0)).await;
     assert!(new);
     let repeat = record(store, "b", "news-2", Some("N"), day(150.0)).await;
     let recent = record(store, "b", "n199", None, day(199.0)).await;
@@ -191,6 +198,7 @@ async fn pruning_removes_what_is_past_its_horizon_and_keeps_waiting_unfinished_a
         ("runs", 1),
         ("actions", 1),
         ("schedule ticks", 0),
+        ("operations", 0),
         ("outputs", 1),
         ("events", 2),
         ("decisions", gone_decisions),
@@ -230,6 +238,7 @@ async fn a_later_clock_removes_events_once_their_runs_and_repeats_are_gone(store
     // repeat (day 150) is past 90 days; the news it named goes in the pass after it.
     let report: PruneReport = store.prune(&retention, day(260.0), false).await.unwrap();
     assert_eq!((report.get("runs"), report.get("events")), (1, 2), "{report:?}");
+    assert_eq!(report.get("operations"), 2, "the two manual runs' records, days 60 and 61: {report:?}");
     assert!(store.run(&h.kept_run).await.unwrap().is_none());
     assert!(!exists(store, &h.consumed_by_kept_run).await && !exists(store, &h.repeat).await);
     assert!(exists(store, &h.first_news).await);
