@@ -52,6 +52,8 @@ pub struct App {
     owner: Arc<str>,
     /// Held for the server's life: one server per SQLite file.
     _lock: Option<File>,
+    /// When the pruner makes its first pass, and how often the next ones.
+    prune: (std::time::Duration, std::time::Duration),
 }
 
 /// This process, as recorded on the runs it claims: the host name and an id of this start,
@@ -108,6 +110,7 @@ impl App {
         };
         let lock = lock_store(&config.store)?;
         let commit_timeout = options.commit_timeout;
+        let prune = (options.prune_first, options.prune_every);
         let store = Store::open(&config.store, options).await?;
         let owner: Arc<str> = owner_id().into();
         // SQLite: this process holds the file alone, so every run left `running` was the previous
@@ -141,7 +144,7 @@ impl App {
             source_limits,
             rejections: Arc::new(RejectLog::default()),
         };
-        Ok(App { state, listener, admin_listener, owner, _lock: lock })
+        Ok(App { state, listener, admin_listener, owner, _lock: lock, prune })
     }
 
     /// This replica as recorded on the runs it claims (`host/start-id`).
@@ -198,6 +201,14 @@ impl App {
             let (rejections, stop, store) = (rejections.clone(), stop.clone(), store.clone());
             tokio::spawn(async move { rejections.write_to(&store, stop).await })
         };
+        // Retention: every replica prunes (batches are short, and two at once are harmless).
+        let pruning = tokio::spawn(crate::store::prune::run_pruner(
+            store.clone(),
+            config.retention,
+            self.prune.0,
+            self.prune.1,
+            stop.clone(),
+        ));
         let mut limits = config.limits.clone();
         limits.max_connections = server::connection_cap(limits.max_connections, reserved_descriptors(&config));
         // A request in flight at stop has at most its body timeout, then its commit, to finish.
@@ -234,6 +245,7 @@ impl App {
         }
         // What was folded since the last interval still reaches the log.
         let _ = logging.await;
+        let _ = pruning.await;
         rejections.drain();
         let _ = auditing.await;
         if let Err(unwritten) = rejections.flush(&store).await {

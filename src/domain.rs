@@ -357,6 +357,8 @@ pub struct ActionResult {
     pub kind: String,
     pub state: ActionState,
     pub output: Option<String>,
+    /// The output was removed by `[store.retention] outputs` (never set when recording).
+    pub output_pruned: bool,
     pub error: Option<String>,
     pub started_at: Timestamp,
     pub finished_at: Option<Timestamp>,

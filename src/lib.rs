@@ -6,7 +6,7 @@
 //! - [`signature`]: HMAC signing/verification and header decoding; pure
 //! - [`sources`]: per-kind authentication and normalisation of deliveries
 //! - [`store`]: events, decisions and runs behind one API and a row API for deciding; SQLite and
-//!   PostgreSQL, each with its own SQL; `store copy`
+//!   PostgreSQL, each with its own SQL; `store copy`; retention (`prune`)
 //! - [`http`]: the router: `POST /hooks/{source}`, `/healthz`, `/readyz`, `/metrics`, the admin API `/api/`
 //! - [`scheduler`]: the policy: jobs, matching, debounce, gates, schedules (pure), the decision step
 //!   (`tick`) over the store's row API, and the loop that runs it

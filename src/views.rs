@@ -106,6 +106,7 @@ pub fn run_json(run: &Run) -> serde_json::Value {
             "attempt": a.attempt,
             "state": a.state,
             "output": a.output,
+            "output_pruned": a.output_pruned,
             "error": a.error,
             "started_at": rfc3339(a.started_at),
             "finished_at": a.finished_at.map(rfc3339),

@@ -86,6 +86,7 @@ impl Step<'_> {
             kind: self.action.kind_name().to_string(),
             state,
             output: outcome.map(|o| o.output.clone()).filter(|o| !o.is_empty()),
+            output_pruned: false,
             error: outcome.and_then(|o| o.error.clone()),
             started_at: self.started_at,
             finished_at: (state != ActionState::Running).then(Timestamp::now),

@@ -41,6 +41,10 @@ pub fn summary(config: &Config) -> String {
             format!("admin API: on at http://{addr}/api/, tokens: {}\n", tokens.join(", "))
         }
     };
+    out += "retention ([store.retention]; `handoff prune --dry-run` shows what goes now):\n";
+    for line in config.retention.plan() {
+        out += &format!("  {line}\n");
+    }
     if !config.trusted_proxies.is_empty() {
         let proxies: Vec<String> = config.trusted_proxies.iter().map(ToString::to_string).collect();
         out += &format!("trusted proxies: {}\n", proxies.join(", "));

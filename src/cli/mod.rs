@@ -7,6 +7,7 @@ mod check;
 mod deliveries;
 mod events;
 mod operate;
+mod prune;
 mod runs;
 mod send;
 mod serve;
@@ -69,6 +70,8 @@ enum Command {
     Resume(operate::ResumeArgs),
     /// What was decided for an event, and the run it fed.
     Explain(runs::ExplainArgs),
+    /// Delete what `[store.retention]` no longer keeps (`--dry-run`: only count it).
+    Prune(prune::PruneArgs),
     /// Manage the store: `handoff store copy --from URL --to URL`.
     Store(store::StoreArgs),
 }
@@ -138,6 +141,7 @@ impl Cli {
             Command::Pause(args) => operate::pause(&self.load_shape()?, args).await,
             Command::Resume(args) => operate::resume(&self.load_shape()?, args).await,
             Command::Explain(args) => runs::explain(&self.load_shape()?, args).await,
+            Command::Prune(args) => prune::run(&self.load_shape()?, args).await,
             Command::Store(args) => store::run(args, || Config::load(&self.config_path())).await,
         }
     }

@@ -164,6 +164,9 @@ fn run_text(detail: &views::RunDetail) -> String {
         if let Some(link) = views::action_link(a) {
             let _ = writeln!(out, "    link:  {link}");
         }
+        if a.output_pruned {
+            let _ = writeln!(out, "    output: pruned ([store.retention] outputs)");
+        }
         if let Some(output) = a.output.as_deref().filter(|o| !o.trim().is_empty()) {
             let lines: Vec<&str> = output.lines().collect();
             let _ = writeln!(out, "    output (last {} lines):", lines.len().min(OUTPUT_LINES));
@@ -270,7 +273,8 @@ pub async fn explain(config: &Config, args: &ExplainArgs) -> Result<(), Failure>
     for (job, run) in consumed {
         match run {
             Some(run_id) => {
-                let state = store.run(run_id).await.map_err(failed)?.map(|r| r.state.to_string()).unwrap_or_default();
+                // A run past the runs horizon is gone while its event is kept longer.
+                let state = store.run(run_id).await.map_err(failed)?.map_or("pruned".into(), |r| r.state.to_string());
                 println!("  consumed by run {run_id} of job {job} ({state})");
             }
             None => println!("  waiting for the next run of job {job}"),

@@ -20,6 +20,7 @@ pub use secret::{SecretError, SecretRef, Secrets};
 use crate::domain::{SourceKind, words};
 use crate::scheduler::Job;
 use crate::signature::{self, Key};
+pub use crate::store::Retention;
 use ipnet::IpNet;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
@@ -119,6 +120,21 @@ struct FileStore {
     /// SQLite: below this much free space on the file's filesystem, `/readyz` answers 503
     /// (default "64MiB").
     min_free_space: Option<Spanned<size::ByteSize>>,
+    /// How long events, runs and action outputs are kept (`[store.retention]`).
+    #[serde(default)]
+    retention: FileRetention,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileRetention {
+    /// Events (with their decisions) received longer ago than this are deleted, unless a
+    /// waiting or kept run still needs them (default "90d"; "forever" keeps them).
+    events: Option<Spanned<String>>,
+    /// Finished runs (with their actions) older than this are deleted (default "180d").
+    runs: Option<Spanned<String>>,
+    /// Action outputs older than this are cleared, the action kept (default "30d").
+    outputs: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -305,6 +321,8 @@ pub struct Config {
     pub store: StoreLocation,
     /// SQLite: free bytes on the store's filesystem below which `/readyz` is red.
     pub min_free_space: u64,
+    /// How long events, runs and action outputs are kept (`[store.retention]`).
+    pub retention: Retention,
     pub sources: BTreeMap<String, Source>,
     pub jobs: BTreeMap<String, Job>,
     pub shutdown_grace: Duration,
@@ -519,6 +537,7 @@ impl Config {
         let (store, store_password_problem) = build_store(&mut problems, path, &base, &file.store);
         let store_url = store.shown();
         let min_free_space = build_min_free_space(&mut problems, &store, &file.store);
+        let retention = build_retention(&mut problems, &file.store.retention);
 
         let mut sources = BTreeMap::new();
         for (name, table) in &file.sources {
@@ -584,6 +603,7 @@ impl Config {
                 store_url,
                 store,
                 min_free_space,
+                retention,
                 sources,
                 jobs,
                 shutdown_grace,
@@ -794,6 +814,34 @@ fn build_min_free_space(problems: &mut Problems<'_>, store: &StoreLocation, file
         );
     }
     size.get_ref().0 as u64
+}
+
+/// `[store.retention]`: each horizon a duration of at least an hour, or "forever".
+fn build_retention(problems: &mut Problems<'_>, file: &FileRetention) -> Retention {
+    let defaults = Retention::default();
+    let mut horizon = |key: &str, value: Option<&Spanned<String>>, default: Option<Duration>| {
+        let Some(v) = value else { return default };
+        if v.get_ref().trim() == "forever" {
+            return None;
+        }
+        let hint = format!(r#"write e.g. {key} = "{}", or "forever""#, default.map_or("90d".into(), words));
+        match parse_duration(v.get_ref()) {
+            Some(d) if d >= Duration::from_secs(3600) => Some(d),
+            Some(_) => {
+                problems.add(Some(v.span()), format!("{key} must be at least 1h"), Some(hint));
+                default
+            }
+            None => {
+                problems.add(Some(v.span()), format!("`{}` is not a duration", v.get_ref()), Some(hint));
+                default
+            }
+        }
+    };
+    Retention {
+        events: horizon("events", file.events.as_ref(), defaults.events),
+        runs: horizon("runs", file.runs.as_ref(), defaults.runs),
+        outputs: horizon("outputs", file.outputs.as_ref(), defaults.outputs),
+    }
 }
 
 fn store_location(url: &str, base: &Path) -> Result<StoreLocation, String> {
@@ -1032,9 +1080,11 @@ fn weak_secret_hint(kind: SourceKind) -> String {
     }
 }
 
-/// Parses "90s", "15m", "1h 30m" (jiff's friendly format) into a non-negative duration.
+/// Parses "90s", "15m", "1h 30m", "90d", "2w" (jiff's friendly format) into a non-negative
+/// duration. A day is 24 hours and a week 7 days; months and years are refused (not uniform).
 pub fn parse_duration(text: &str) -> Option<Duration> {
-    let signed: jiff::SignedDuration = text.trim().parse().ok()?;
+    let span: jiff::Span = text.trim().parse().ok()?;
+    let signed = span.to_duration(jiff::SpanRelativeTo::days_are_24_hours()).ok()?;
     Duration::try_from(signed).ok()
 }
 
@@ -1306,7 +1356,31 @@ mod tests {
         assert_eq!(parse_duration("90s"), Some(Duration::from_secs(90)));
         assert_eq!(parse_duration("15m"), Some(Duration::from_secs(900)));
         assert_eq!(parse_duration("1h 30m"), Some(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("90d"), Some(Duration::from_secs(90 * 86_400)));
+        assert_eq!(parse_duration("2w"), Some(Duration::from_secs(14 * 86_400)));
+        assert_eq!(parse_duration("1y"), None, "a year is not a fixed length");
         assert_eq!(parse_duration("soon"), None);
         assert_eq!(parse_duration("-5m"), None);
+    }
+
+    #[test]
+    fn retention_has_defaults_takes_days_and_forever_and_reports_bad_keys_with_their_line() {
+        let day = Duration::from_secs(86_400);
+        let retention = parse("").unwrap().retention;
+        assert_eq!(
+            (retention.events, retention.runs, retention.outputs),
+            (Some(90 * day), Some(180 * day), Some(30 * day))
+        );
+        let text = "[store.retention]\nevents = \"7d\"\nruns = \"forever\"\noutputs = \"2w\"\n";
+        let retention = parse(text).unwrap().retention;
+        assert_eq!((retention.events, retention.runs, retention.outputs), (Some(7 * day), None, Some(14 * day)));
+        let err = parse("[store.retention]\nevents = \"7d\"\nevent = \"1d\"\n").unwrap_err();
+        let shown = err.to_string();
+        assert!(shown.contains("handoff.toml:3:1: unknown field `event`"), "{shown}");
+        assert!(shown.contains("did you mean `events`?"), "{shown}");
+        let err = parse("[store.retention]\nruns = \"6 months\"\noutputs = \"10m\"\n").unwrap_err();
+        let lines: Vec<usize> = err.problems.iter().map(|p| p.line).collect();
+        assert_eq!(lines, [2, 3], "{err}");
+        assert!(err.to_string().contains("outputs must be at least 1h"), "{err}");
     }
 }

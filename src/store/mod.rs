@@ -8,11 +8,13 @@
 mod audit;
 pub mod copy;
 mod postgres;
+pub mod prune;
 mod rows;
 mod sqlite;
 
 pub use audit::{DeliveryFilter, DeliveryRecord, RejectionCount};
 pub use postgres::PostgresStore;
+pub use prune::{PruneReport, Retention};
 pub use sqlite::SqliteStore;
 
 use crate::config::StoreLocation;
@@ -82,11 +84,20 @@ pub struct StoreOptions {
     /// How long a delivery waits to be taken into a commit before it is given up, unrecorded
     /// (the sender hears 503 and retries).
     pub commit_timeout: Duration,
+    /// The server's first pruning pass this long after it starts, then one every `prune_every`.
+    pub prune_first: Duration,
+    pub prune_every: Duration,
 }
 
 impl Default for StoreOptions {
     fn default() -> Self {
-        Self { max_batch: 256, busy_timeout: Duration::from_secs(5), commit_timeout: COMMIT_TIMEOUT }
+        Self {
+            max_batch: 256,
+            busy_timeout: Duration::from_secs(5),
+            commit_timeout: COMMIT_TIMEOUT,
+            prune_first: Duration::from_secs(30),
+            prune_every: Duration::from_secs(5 * 60),
+        }
     }
 }
 

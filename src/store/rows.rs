@@ -225,6 +225,7 @@ pub(crate) fn action(row: &impl Columns) -> Result<ActionResult, StoreError> {
         kind: row.text("kind")?,
         state: ActionState::parse(&row.text("state")?).unwrap_or(ActionState::Failed),
         output: row.opt_text("output")?,
+        output_pruned: row.opt_int("output_pruned_at")?.is_some(),
         error: row.opt_text("error")?,
         started_at: row.time("started_at")?,
         finished_at: row.opt_time("finished_at")?,

@@ -23,6 +23,7 @@ mod providers;
 mod rejections;
 mod replay;
 mod replicas;
+mod retention;
 mod schedules;
 mod store_copy;
 mod store_faults;

@@ -58,6 +58,7 @@ pub async fn history(store: &Store, prefix: &str) -> Vec<String> {
             kind: "command".into(),
             state: ActionState::Succeeded,
             output: Some(format!("built {round}")),
+            output_pruned: false,
             error: None,
             started_at: Timestamp::now(),
             finished_at: Some(Timestamp::now()),

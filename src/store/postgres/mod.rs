@@ -12,6 +12,7 @@
 //! the same whichever replica got it. The decision step is in `decide.rs`.
 
 mod decide;
+mod prune;
 mod runs;
 
 use super::{

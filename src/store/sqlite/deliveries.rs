@@ -24,6 +24,8 @@ const EVENT_PARAMS: usize = 18;
 const COUNT_REPEAT: &str = "INSERT INTO delivery_duplicates (event_id, source, count, first_at, last_at, last_peer) \
      VALUES (?1, ?2, 2, ?3, ?3, ?4) ON CONFLICT (event_id) DO UPDATE SET count = count + 1, \
      last_at = MAX(last_at, excluded.last_at), last_peer = excluded.last_peer";
+/// Bytes the WAL is truncated back to after a checkpoint (`PRAGMA journal_size_limit`).
+pub(super) const WAL_SIZE_LIMIT: i64 = 16 << 20;
 
 /// The writer thread's connection: deliveries are committed on it (here), decisions and run
 /// bookkeeping run on it through [`WriteConn::conn`].
@@ -42,6 +44,11 @@ impl WriteConn {
             Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
         conn.busy_timeout(busy_timeout)?;
         conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;")?;
+        // The WAL is reused from its start after each checkpoint but never shrinks by itself:
+        // a burst (or a pruning pass) would leave it at its largest. Past this size it is
+        // truncated back after a checkpoint. The database file itself reuses the pages that
+        // pruning frees (no VACUUM needed), so under a steady load both stay bounded.
+        conn.pragma_update(None, "journal_size_limit", WAL_SIZE_LIMIT)?;
         // Two INSERTs per chunk size, the lookups, BEGIN and COMMIT, the decision step's statements.
         conn.set_prepared_statement_cache_capacity(128);
         let inserts = (0..=INSERT_CHUNK.ilog2())

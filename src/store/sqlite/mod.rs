@@ -15,6 +15,7 @@
 
 mod decide;
 mod deliveries;
+mod prune;
 mod runs;
 
 use super::{
@@ -620,6 +621,36 @@ mod tests {
         assert_eq!(store.watch.as_ref().unwrap().health.failing(), None);
         let reason = store.ready(u64::MAX).await.unwrap_err();
         assert!(reason.contains("min_free_space") && reason.contains("h.db"), "{reason}");
+        store.close().await;
+    }
+
+    #[tokio::test]
+    async fn the_wal_shrinks_back_to_its_limit_after_a_large_transaction() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("h.db");
+        let store = SqliteStore::open(&path, Default::default()).await.unwrap();
+        let limit = deliveries::WAL_SIZE_LIMIT as u64;
+        // One transaction larger than the limit: the WAL must hold all of it until the commit.
+        store
+            .exec(move |conn| -> Result<(), StoreError> {
+                let mut tx = deliveries::Immediate::begin(conn)?;
+                tx.conn().execute_batch("CREATE TABLE big (b BLOB)")?;
+                for _ in 0..(limit / (1 << 20) + 8) {
+                    tx.conn().execute("INSERT INTO big VALUES (zeroblob(1048576))", [])?;
+                }
+                Ok(tx.commit()?)
+            })
+            .await
+            .unwrap();
+        let wal = path.with_extension("db-wal");
+        let peak = std::fs::metadata(&wal).unwrap().len();
+        assert!(peak > limit, "the transaction went through the WAL: {peak}");
+        // The next writes, after the automatic checkpoint, find it truncated back.
+        for key in ["a", "b"] {
+            assert!(matches!(store.record(delivery(key), None).await, Ok(Recorded::New(_))));
+        }
+        let after = std::fs::metadata(&wal).unwrap().len();
+        assert!(after <= limit, "the WAL stayed at {after} bytes (limit {limit})");
         store.close().await;
     }
 }
