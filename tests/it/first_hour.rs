@@ -20,59 +20,53 @@ fn at(path: &Path, line: usize, column: usize, message: &str) -> String {
     format!("{}:{line}:{column}: {message}", path.display())
 }
 
+/// The broken file of docs/configuration.md's "Errors" section and what it says `check` prints.
+fn documented_errors() -> (String, String) {
+    let docs = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/configuration.md")).unwrap();
+    let section = &docs[docs.find("## Errors").unwrap()..];
+    let block = |after: &str| {
+        let start = section.find(after).unwrap() + after.len();
+        section[start..start + section[start..].find("```").unwrap()].to_string()
+    };
+    (block("```toml\n"), block("$ handoff check\n"))
+}
+
 #[tokio::test]
 async fn check_reports_every_problem_of_a_broken_config_at_once_each_at_its_key() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("handoff.toml");
-    let config = r#"[server]
-listen = "127.0.0.1:0"
-shutdown_grase = "10s"
-[sources.loader]
-kind = "hmac"
-secret = { env = "HANDOFF_FIRST_HOUR_UNSET" }
-alow_ips = ["10.0.0.0/8"]
-[jobs.transform]
-after = ["loader"]
-debounce = "soon"
-schedule = "0 25 * * *"
-timezone = "Europe/Berln"
-[[jobs.transform.actions]]
-kind = "command"
-program = "dbt"
-args = ["build", "--vars", "{{ run.idd }}"]
-timout = "1h"
-"#;
-    std::fs::write(&path, config).unwrap();
-    let mut check = handoff(&["check", "--config", text(&path)]);
-    check.env_remove("HANDOFF_FIRST_HOUR_UNSET");
+    let (config, documented) = documented_errors();
+    std::fs::write(dir.path().join("handoff.toml"), &config).unwrap();
+    let mut check = handoff(&["check", "--config", "handoff.toml"]);
+    check.current_dir(dir.path()).env_remove("FIVETRAN_WEBHOOK_SECRET");
     let out = run(check).await;
     let err = out.failed(2);
+    assert_eq!(err, documented, "docs/configuration.md shows what check prints");
+    let path = Path::new("handoff.toml");
     let expected = [
         (3, 1, "unknown field `shutdown_grase`", "did you mean `shutdown_grace`?"),
-        (6, 10, "environment variable HANDOFF_FIRST_HOUR_UNSET is not set", "export HANDOFF_FIRST_HOUR_UNSET="),
-        (7, 1, "unknown field `alow_ips`", "did you mean `allow_ips`?"),
-        (10, 12, "`soon` is not a duration", r#"write e.g. "90s""#),
+        (7, 10, "environment variable FIVETRAN_WEBHOOK_SECRET is not set", "export FIVETRAN_WEBHOOK_SECRET="),
+        (8, 1, "unknown field `alow_ips`", "did you mean `allow_ips`?"),
+        (12, 12, "`soon` is not a duration", r#"write e.g. "90s""#),
         (
-            11,
+            13,
             12,
             "schedule `0 25 * * *` is not a valid cron expression: the hour field `25` is invalid",
             r#"schedule = "hourly""#,
         ),
-        (12, 12, "unknown time zone `Europe/Berln`", r#"timezone = "Europe/Berlin" or "UTC""#),
-        (16, 1, "action `command`: args[2] is not a valid template: `run.idd` is undefined", "templates see job"),
-        (17, 1, "unknown field `timout`", "did you mean `timeout`?"),
+        (14, 12, "unknown time zone `Europe/Berln`", r#"timezone = "Europe/Berlin" or "UTC""#),
+        (19, 1, "action `command`: args[2] is not a valid template: `run.idd` is undefined", "templates see job"),
+        (20, 1, "unknown field `timout`", "did you mean `timeout`?"),
     ];
     let mut last = 0;
     for (line, column, message, hint) in expected {
-        let want = at(&path, line, column, message);
+        let want = at(path, line, column, message);
         let found = err.find(&want).unwrap_or_else(|| panic!("no `{want}` in\n{err}"));
         assert!(found >= last, "problems are in file order:\n{err}");
         last = found;
-        let after = &err[found..];
-        let hint_line = after.lines().nth(1).unwrap_or_default();
+        let hint_line = err[found..].lines().nth(1).unwrap_or_default();
         assert!(hint_line.contains(&format!("hint: {hint}")), "{want}: hint `{hint_line}`, not {hint}\n{err}");
     }
-    let count = err.lines().filter(|l| l.contains(&format!("{}:", path.display()))).count();
+    let count = err.lines().filter(|l| l.contains("handoff.toml:")).count();
     assert_eq!(count, expected.len(), "exactly these problems:\n{err}");
 }
 
