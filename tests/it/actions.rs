@@ -268,6 +268,76 @@ body = '{{"subject": {{{{ events[0].subject | tojson }}}}, "status": "success", 
     assert!(runs[0].actions[0].output.as_deref().unwrap().contains("event_id"));
 }
 
+/// The requests a recorder got: headers and body of each.
+type Recorded = Arc<Mutex<Vec<(HeaderMap, String)>>>;
+
+/// Every request's headers and body, as a fake that answers 200.
+async fn fake_recorder() -> (String, Recorded) {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let router = Router::new()
+        .route(
+            "/hook",
+            post(|State(seen): State<Recorded>, headers: HeaderMap, body: String| async move {
+                seen.lock().unwrap().push((headers, body));
+                "ok"
+            }),
+        )
+        .with_state(seen.clone());
+    (format!("{}/hook", serve(router).await), seen)
+}
+
+#[tokio::test]
+async fn http_actions_with_an_empty_body_declare_it_and_signed_ones_send_what_the_receivers_libraries_accept() {
+    let downstream = TestApp::spawn().await;
+    let (recorder, seen) = fake_recorder().await;
+    let app = app_with(
+        &format!(
+            r#"
+[jobs.notify]
+after = ["loader"]
+[[jobs.notify.actions]]
+kind = "http"
+url = "{recorder}"
+body = ""
+[[jobs.notify.actions]]
+kind = "http"
+url = "{github}"
+body = ""
+sign = {{ scheme = "github", secret = {{ file = "github" }}, github_event = "check_run" }}
+[[jobs.notify.actions]]
+kind = "http"
+url = "{sw}"
+body = ""
+sign = {{ scheme = "standard-webhooks", secret = {{ file = "sw" }} }}
+"#,
+            github = downstream.url("/hooks/gh"),
+            sw = downstream.url("/hooks/sw"),
+        ),
+        &[],
+    )
+    .await;
+    deliver_done(&app, "loader", "orders", "success").await;
+    let runs = wait_for_runs(&app, "the run", |r| {
+        r.first().is_some_and(|r| matches!(r.state, RunState::Succeeded | RunState::Failed))
+    })
+    .await;
+    assert_eq!(runs[0].state, RunState::Succeeded, "{:?}", runs[0].actions);
+
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 1);
+    let (headers, body) = &seen[0];
+    assert_eq!((body.as_str(), headers.get("content-length").map(|v| v.to_str().unwrap())), ("", Some("0")));
+
+    let events = downstream.events().await;
+    assert_eq!(events.len(), 2, "both signed calls were accepted");
+    for event in &events {
+        assert_eq!(event.body.as_deref(), Some(&b"{}"[..]), "{}", event.source);
+        assert_eq!((event.subject.id.as_deref(), event.status), (None, handoff::domain::Status::Success));
+    }
+    let github = events.iter().find(|e| e.source == "gh").unwrap();
+    assert_eq!(github.event_type.as_deref(), Some("check_run"), "sign.github_event is the X-GitHub-Event");
+}
+
 #[tokio::test]
 async fn command_arguments_and_env_are_templated_and_continue_on_error_goes_on() {
     let app = app_with(
