@@ -240,27 +240,33 @@ text = "{{{{ job }}}} failed: {{{{ error }}}}"
     assert!(runs[0].actions.iter().any(|a| a.kind == "slack"), "the on_failure step is recorded");
 }
 
+/// A job `notify` fed by `loader`, with these `[[jobs.notify.actions]]` tables: fed once, run
+/// to its end. Returns the app and its runs; the run must have succeeded.
+async fn notify_once(actions: &str) -> (TestApp, Vec<handoff::domain::Run>) {
+    let app = app_with(&format!("[jobs.notify]\nafter = [\"loader\"]\n{actions}"), &[]).await;
+    deliver_done(&app, "loader", "orders", "success").await;
+    let runs = wait_for_runs(&app, "the run", |r| {
+        r.first().is_some_and(|r| matches!(r.state, RunState::Succeeded | RunState::Failed))
+    })
+    .await;
+    assert_eq!(runs[0].state, RunState::Succeeded, "{:?}", runs[0].actions);
+    (app, runs)
+}
+
 #[tokio::test]
 async fn an_http_action_signs_like_handoff_send_so_another_handoff_accepts_it() {
     let downstream = TestApp::spawn().await;
-    let app = app_with(
-        &format!(
-            r#"
-[jobs.notify]
-after = ["loader"]
+    let (_app, runs) = notify_once(&format!(
+        r#"
 [[jobs.notify.actions]]
 kind = "http"
 url = "{}"
 sign = {{ scheme = "hmac", secret = {{ file = "hmac" }} }}
 body = '{{"subject": {{{{ events[0].subject | tojson }}}}, "status": "success", "type": "handoff.{{{{ job }}}}"}}'
 "#,
-            downstream.url("/hooks/orchestrator")
-        ),
-        &[],
-    )
+        downstream.url("/hooks/orchestrator")
+    ))
     .await;
-    deliver_done(&app, "loader", "orders", "success").await;
-    let runs = wait_for_runs(&app, "the run", |r| r.first().is_some_and(|r| r.state == RunState::Succeeded)).await;
     let events = downstream.events().await;
     assert_eq!(events.len(), 1, "the downstream handoff recorded the signed call");
     assert_eq!(events[0].subject.id.as_deref(), Some("orders"));
@@ -290,11 +296,8 @@ async fn fake_recorder() -> (String, Recorded) {
 async fn http_actions_with_an_empty_body_declare_it_and_signed_ones_send_what_the_receivers_libraries_accept() {
     let downstream = TestApp::spawn().await;
     let (recorder, seen) = fake_recorder().await;
-    let app = app_with(
-        &format!(
-            r#"
-[jobs.notify]
-after = ["loader"]
+    notify_once(&format!(
+        r#"
 [[jobs.notify.actions]]
 kind = "http"
 url = "{recorder}"
@@ -310,18 +313,10 @@ url = "{sw}"
 body = ""
 sign = {{ scheme = "standard-webhooks", secret = {{ file = "sw" }} }}
 "#,
-            github = downstream.url("/hooks/gh"),
-            sw = downstream.url("/hooks/sw"),
-        ),
-        &[],
-    )
+        github = downstream.url("/hooks/gh"),
+        sw = downstream.url("/hooks/sw"),
+    ))
     .await;
-    deliver_done(&app, "loader", "orders", "success").await;
-    let runs = wait_for_runs(&app, "the run", |r| {
-        r.first().is_some_and(|r| matches!(r.state, RunState::Succeeded | RunState::Failed))
-    })
-    .await;
-    assert_eq!(runs[0].state, RunState::Succeeded, "{:?}", runs[0].actions);
 
     let seen = seen.lock().unwrap().clone();
     assert_eq!(seen.len(), 1);
