@@ -377,6 +377,22 @@ async fn a_template_with_an_unknown_variable_or_step_is_a_config_error() {
     assert!(err.contains("`program` does not apply to a slack action"), "{err}");
 }
 
+#[test]
+fn a_github_event_on_a_signature_of_another_scheme_is_a_config_error() {
+    let dir = tempfile::tempdir().unwrap();
+    write_secrets(dir.path());
+    let sign = |scheme: &str| {
+        format!(
+            "{SOURCES}[jobs.j]\nafter = [\"loader\"]\n[[jobs.j.actions]]\nkind = \"http\"\nurl = \"http://x\"\n\
+             sign = {{ scheme = \"{scheme}\", secret = {{ file = \"hmac\" }}, github_event = \"push\" }}\n"
+        )
+    };
+    let path = dir.path().join("handoff.toml");
+    let err = handoff::config::Config::parse(&path, &sign("hmac")).unwrap_err().to_string();
+    assert!(err.contains("sign.github_event applies to scheme = \"github\" only"), "{err}");
+    handoff::config::Config::parse(&path, &sign("github")).expect("github_event goes with github");
+}
+
 #[tokio::test]
 async fn a_dbt_cloud_attempt_resumed_after_a_shutdown_polls_the_same_dbt_run_instead_of_starting_another() {
     // The dbt run stays "running" until the test lets it finish.
