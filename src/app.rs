@@ -61,19 +61,9 @@ pub struct App {
 /// This process, as recorded on the runs it claims: the host name and an id of this start,
 /// so two containers that are both "pid 1" never look alike.
 pub fn owner_id() -> String {
-    let host = host_name();
+    let host = crate::operate::host_name();
     let start = uuid::Uuid::now_v7().simple().to_string();
     format!("{host}/{}", &start[start.len() - 12..])
-}
-
-/// This machine's host name (`localhost` if it has none).
-pub fn host_name() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .map(|h| h.trim().to_string())
-        .filter(|h| !h.is_empty())
-        .or_else(|| std::env::var("HOSTNAME").ok())
-        .unwrap_or_else(|| "localhost".into())
 }
 
 /// Takes the SQLite file's lock file, so a second server on the same file refuses to start,

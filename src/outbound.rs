@@ -21,31 +21,90 @@ pub enum Scheme {
     Github,
 }
 
-/// Signs `body` for `scheme` and adds the delivery identity the scheme carries.
-pub fn sign(
-    request: reqwest::RequestBuilder,
-    scheme: Scheme,
-    key: &Key,
-    idempotency_key: &str,
-    body: &[u8],
-) -> reqwest::RequestBuilder {
-    let request = if body.is_empty() { request } else { request.header("content-type", "application/json") };
-    match scheme {
-        Scheme::Hmac => {
-            request.header("authorization", signature::sign_hex(key, body)).header("idempotency-key", idempotency_key)
-        }
-        Scheme::Github => request
-            .header("x-hub-signature-256", format!("sha256={}", signature::sign_hex(key, body)))
-            .header("x-github-delivery", idempotency_key),
-        Scheme::StandardWebhooks => {
-            // The timestamp is the attempt's, so each retry is signed afresh.
-            let now = jiff::Timestamp::now().as_second();
-            request
-                .header("webhook-id", idempotency_key)
-                .header("webhook-timestamp", now.to_string())
-                .header("webhook-signature", signature::sign_standard_webhooks(key, idempotency_key, now, body))
+/// The `X-GitHub-Event` sent under the `github` scheme unless another is asked for.
+pub const DEFAULT_GITHUB_EVENT: &str = "workflow_run";
+
+/// How handoff signs what it sends: a scheme, its key, and (for `github`) the event name.
+#[derive(Debug, Clone)]
+pub struct Signer {
+    pub scheme: Scheme,
+    key: Key,
+    /// `X-GitHub-Event` under the `github` scheme: GitHub's own middleware (`@octokit/webhooks`)
+    /// refuses a delivery without it.
+    pub github_event: String,
+}
+
+/// Why a secret cannot sign for a scheme (the secret itself is never part of it).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the secret is not a Standard Webhooks secret (base64, usually starting with whsec_)")]
+pub struct NotAStandardWebhooksSecret;
+
+impl Signer {
+    /// The signer for `secret` as written: a Standard Webhooks secret is base64 (`whsec_`,
+    /// padded or not) and signs with the bytes it decodes to; the other schemes sign with the
+    /// secret's own bytes.
+    pub fn new(scheme: Scheme, secret: &str, github_event: Option<&str>) -> Result<Signer, NotAStandardWebhooksSecret> {
+        let key = match scheme {
+            Scheme::StandardWebhooks => {
+                Key::new(&signature::decode_standard_webhooks_secret(secret).ok_or(NotAStandardWebhooksSecret)?)
+            }
+            Scheme::Hmac | Scheme::Github => Key::new(secret.as_bytes()),
+        };
+        let github_event = github_event.unwrap_or(DEFAULT_GITHUB_EVENT).to_string();
+        Ok(Signer { scheme, key, github_event })
+    }
+
+    /// The bytes sent for `body`. Under `standard-webhooks` and `github` an empty body is sent as
+    /// `{}`: Svix's, the Standard Webhooks and GitHub's libraries refuse an empty payload even
+    /// after its signature matched. `hmac` sends it empty, as Elementary's sync webhook expects.
+    pub fn payload<'a>(&self, body: &'a [u8]) -> &'a [u8] {
+        match self.scheme {
+            Scheme::StandardWebhooks | Scheme::Github if body.is_empty() => b"{}",
+            _ => body,
         }
     }
+
+    /// Attaches [`Signer::payload`] of `body` to `request`, signed, with the delivery identity
+    /// the scheme carries (`idempotency_key`, the same on every attempt).
+    pub fn sign(
+        &self,
+        request: reqwest::RequestBuilder,
+        method: &reqwest::Method,
+        idempotency_key: &str,
+        body: &[u8],
+    ) -> reqwest::RequestBuilder {
+        let body = self.payload(body);
+        let request = if body.is_empty() { request } else { request.header("content-type", "application/json") };
+        let key = &self.key;
+        let request = match self.scheme {
+            Scheme::Hmac => request
+                .header("authorization", signature::sign_hex(key, body))
+                .header("idempotency-key", idempotency_key),
+            Scheme::Github => request
+                .header("x-hub-signature-256", format!("sha256={}", signature::sign_hex(key, body)))
+                .header("x-github-event", &self.github_event)
+                .header("x-github-delivery", idempotency_key),
+            Scheme::StandardWebhooks => {
+                // The timestamp is the attempt's, so each retry is signed afresh.
+                let now = jiff::Timestamp::now().as_second();
+                request
+                    .header("webhook-id", idempotency_key)
+                    .header("webhook-timestamp", now.to_string())
+                    .header("webhook-signature", signature::sign_standard_webhooks(key, idempotency_key, now, body))
+            }
+        };
+        with_body(request, method, body.to_vec())
+    }
+}
+
+/// Attaches `body`. An empty body of a method that carries one (POST, PUT, PATCH) is declared
+/// with `Content-Length: 0`: without it the request has no length at all, which some servers
+/// and proxies answer with 411 Length Required.
+pub fn with_body(request: reqwest::RequestBuilder, method: &reqwest::Method, body: Vec<u8>) -> reqwest::RequestBuilder {
+    use reqwest::Method;
+    let declare_empty = body.is_empty() && [Method::POST, Method::PUT, Method::PATCH].contains(method);
+    let request = if declare_empty { request.header("content-length", "0") } else { request };
+    request.body(body)
 }
 
 /// How often and how patiently to retry.
@@ -209,10 +268,20 @@ async fn send_with(
     }
 }
 
-/// Retry-After in seconds (the HTTP-date form is rare here and is ignored).
+/// How long Retry-After asks to wait, at most [`MAX_RETRY_AFTER`].
 fn retry_after(response: &reqwest::Response) -> Option<Duration> {
-    let seconds: u64 = response.headers().get("retry-after")?.to_str().ok()?.trim().parse().ok()?;
-    Some(Duration::from_secs(seconds).min(MAX_RETRY_AFTER))
+    parse_retry_after(response.headers().get("retry-after")?.to_str().ok()?, std::time::SystemTime::now())
+}
+
+/// Retry-After is seconds (`120`) or an HTTP-date (`Wed, 21 Oct 2026 07:28:00 GMT`, RFC 9110
+/// §10.2.3); a date already past means "now". Anything else is ignored (the backoff applies).
+fn parse_retry_after(value: &str, now: std::time::SystemTime) -> Option<Duration> {
+    let value = value.trim();
+    let wait = match value.parse::<u64>() {
+        Ok(seconds) => Duration::from_secs(seconds),
+        Err(_) => httpdate::parse_http_date(value).ok()?.duration_since(now).unwrap_or(Duration::ZERO),
+    };
+    Some(wait.min(MAX_RETRY_AFTER))
 }
 
 /// An answer's `error` field if it is JSON with one, else its text, at most 300 characters.
@@ -242,6 +311,36 @@ mod tests {
 
     fn secs(s: u64) -> Duration {
         Duration::from_secs(s)
+    }
+
+    #[test]
+    fn retry_after_is_read_as_seconds_or_as_an_http_date() {
+        let now = httpdate::parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT").unwrap();
+        let cases = [
+            ("120", Some(secs(120))),
+            (" 3 ", Some(secs(3))),
+            ("Sun, 06 Nov 1994 08:50:07 GMT", Some(secs(30))),
+            ("Sunday, 06-Nov-94 08:50:07 GMT", Some(secs(30))),
+            ("Sun Nov  6 08:50:07 1994", Some(secs(30))),
+            ("Sun, 06 Nov 1994 08:49:00 GMT", Some(Duration::ZERO)),
+            ("Mon, 07 Nov 1994 08:49:37 GMT", Some(MAX_RETRY_AFTER)),
+            ("100000", Some(MAX_RETRY_AFTER)),
+            ("soon", None),
+            ("-5", None),
+            ("", None),
+        ];
+        for (value, want) in cases {
+            assert_eq!(parse_retry_after(value, now), want, "{value:?}");
+        }
+    }
+
+    #[test]
+    fn an_empty_body_is_sent_as_an_empty_json_object_under_the_schemes_whose_libraries_refuse_it() {
+        for (scheme, want) in [(Scheme::StandardWebhooks, &b"{}"[..]), (Scheme::Github, b"{}"), (Scheme::Hmac, b"")] {
+            let signer = Signer::new(scheme, "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD", None).unwrap();
+            assert_eq!(signer.payload(b""), want, "{scheme:?}");
+            assert_eq!(signer.payload(b"[1]"), b"[1]", "{scheme:?}");
+        }
     }
 
     #[test]

@@ -6,7 +6,7 @@
 //! hex is accepted in either case (Fivetran is reported to send uppercase).
 
 use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::engine::general_purpose::{STANDARD as BASE64, STANDARD_NO_PAD_INDIFFERENT};
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
@@ -66,11 +66,13 @@ pub fn tokens_match(expected: &[u8], given: &[u8]) -> bool {
     expected.ct_eq(given).into()
 }
 
-/// Decodes a Standard Webhooks secret: base64, optionally prefixed with `whsec_`.
+/// Decodes a Standard Webhooks secret: base64, optionally prefixed with `whsec_`, with or
+/// without its `=` padding (the reference libraries and Svix accept both, and secrets are often
+/// pasted without it).
 pub fn decode_standard_webhooks_secret(secret: &str) -> Option<Vec<u8>> {
     let raw = secret.trim();
     let raw = raw.strip_prefix("whsec_").unwrap_or(raw);
-    BASE64.decode(raw).ok().filter(|key| !key.is_empty())
+    STANDARD_NO_PAD_INDIFFERENT.decode(raw).ok().filter(|key| !key.is_empty())
 }
 
 /// The Standard Webhooks signed content is `{id}.{timestamp}.{body}`.
@@ -135,6 +137,22 @@ mod tests {
         assert_eq!(sig, "v1,tZ1I4/hDygAJgO5TYxiSd6Sd0kDW6hPenDe+bTa3Kkw=");
         let header = format!("v1a,AAAA v1,bm90IGl0 {sig}");
         assert!(verify_standard_webhooks(&key, id, "1649367553", body, &header));
+    }
+
+    #[test]
+    fn a_standard_webhooks_secret_is_read_with_or_without_its_padding() {
+        // 32 bytes: base64 needs one `=`; 31 bytes: two.
+        for key in [[7u8; 32].as_slice(), &[0xfe; 31]] {
+            let padded = BASE64.encode(key);
+            assert!(padded.ends_with('='), "{padded}");
+            let unpadded = padded.trim_end_matches('=');
+            for secret in [format!("whsec_{padded}"), format!("whsec_{unpadded}"), unpadded.to_string()] {
+                assert_eq!(decode_standard_webhooks_secret(&secret).as_deref(), Some(key), "{secret}");
+            }
+        }
+        assert_eq!(decode_standard_webhooks_secret("whsec_"), None);
+        assert_eq!(decode_standard_webhooks_secret("whsec_not base64!"), None);
+        assert_eq!(decode_standard_webhooks_secret("whsec_A"), None, "one character is no whole byte");
     }
 
     #[test]

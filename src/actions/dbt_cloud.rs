@@ -212,12 +212,14 @@ pub async fn run(
 /// Cloud did not cancel must be cancelled in dbt Cloud by hand, and the log line says which.
 async fn cancel_dbt_run(client: &reqwest::Client, action: &DbtCloudAction, auth: &str, t: &Triggered) {
     let url = format!("{}/api/v2/accounts/{}/runs/{}/cancel/", action.base_url, action.account_id, t.run_id);
+    // No body; declared as Content-Length: 0, as an empty POST should be.
     let build = || {
-        client
+        let request = client
             .post(&url)
             .timeout(Duration::from_secs(30))
             .header("authorization", auth)
-            .header("accept", "application/json")
+            .header("accept", "application/json");
+        outbound::with_body(request, &reqwest::Method::POST, Vec::new())
     };
     let log = |p: &str, wait: Duration| {
         tracing::warn!(problem = p, ?wait, dbt_run_id = t.run_id, "dbt Cloud cancel retrying")

@@ -5,7 +5,7 @@
 
 use super::{HttpAction, SlackAction, Text};
 use super::{StepOutcome, render_settings};
-use crate::outbound::{self, sign};
+use crate::outbound::{self, with_body};
 use serde_json::{Value, json};
 
 /// How much of a response body is kept as the step's `body` output.
@@ -71,18 +71,18 @@ pub async fn run(client: &reqwest::Client, action: &HttpAction, context: &Value,
         for (k, v) in &headers {
             request = request.header(k, v);
         }
-        let request = match &action.sign {
-            Some((scheme, key)) => sign(request, *scheme, key, idempotency_key, body.as_bytes()),
+        match &action.sign {
+            Some(signer) => signer.sign(request, &action.method, idempotency_key, body.as_bytes()),
             None => {
                 let request = request.header("idempotency-key", idempotency_key);
-                if serde_json::from_str::<Value>(&body).is_ok() {
+                let request = if serde_json::from_str::<Value>(&body).is_ok() {
                     request.header("content-type", "application/json")
                 } else {
                     request
-                }
+                };
+                with_body(request, &action.method, body.clone().into_bytes())
             }
-        };
-        request.body(body.clone())
+        }
     };
     let log = |problem: &str, wait: std::time::Duration| tracing::warn!(problem, ?wait, "http action retrying");
     outcome(outbound::send(&display, action.retry, build, log).await)

@@ -2,8 +2,7 @@
 //! runtime settings the worker executes. Secrets here are resolved values, never printed.
 
 use crate::actions::template;
-use crate::outbound::{RetryPolicy, Scheme};
-use crate::signature::Key;
+use crate::outbound::{RetryPolicy, Signer};
 use secrecy::{ExposeSecret, SecretString};
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -113,7 +112,7 @@ pub struct HttpAction {
     pub method: reqwest::Method,
     pub headers: Vec<(String, Text)>,
     pub body: Option<String>,
-    pub sign: Option<(Scheme, Key)>,
+    pub sign: Option<Signer>,
     pub timeout: Duration,
     pub retry: RetryPolicy,
 }

@@ -8,12 +8,15 @@
 //! sent on every attempt, so a retry of a delivery that did land is answered as a duplicate,
 //! not recorded twice. Retries network errors, 429 and 5xx with exponential backoff and
 //! jitter (honouring Retry-After); any other 4xx is final.
+//!
+//! `send` reads no config file: everything it needs is on its command line, so it runs on an
+//! Airflow worker that has no handoff.toml. A target that is not an http(s) URL is refused
+//! before anything is sent.
 
 use super::Failure;
 use crate::config::SecretRef;
 use crate::domain::Status;
-use crate::outbound::{self, RetryPolicy, Scheme, sign};
-use crate::signature::{self, Key};
+use crate::outbound::{self, RetryPolicy, Scheme, Signer};
 use secrecy::{ExposeSecret, SecretString};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -21,9 +24,10 @@ use std::time::Duration;
 #[derive(Debug, clap::Args)]
 #[command(group = clap::ArgGroup::new("secret").required(true).args(["secret_env", "secret_file"]))]
 pub struct SendArgs {
-    /// Where to POST, e.g. http://handoff:8080/hooks/orchestrator.
+    /// Where to POST: the source's URL, e.g. http://handoff:8080/hooks/orchestrator.
     url: String,
-    /// The body to send, as is (default: empty, or built from --subject/--status).
+    /// The body to send, as is (default: built from --subject/--status, else empty; an empty
+    /// body is sent as `{}` under the standard-webhooks and github schemes).
     #[arg(long, conflicts_with = "data_file")]
     data: Option<String>,
     /// Read the body from this file, byte for byte.
@@ -38,15 +42,18 @@ pub struct SendArgs {
     /// Environment variable that holds the signing secret.
     #[arg(long, value_name = "NAME")]
     secret_env: Option<String>,
-    /// File that holds the signing secret (one trailing newline is ignored).
+    /// File that holds the signing secret (trailing newlines are ignored).
     #[arg(long, value_name = "PATH")]
     secret_file: Option<PathBuf>,
     /// How to sign. `standard-webhooks` (for a handoff `standard_webhooks` source) signs a
     /// delivery id and timestamp with the body, so a captured delivery cannot be replayed;
     /// `hmac` is Elementary's scheme (body only), for `hmac` sources and Elementary-compatible
-    /// endpoints; `github` for `github` sources.
+    /// endpoints; `github` (X-Hub-Signature-256, X-GitHub-Event) for `github` sources.
     #[arg(long, value_enum, default_value = "standard-webhooks")]
     scheme: Scheme,
+    /// With --scheme github: the X-GitHub-Event header (default: workflow_run).
+    #[arg(long, value_name = "EVENT")]
+    github_event: Option<String>,
     /// Idempotency key sent with every attempt (default: a new UUIDv7).
     #[arg(long, value_name = "KEY")]
     idempotency_key: Option<String>,
@@ -59,6 +66,14 @@ pub struct SendArgs {
     /// Timeout of one attempt.
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
     timeout: Duration,
+    /// `send` reads no config file. This hidden twin of the global `--config` keeps it off
+    /// `send --help` and refuses it when written after `send`; $HANDOFF_CONFIG is ignored.
+    #[arg(long, hide = true, value_name = "PATH", value_parser = refuse_config)]
+    config: Option<PathBuf>,
+}
+
+fn refuse_config(_: &str) -> Result<PathBuf, String> {
+    Err("send reads no config file: give the source's URL, --secret-env or --secret-file, and --scheme".into())
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {
@@ -66,19 +81,15 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
 }
 
 pub async fn run(args: &SendArgs) -> Result<(), Failure> {
+    check_url(&args.url)?;
+    if args.github_event.is_some() && args.scheme != Scheme::Github {
+        return Err(Failure::usage("--github-event goes with --scheme github"));
+    }
     let body = body(args)?;
     let secret = secret(args)?;
-    let key = match args.scheme {
-        Scheme::StandardWebhooks => {
-            Key::new(&signature::decode_standard_webhooks_secret(secret.expose_secret()).ok_or_else(|| {
-                Failure::usage(
-                    "the secret is not a Standard Webhooks secret (base64, usually starting with whsec_); \
-                     for an hmac source or an Elementary-compatible endpoint, add --scheme hmac",
-                )
-            })?)
-        }
-        Scheme::Hmac | Scheme::Github => Key::new(secret.expose_secret().as_bytes()),
-    };
+    let signer = Signer::new(args.scheme, secret.expose_secret(), args.github_event.as_deref()).map_err(|err| {
+        Failure::usage(format!("{err}; for an hmac source or an Elementary-compatible endpoint, add --scheme hmac"))
+    })?;
     let idempotency_key = args.idempotency_key.clone().unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
     let client = reqwest::Client::builder()
         .timeout(args.timeout)
@@ -87,13 +98,32 @@ pub async fn run(args: &SendArgs) -> Result<(), Failure> {
         .map_err(|e| Failure::runtime(format!("cannot build an HTTP client: {e}")))?;
 
     let policy = RetryPolicy { retries: args.retries, backoff: args.backoff };
-    let build = || sign(client.post(&args.url), args.scheme, &key, &idempotency_key, &body).body(body.clone());
+    let build = || signer.sign(client.post(&args.url), &reqwest::Method::POST, &idempotency_key, &body);
     let report = |problem: &str, wait: Duration| {
         eprintln!("handoff send: {problem}; retrying in {:.1}s", wait.as_secs_f64());
     };
     let answer = outbound::send(&args.url, policy, build, report).await.map_err(|e| Failure::runtime(e.to_string()))?;
-    println!("{}", event_id(&answer.body).unwrap_or_else(|| format!("delivered ({})", answer.status)));
+    match receipt(&answer.body) {
+        Some((id, true)) => {
+            eprintln!("handoff send: a duplicate: this delivery was already recorded as event {id}; nothing new runs");
+            println!("{id}");
+        }
+        Some((id, false)) => println!("{id}"),
+        None => println!("delivered ({})", answer.status),
+    }
     Ok(())
+}
+
+/// Refuses a target that is not an http(s) URL before anything is sent: a bare source name or
+/// a host without a scheme would otherwise be retried as a network error for half a minute.
+fn check_url(target: &str) -> Result<(), Failure> {
+    match reqwest::Url::parse(target) {
+        Ok(url) if matches!(url.scheme(), "http" | "https") && url.has_host() => Ok(()),
+        _ => Err(Failure::usage(format!(
+            "`{target}` is not an http(s) URL: send posts to a source's URL, such as \
+             http://handoff.example.com:8080/hooks/orchestrator (`handoff check` prints each source's path)"
+        ))),
+    }
 }
 
 fn body(args: &SendArgs) -> Result<Vec<u8>, Failure> {
@@ -105,12 +135,6 @@ fn body(args: &SendArgs) -> Result<Vec<u8>, Failure> {
     }
     if args.subject.is_none() && args.status.is_none() {
         return Ok(Vec::new());
-    }
-    if args.scheme == Scheme::Github {
-        return Err(Failure::usage(
-            "--subject and --status build the body hmac and standard_webhooks sources read; a github source reads \
-             GitHub's own payload (repository.full_name, conclusion): send it with --data or --data-file",
-        ));
     }
     let mut doc = serde_json::Map::new();
     if let Some(subject) = &args.subject {
@@ -135,9 +159,12 @@ fn secret(args: &SendArgs) -> Result<SecretString, Failure> {
     reference.resolve(Path::new("")).map_err(|err| Failure::usage(err.message))
 }
 
-fn event_id(text: &str) -> Option<String> {
+/// handoff's answer: the event id, and whether the delivery was a duplicate of a recorded one
+/// (200 `{"event_id": …, "duplicate": true}`).
+fn receipt(text: &str) -> Option<(String, bool)> {
     let value: serde_json::Value = serde_json::from_str(text).ok()?;
-    value.get("event_id")?.as_str().map(str::to_string)
+    let id = value.get("event_id")?.as_str()?.to_string();
+    Some((id, value.get("duplicate").and_then(|d| d.as_bool()).unwrap_or(false)))
 }
 
 #[cfg(test)]

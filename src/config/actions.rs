@@ -7,9 +7,8 @@
 use super::{Problems, SecretRef, Secrets};
 use crate::actions::template;
 use crate::actions::{Action, ActionKind, CommandAction, DbtCloudAction, HttpAction, SlackAction, Text};
-use crate::outbound::{RetryPolicy, Scheme};
+use crate::outbound::{RetryPolicy, Scheme, Signer};
 use crate::scheduler::Job;
-use crate::signature::{self, Key};
 use secrecy::ExposeSecret;
 use serde::Deserialize;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -33,6 +32,8 @@ pub(super) struct FileSign {
     scheme: Scheme,
     /// The signing secret.
     secret: SecretRef,
+    /// github: the `X-GitHub-Event` header (default "workflow_run").
+    github_event: Option<String>,
 }
 
 /// One action as written; which keys apply depends on `kind`.
@@ -322,26 +323,25 @@ pub(super) fn build_actions(
                     );
                 }
                 let sign = fa.sign.as_ref().and_then(|s| {
+                    if s.github_event.is_some() && s.scheme != Scheme::Github {
+                        problems.add(
+                            at(problems, "sign"),
+                            "sign.github_event applies to scheme = \"github\" only",
+                            Some("remove github_event, or sign with scheme = \"github\"".into()),
+                        );
+                    }
                     let value = secret(problems, "sign", &s.secret)?;
-                    let key = match s.scheme {
-                        Scheme::StandardWebhooks => {
-                            match signature::decode_standard_webhooks_secret(value.expose_secret()) {
-                                Some(k) => Key::new(&k),
-                                None => {
-                                    problems.add(
-                                        at(problems, "sign"),
-                                        "the signing secret is not a Standard Webhooks secret",
-                                        Some(
-                                            "Standard Webhooks secrets are base64, usually with a whsec_ prefix".into(),
-                                        ),
-                                    );
-                                    return None;
-                                }
-                            }
+                    match Signer::new(s.scheme, value.expose_secret(), s.github_event.as_deref()) {
+                        Ok(signer) => Some(signer),
+                        Err(err) => {
+                            problems.add(
+                                at(problems, "sign"),
+                                err.to_string(),
+                                Some("Standard Webhooks secrets are base64, usually with a whsec_ prefix".into()),
+                            );
+                            None
                         }
-                        _ => Key::new(value.expose_secret().as_bytes()),
-                    };
-                    Some((s.scheme, key))
+                    }
                 });
                 let timeout = problems.duration(fa.timeout.as_ref()).unwrap_or(DEFAULT_HTTP_TIMEOUT);
                 ActionKind::Http(HttpAction { url, method, headers, body: fa.body.clone(), sign, timeout, retry })

@@ -4,12 +4,84 @@
 //! every other secret; only their SHA-256 is kept ([`AdminToken`]), and nothing prints them.
 
 use super::{Problems, SecretRef, Secrets, weak_secret};
-use crate::http::admin::{Admin, AdminToken, Role};
 use secrecy::ExposeSecret;
 use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use std::fmt;
 use std::net::SocketAddr;
 use std::path::Path;
+use subtle::ConstantTimeEq;
 use toml::Spanned;
+
+/// What a token may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Every `GET`.
+    Read,
+    /// Every `GET` and the verbs (`POST`).
+    Operate,
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Role::Read => "read",
+            Role::Operate => "operate",
+        })
+    }
+}
+
+/// One configured token: its name (recorded as who acted), its role, where it comes from, and
+/// the SHA-256 of its value: comparing digests takes the same time whatever the lengths.
+#[derive(Clone)]
+pub struct AdminToken {
+    pub name: String,
+    pub role: Role,
+    /// `env NAME` or `file PATH`: printable, no value.
+    pub from: String,
+    digest: [u8; 32],
+}
+
+impl fmt::Debug for AdminToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AdminToken").field("name", &self.name).field("role", &self.role).finish_non_exhaustive()
+    }
+}
+
+impl AdminToken {
+    pub fn new(name: &str, role: Role, from: String, value: &[u8]) -> AdminToken {
+        AdminToken { name: name.to_string(), role, from, digest: Sha256::digest(value).into() }
+    }
+
+    /// Whether two tokens have the same value (config validation).
+    pub fn same_value(&self, other: &AdminToken) -> bool {
+        bool::from(self.digest.ct_eq(&other.digest))
+    }
+}
+
+/// `[admin]`, when the API is on.
+#[derive(Debug, Clone)]
+pub struct Admin {
+    pub tokens: Vec<AdminToken>,
+    /// A separate address; `None` serves `/api/` on `[server] listen`.
+    pub listen: Option<SocketAddr>,
+}
+
+impl Admin {
+    /// The token whose value was presented. Every token is compared, none skipped, so the
+    /// time taken says nothing about which one (nearly) matched.
+    pub fn authenticate(&self, presented: &[u8]) -> Option<&AdminToken> {
+        let digest: [u8; 32] = Sha256::digest(presented).into();
+        let mut found = None;
+        for token in &self.tokens {
+            if bool::from(token.digest.ct_eq(&digest)) {
+                found = Some(token);
+            }
+        }
+        found
+    }
+}
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -127,8 +199,8 @@ pub(super) fn build_admin(
 
 #[cfg(test)]
 mod tests {
+    use super::Role;
     use crate::config::{Config, ConfigError, Secrets};
-    use crate::http::admin::Role;
 
     /// Config text in a temp folder holding the token files `files`.
     fn parse(files: &[(&str, &str)], text: &str) -> Result<Config, ConfigError> {

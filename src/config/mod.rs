@@ -8,9 +8,10 @@
 //! Nothing here prints or stores a secret value.
 
 mod actions;
-mod admin;
+pub mod admin;
 mod jobs;
 mod rate;
+pub mod retention;
 mod secret;
 mod size;
 
@@ -20,8 +21,8 @@ pub use secret::{SecretError, SecretRef, Secrets};
 use crate::domain::{SourceKind, words};
 use crate::scheduler::Job;
 use crate::signature::{self, Key};
-pub use crate::store::Retention;
 use ipnet::IpNet;
+pub use retention::Retention;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -333,7 +334,7 @@ pub struct Config {
     /// Each client address's budget of rejected requests; `None` when `reject_rate = "off"`.
     pub reject_budget: Option<RejectBudget>,
     /// The admin API; `None` when it is off (no `[admin]` token).
-    pub admin: Option<crate::http::admin::Admin>,
+    pub admin: Option<admin::Admin>,
     /// Legal but probably unintended settings, for `handoff check`.
     pub warnings: Vec<String>,
     /// Whether the secrets were read; a config loaded with `Skip` holds random stand-ins.

@@ -37,7 +37,7 @@ impl Actor {
             .filter(|u| !u.is_empty())
             .or_else(|| nix::unistd::User::from_uid(nix::unistd::getuid()).ok().flatten().map(|u| u.name))
             .unwrap_or_else(|| nix::unistd::getuid().to_string());
-        Actor(format!("cli:{user}@{}", crate::app::host_name()))
+        Actor(format!("cli:{user}@{}", host_name()))
     }
 
     /// An admin API token, by the name the config gives it.
@@ -50,6 +50,16 @@ impl fmt::Display for Actor {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
     }
+}
+
+/// This machine's host name (`localhost` if it has none).
+pub fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "localhost".into())
 }
 
 /// Why a verb did nothing.

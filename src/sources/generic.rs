@@ -3,21 +3,33 @@
 //! The body is empty (Elementary-style callers) or a JSON object with optional `subject`
 //! (string or `{id, name}`), `status`, `id`, `occurred_at` and `type`; other fields are kept
 //! in the raw body. The delivery identity is the scheme's header, else the body's `id`.
+//! A `github` source reads such a body too when it carries none of GitHub's own fields
+//! (what `handoff send --scheme github --subject … --status …` sends).
 
 use super::Delivery;
 use super::json::{object, text};
 use crate::domain::{Normalised, Status, Subject};
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 pub(super) fn normalise(delivery: &Delivery<'_>, delivery_id: Option<&str>) -> Result<Normalised, String> {
-    let mut event = Normalised::new(Status::Success);
-    let header_id = delivery_id.map(str::to_string);
-    if delivery.body.iter().all(u8::is_ascii_whitespace) {
-        event.dedupe_key = header_id.clone();
-        event.provider_event_id = header_id;
+    if is_blank(delivery.body) {
+        let mut event = Normalised::new(Status::Success);
+        event.dedupe_key = delivery_id.map(str::to_string);
+        event.provider_event_id = event.dedupe_key.clone();
         return Ok(event);
     }
     let body = object(delivery.body, "this source kind").map_err(|e| format!("{e}; an empty body is also accepted"))?;
+    read(&body, delivery_id)
+}
+
+/// Whether a body is empty (or only whitespace): "my work is done", nothing more.
+pub(super) fn is_blank(body: &[u8]) -> bool {
+    body.iter().all(u8::is_ascii_whitespace)
+}
+
+/// Reads the generic fields of a JSON object body; `delivery_id` is the scheme's header.
+pub(super) fn read(body: &Map<String, Value>, delivery_id: Option<&str>) -> Result<Normalised, String> {
+    let mut event = Normalised::new(Status::Success);
     event.subject = match body.get("subject") {
         None | Some(Value::Null) => Subject::default(),
         Some(Value::String(s)) => Subject::new(Some(s.clone()), None),
@@ -35,6 +47,7 @@ pub(super) fn normalise(delivery: &Delivery<'_>, delivery_id: Option<&str>) -> R
         event.occurred_at = Some(parsed.ok_or("occurred_at must be an RFC 3339 time such as 2026-11-24T10:30:00Z")?);
     }
     event.event_type = text(body.get("type"));
+    let header_id = delivery_id.map(str::to_string);
     let body_id = text(body.get("id"));
     event.dedupe_key = header_id.clone().or_else(|| body_id.clone());
     event.provider_event_id = body_id.or(header_id);

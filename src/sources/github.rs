@@ -2,17 +2,41 @@
 //!
 //! The subject is the repository's `full_name`. The status comes from the `conclusion` of
 //! the run object the event carries; `requested`/`in_progress` are `started`; `ping` is a test.
+//!
+//! A body with none of GitHub's own fields (an empty one, or `{"subject": …, "status": …}` as
+//! `handoff send --scheme github` builds it) comes from a caller that signs the GitHub way but
+//! is not GitHub: it is read like the generic kinds' body (`generic.rs`).
 
 use super::Delivery;
+use super::generic;
 use super::json::{at, object, text};
 use crate::domain::{Normalised, Status, Subject};
+use serde_json::{Map, Value};
 
 /// The objects whose `conclusion`/`status` describe the event, in the order GitHub nests them.
 const RUN_OBJECTS: [&str; 5] = ["workflow_run", "workflow_job", "check_run", "check_suite", "deployment_status"];
 
+/// Fields of GitHub's own payloads: every one carries `sender`, and most a `repository` or an
+/// `organization`; a body with none of these (nor a run object) is not GitHub's.
+const GITHUB_FIELDS: [&str; 7] =
+    ["sender", "repository", "organization", "installation", "enterprise", "action", "hook_id"];
+
+fn is_githubs(body: &Map<String, Value>) -> bool {
+    GITHUB_FIELDS.iter().chain(&RUN_OBJECTS).any(|key| body.contains_key(*key))
+}
+
 pub(super) fn normalise(delivery: &Delivery<'_>) -> Result<Normalised, String> {
-    let body = object(delivery.body, "GitHub")?;
     let event_type = delivery.header("x-github-event").map(str::to_string);
+    let delivery_id = delivery.header("x-github-delivery");
+    let body = if generic::is_blank(delivery.body) { Map::new() } else { object(delivery.body, "GitHub")? };
+    if !is_githubs(&body) {
+        let mut event = generic::read(&body, delivery_id)?;
+        // As for GitHub's own deliveries, the header names the event; the body's `type` is
+        // kept when there is none.
+        event.event_type = event_type.or(event.event_type);
+        event.test = event.event_type.as_deref() == Some("ping");
+        return Ok(event);
+    }
     let run = RUN_OBJECTS.iter().find_map(|key| body.get(*key));
     let field = |name: &str| run.and_then(|r| text(r.get(name))).or_else(|| text(body.get(name)));
     let conclusion = field("conclusion").or_else(|| run.and_then(|r| text(r.get("state"))));
@@ -25,7 +49,7 @@ pub(super) fn normalise(delivery: &Delivery<'_>) -> Result<Normalised, String> {
         (None, Some("requested" | "in_progress" | "queued")) => Status::Started,
         (None, _) => Status::Other,
     };
-    let delivery_id = delivery.header("x-github-delivery").map(str::to_string);
+    let delivery_id = delivery_id.map(str::to_string);
     let repository = text(at(&body, &["repository", "full_name"]));
     Ok(Normalised {
         dedupe_key: delivery_id.clone(),
@@ -136,6 +160,42 @@ mod tests {
         assert_eq!((event.event_type, event.dedupe_key, event.provider_event_id), (None, None, None));
         assert_eq!(event.status, Status::Success);
         assert!(!event.test);
+    }
+
+    #[test]
+    fn a_body_without_githubs_fields_is_read_like_the_generic_kinds() {
+        // (body, subject, status): what `handoff send --scheme github` sends.
+        let cases = [
+            (
+                r#"{"subject": "nightly_dbt", "status": "failure"}"#,
+                Subject::new(some("nightly_dbt"), None),
+                Status::Failure,
+            ),
+            (r#"{"subject": {"id": "42", "name": "Daily"}}"#, Subject::new(some("42"), some("Daily")), Status::Success),
+            ("{}", Subject::default(), Status::Success),
+            ("", Subject::default(), Status::Success),
+        ];
+        for (body, subject, status) in cases {
+            let event = github("workflow_run", body).unwrap();
+            assert_eq!((&event.subject, event.status), (&subject, status), "{body}");
+            assert_eq!(event.event_type.as_deref(), Some("workflow_run"), "the header names the event");
+            assert_eq!(event.dedupe_key.as_deref(), Some(DELIVERY));
+            assert!(!event.test);
+        }
+        let err = github("workflow_run", r#"{"status": "completed"}"#).unwrap_err();
+        assert!(err.contains("status must be one of success, failure"), "{err}");
+    }
+
+    #[test]
+    fn a_github_payload_is_never_read_as_a_generic_body_even_with_a_status_field() {
+        // A workflow_job event carries `status` in its run object, never a generic word.
+        let body = r#"{"action": "queued", "workflow_job": {"status": "queued"}, "sender": {"login": "octocat"},
+            "repository": {"full_name": "octo-org/analytics"}}"#;
+        let event = github("workflow_job", body).unwrap();
+        assert_eq!(event.status, Status::Started);
+        assert_eq!(event.subject, Subject::new(some("octo-org/analytics"), None));
+        let org_event = github("member", r#"{"action": "added", "status": "x", "organization": {"login": "o"}}"#);
+        assert_eq!(org_event.unwrap().status, Status::Other);
     }
 
     #[test]

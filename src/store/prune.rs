@@ -17,71 +17,9 @@
 //! depend on what the same pass deleted before: they report what the pass would remove.
 
 use super::{Store, StoreError};
+pub use crate::config::retention::{Retention, horizon_words};
 use jiff::Timestamp;
 use std::time::Duration;
-
-/// How long each kind of history is kept; `None` is forever.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Retention {
-    /// Events (with their decisions and inputs) by the time they were received.
-    pub events: Option<Duration>,
-    /// Finished runs (with their actions) by the time they finished.
-    pub runs: Option<Duration>,
-    /// Action outputs by the time the action finished.
-    pub outputs: Option<Duration>,
-}
-
-const DAY: Duration = Duration::from_secs(86_400);
-
-impl Default for Retention {
-    fn default() -> Self {
-        Retention { events: Some(90 * DAY), runs: Some(180 * DAY), outputs: Some(30 * DAY) }
-    }
-}
-
-/// A horizon in words: `90d`, `36h`, `forever`.
-pub fn horizon_words(horizon: Option<Duration>) -> String {
-    match horizon {
-        None => "forever".into(),
-        Some(d) if d.as_secs() % DAY.as_secs() == 0 => format!("{}d", d.as_secs() / DAY.as_secs()),
-        Some(d) => crate::domain::words(d),
-    }
-}
-
-impl Retention {
-    /// The plan in words, one line per horizon, for `handoff check`.
-    pub fn plan(&self) -> Vec<String> {
-        let line = |horizon: Option<Duration>, what: &str, kept: &str| match horizon {
-            None => format!("{what}: kept forever"),
-            Some(_) => format!("{what}: deleted after {}{kept}", horizon_words(horizon)),
-        };
-        vec![
-            line(
-                self.events,
-                "events (with their decisions)",
-                ", except those still waiting for a run or consumed by a run that is kept",
-            ),
-            line(self.runs, "finished runs (with their actions)", ""),
-            line(self.outputs, "action outputs", " (the action is kept; `runs` says \"output pruned\")"),
-        ]
-    }
-
-    /// The cutoff of each horizon at `now`: rows older than it go. Forever is `i64::MIN`
-    /// (nothing is older), so the SQL needs no special case.
-    fn cutoffs(&self, now: Timestamp) -> Cutoffs {
-        let cut = |horizon: Option<Duration>| {
-            horizon.map_or(i64::MIN, |d| {
-                now.as_millisecond().saturating_sub(i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-            })
-        };
-        Cutoffs {
-            events: cut(self.events),
-            runs: cut(self.runs),
-            outputs: cut(self.outputs),
-            now: now.as_millisecond(),
-        }
-    }
-}
 
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Cutoffs {
@@ -100,6 +38,22 @@ pub(crate) enum Horizon {
 }
 
 impl Cutoffs {
+    /// The cutoff of each horizon at `now`: rows older than it go. Forever is `i64::MIN`
+    /// (nothing is older), so the SQL needs no special case.
+    fn at(retention: &Retention, now: Timestamp) -> Cutoffs {
+        let cut = |horizon: Option<Duration>| {
+            horizon.map_or(i64::MIN, |d| {
+                now.as_millisecond().saturating_sub(i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+            })
+        };
+        Cutoffs {
+            events: cut(retention.events),
+            runs: cut(retention.runs),
+            outputs: cut(retention.outputs),
+            now: now.as_millisecond(),
+        }
+    }
+
     pub fn of(&self, horizon: Horizon) -> i64 {
         match horizon {
             Horizon::Events => self.events,
@@ -492,7 +446,7 @@ impl Store {
     /// Removes (or, with `dry_run`, counts) what `retention` says is past its horizon at
     /// `now`, in batches of [`BATCH`] rows, each its own short transaction.
     pub async fn prune(&self, retention: &Retention, now: Timestamp, dry_run: bool) -> Result<PruneReport, StoreError> {
-        let cutoffs = retention.cutoffs(now);
+        let cutoffs = Cutoffs::at(retention, now);
         let mut report = PruneReport::new(dry_run);
         for step in PLAN {
             if cutoffs.of(step.horizon()) == i64::MIN {

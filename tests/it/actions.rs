@@ -240,32 +240,97 @@ text = "{{{{ job }}}} failed: {{{{ error }}}}"
     assert!(runs[0].actions.iter().any(|a| a.kind == "slack"), "the on_failure step is recorded");
 }
 
+/// A job `notify` fed by `loader`, with these `[[jobs.notify.actions]]` tables: fed once, run
+/// to its end. Returns the app and its runs; the run must have succeeded.
+async fn notify_once(actions: &str) -> (TestApp, Vec<handoff::domain::Run>) {
+    let app = app_with(&format!("[jobs.notify]\nafter = [\"loader\"]\n{actions}"), &[]).await;
+    deliver_done(&app, "loader", "orders", "success").await;
+    let runs = wait_for_runs(&app, "the run", |r| {
+        r.first().is_some_and(|r| matches!(r.state, RunState::Succeeded | RunState::Failed))
+    })
+    .await;
+    assert_eq!(runs[0].state, RunState::Succeeded, "{:?}", runs[0].actions);
+    (app, runs)
+}
+
 #[tokio::test]
 async fn an_http_action_signs_like_handoff_send_so_another_handoff_accepts_it() {
     let downstream = TestApp::spawn().await;
-    let app = app_with(
-        &format!(
-            r#"
-[jobs.notify]
-after = ["loader"]
+    let (_app, runs) = notify_once(&format!(
+        r#"
 [[jobs.notify.actions]]
 kind = "http"
 url = "{}"
 sign = {{ scheme = "hmac", secret = {{ file = "hmac" }} }}
 body = '{{"subject": {{{{ events[0].subject | tojson }}}}, "status": "success", "type": "handoff.{{{{ job }}}}"}}'
 "#,
-            downstream.url("/hooks/orchestrator")
-        ),
-        &[],
-    )
+        downstream.url("/hooks/orchestrator")
+    ))
     .await;
-    deliver_done(&app, "loader", "orders", "success").await;
-    let runs = wait_for_runs(&app, "the run", |r| r.first().is_some_and(|r| r.state == RunState::Succeeded)).await;
     let events = downstream.events().await;
     assert_eq!(events.len(), 1, "the downstream handoff recorded the signed call");
     assert_eq!(events[0].subject.id.as_deref(), Some("orders"));
     assert_eq!(events[0].event_type.as_deref(), Some("handoff.notify"));
     assert!(runs[0].actions[0].output.as_deref().unwrap().contains("event_id"));
+}
+
+/// The requests a recorder got: headers and body of each.
+type Recorded = Arc<Mutex<Vec<(HeaderMap, String)>>>;
+
+/// Every request's headers and body, as a fake that answers 200.
+async fn fake_recorder() -> (String, Recorded) {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let router = Router::new()
+        .route(
+            "/hook",
+            post(|State(seen): State<Recorded>, headers: HeaderMap, body: String| async move {
+                seen.lock().unwrap().push((headers, body));
+                "ok"
+            }),
+        )
+        .with_state(seen.clone());
+    (format!("{}/hook", serve(router).await), seen)
+}
+
+#[tokio::test]
+async fn http_actions_with_an_empty_body_declare_it_and_signed_ones_send_what_the_receivers_libraries_accept() {
+    let downstream = TestApp::spawn().await;
+    let (recorder, seen) = fake_recorder().await;
+    notify_once(&format!(
+        r#"
+[[jobs.notify.actions]]
+kind = "http"
+url = "{recorder}"
+body = ""
+[[jobs.notify.actions]]
+kind = "http"
+url = "{github}"
+body = ""
+sign = {{ scheme = "github", secret = {{ file = "github" }}, github_event = "check_run" }}
+[[jobs.notify.actions]]
+kind = "http"
+url = "{sw}"
+body = ""
+sign = {{ scheme = "standard-webhooks", secret = {{ file = "sw" }} }}
+"#,
+        github = downstream.url("/hooks/gh"),
+        sw = downstream.url("/hooks/sw"),
+    ))
+    .await;
+
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 1);
+    let (headers, body) = &seen[0];
+    assert_eq!((body.as_str(), headers.get("content-length").map(|v| v.to_str().unwrap())), ("", Some("0")));
+
+    let events = downstream.events().await;
+    assert_eq!(events.len(), 2, "both signed calls were accepted");
+    for event in &events {
+        assert_eq!(event.body.as_deref(), Some(&b"{}"[..]), "{}", event.source);
+        assert_eq!((event.subject.id.as_deref(), event.status), (None, handoff::domain::Status::Success));
+    }
+    let github = events.iter().find(|e| e.source == "gh").unwrap();
+    assert_eq!(github.event_type.as_deref(), Some("check_run"), "sign.github_event is the X-GitHub-Event");
 }
 
 #[tokio::test]
@@ -310,6 +375,22 @@ async fn a_template_with_an_unknown_variable_or_step_is_a_config_error() {
     );
     let err = handoff::config::Config::parse(&dir.path().join("handoff.toml"), &text).unwrap_err().to_string();
     assert!(err.contains("`program` does not apply to a slack action"), "{err}");
+}
+
+#[test]
+fn a_github_event_on_a_signature_of_another_scheme_is_a_config_error() {
+    let dir = tempfile::tempdir().unwrap();
+    write_secrets(dir.path());
+    let sign = |scheme: &str| {
+        format!(
+            "{SOURCES}[jobs.j]\nafter = [\"loader\"]\n[[jobs.j.actions]]\nkind = \"http\"\nurl = \"http://x\"\n\
+             sign = {{ scheme = \"{scheme}\", secret = {{ file = \"hmac\" }}, github_event = \"push\" }}\n"
+        )
+    };
+    let path = dir.path().join("handoff.toml");
+    let err = handoff::config::Config::parse(&path, &sign("hmac")).unwrap_err().to_string();
+    assert!(err.contains("sign.github_event applies to scheme = \"github\" only"), "{err}");
+    handoff::config::Config::parse(&path, &sign("github")).expect("github_event goes with github");
 }
 
 #[tokio::test]

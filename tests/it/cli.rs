@@ -173,22 +173,99 @@ async fn send_signs_so_that_a_github_source_accepts_it() {
 }
 
 #[tokio::test]
-async fn send_refuses_subject_and_status_with_the_github_scheme_as_a_github_source_would_not_read_them() {
+async fn send_with_the_github_scheme_builds_the_generic_body_a_github_source_reads() {
+    let app = TestApp::spawn().await;
+    let secret = app.dir.path().join("github");
+    let url = app.url("/hooks/gh");
+    let args = ["send", &url, "--scheme", "github", "--secret-file", text(&secret)];
+    let mut with_fields = args.to_vec();
+    with_fields.extend(["--subject", "nightly_dbt", "--status", "failure"]);
+    let event = recorded(&app, &printed_id(&cli(&with_fields).await)).await;
+    assert_eq!((event.kind.as_str(), event.subject.id.as_deref()), ("github", Some("nightly_dbt")));
+    assert_eq!(event.status, Status::Failure, "not `other`: the job it feeds runs");
+    assert_eq!(event.event_type.as_deref(), Some("workflow_run"), "X-GitHub-Event, by default workflow_run");
+
+    // An empty body goes out as {}: GitHub's libraries refuse an empty payload.
+    let mut empty = args.to_vec();
+    empty.extend(["--github-event", "deployment_status"]);
+    let event = recorded(&app, &printed_id(&cli(&empty).await)).await;
+    assert_eq!(event.body.as_deref(), Some(&b"{}"[..]));
+    assert_eq!((event.subject.id.as_deref(), event.status), (None, Status::Success));
+    assert_eq!(event.event_type.as_deref(), Some("deployment_status"));
+}
+
+#[tokio::test]
+async fn send_with_an_empty_body_under_standard_webhooks_sends_an_empty_object_that_handoff_accepts() {
+    let app = TestApp::spawn().await;
+    let secret = app.dir.path().join("sw");
+    let url = app.url("/hooks/sw");
+    let out = cli(&["send", &url, "--secret-file", text(&secret), "--idempotency-key", "msg_empty"]).await;
+    let event = recorded(&app, &printed_id(&out)).await;
+    assert_eq!(event.body.as_deref(), Some(&b"{}"[..]), "what Svix's and the Standard Webhooks libraries accept");
+    assert_eq!((event.subject.id.as_deref(), event.status), (None, Status::Success));
+    assert_eq!(event.provider_event_id.as_deref(), Some("msg_empty"));
+}
+
+#[tokio::test]
+async fn send_under_the_github_scheme_sets_x_github_event_and_hmac_keeps_an_empty_body_empty() {
+    let dir = secrets_dir();
+    let (url, fake) = spawn_fake(vec![Answer::accept()]).await;
+    let github = dir.path().join("github");
+    cli(&["send", &url, "--scheme", "github", "--secret-file", text(&github)]).await.ok();
+    cli(&["send", &url, "--scheme", "github", "--secret-file", text(&github), "--github-event", "check_run"])
+        .await
+        .ok();
+    let hmac = dir.path().join("hmac");
+    cli(&["send", &url, "--scheme", "hmac", "--secret-file", text(&hmac)]).await.ok();
+    let seen = fake.seen();
+    assert_eq!(seen.len(), 3);
+    assert_eq!((seen[0].header("x-github-event"), seen[0].body.as_slice()), ("workflow_run", &b"{}"[..]));
+    assert_eq!(seen[0].header("x-hub-signature-256"), format!("sha256={}", hex_sig(GITHUB_SECRET, b"{}")));
+    assert_eq!(seen[0].header("content-type"), "application/json");
+    assert_eq!(seen[1].header("x-github-event"), "check_run");
+    // Elementary's sync webhook is signed over an empty body: it stays empty, with its length.
+    assert_eq!((seen[2].body.as_slice(), seen[2].header("content-length")), (&b""[..], "0"));
+    assert_eq!(seen[2].header("authorization"), hex_sig(HMAC_SECRET, b""));
+
+    let out = cli(&["send", &url, "--secret-file", text(&hmac), "--scheme", "hmac", "--github-event", "x"]).await;
+    assert!(out.failed(2).contains("--github-event goes with --scheme github"), "{}", out.stderr);
+    assert_eq!(fake.seen().len(), 3);
+}
+
+#[tokio::test]
+async fn send_refuses_a_target_that_is_not_an_http_url_at_once_without_sending_or_retrying() {
+    let dir = secrets_dir();
+    let secret = dir.path().join("hmac");
+    for target in ["orchestrator", "handoff:8080/hooks/orchestrator", "ftp://handoff/hooks/x", "http://", "/hooks/x"] {
+        let out = cli(&["send", target, "--scheme", "hmac", "--secret-file", text(&secret)]).await;
+        let err = out.failed(2);
+        assert!(err.contains(&format!("`{target}` is not an http(s) URL")), "{target}: {err}");
+        assert!(err.contains("http://handoff.example.com:8080/hooks/orchestrator"), "an example to follow: {err}");
+        assert!(!err.contains("retrying"), "{target}: {err}");
+    }
+}
+
+#[tokio::test]
+async fn send_offers_no_config_and_ignores_handoff_config() {
+    let help = cli(&["send", "--help"]).await;
+    assert!(!help.ok().contains("--config"), "{}", help.stdout);
+    assert!(help.stdout.contains("--github-event"), "{}", help.stdout);
     let (url, fake) = spawn_fake(vec![Answer::accept()]).await;
     let dir = secrets_dir();
-    let out = cli(&[
-        "send",
-        &url,
-        "--scheme",
-        "github",
-        "--secret-file",
-        text(&dir.path().join("github")),
-        "--status",
-        "failure",
-    ])
-    .await;
-    assert!(out.failed(2).contains("--data"), "{}", out.stderr);
+    let secret = dir.path().join("hmac");
+    let out =
+        cli(&["send", &url, "--scheme", "hmac", "--secret-file", text(&secret), "--config", "handoff.toml"]).await;
+    assert!(out.failed(2).contains("send reads no config file"), "{}", out.stderr);
     assert!(fake.seen().is_empty());
+
+    // An Airflow worker may have HANDOFF_CONFIG set for other commands: send does not read it.
+    let mut command = handoff(&["send", &url, "--scheme", "hmac", "--secret-file", text(&secret)]);
+    command.env("HANDOFF_CONFIG", dir.path().join("no-such.toml"));
+    assert_eq!(run(command).await.ok(), "x\n");
+    // The other commands still take --config before or after their name.
+    let config = standard_config(dir.path());
+    cli(&["--config", text(&config), "jobs"]).await.ok();
+    cli(&["jobs", "--config", text(&config)]).await.ok();
 }
 
 #[tokio::test]
@@ -221,7 +298,7 @@ async fn send_sends_a_data_file_byte_for_byte() {
 }
 
 #[tokio::test]
-async fn send_twice_with_the_same_idempotency_key_prints_the_same_event_id() {
+async fn send_twice_with_the_same_idempotency_key_prints_the_same_event_id_and_says_it_is_a_duplicate() {
     let app = TestApp::spawn().await;
     let url = app.url("/hooks/orchestrator");
     let secret = app.dir.path().join("hmac");
@@ -237,9 +314,17 @@ async fn send_twice_with_the_same_idempotency_key_prints_the_same_event_id() {
         "--idempotency-key",
         "run-42",
     ];
-    let first = printed_id(&cli(&args).await);
-    let again = printed_id(&cli(&args).await);
+    let first_out = cli(&args).await;
+    let first = printed_id(&first_out);
+    assert!(!first_out.stderr.contains("duplicate"), "{}", first_out.stderr);
+    let again_out = cli(&args).await;
+    let again = printed_id(&again_out);
     assert_eq!(first, again, "the repeat is answered with the original event id");
+    assert!(
+        again_out.stderr.contains(&format!("a duplicate: this delivery was already recorded as event {first}")),
+        "send says so: {}",
+        again_out.stderr
+    );
     assert_eq!(app.events().await.len(), 1, "and is not recorded twice");
 
     // Without a key, each call is a delivery of its own.
@@ -272,13 +357,15 @@ async fn send_with_the_wrong_secret_fails_at_once_with_the_status_and_the_reason
 struct Answer {
     status: u16,
     retry_after: Option<&'static str>,
+    /// Retry-After as an HTTP-date this far after the answer.
+    retry_after_date: Option<Duration>,
     /// Wait this long before answering (to make the sender time out).
     delay: Duration,
 }
 
 impl Answer {
     fn status(status: u16) -> Self {
-        Answer { status, retry_after: None, delay: Duration::ZERO }
+        Answer { status, retry_after: None, retry_after_date: None, delay: Duration::ZERO }
     }
     fn accept() -> Self {
         Answer::status(202)
@@ -326,6 +413,10 @@ async fn fake_hook(
     let mut headers = HeaderMap::new();
     if let Some(seconds) = answer.retry_after {
         headers.insert("retry-after", seconds.parse().unwrap());
+    }
+    if let Some(later) = answer.retry_after_date {
+        let date = httpdate::fmt_http_date(std::time::SystemTime::now() + later);
+        headers.insert("retry-after", date.parse().unwrap());
     }
     let body = if answer.status < 300 {
         r#"{"event_id":"x"}"#.to_string()
@@ -489,6 +580,23 @@ async fn send_honours_retry_after_on_429() {
     assert!(seen[1].at - seen[0].at >= Duration::from_millis(900), "{:?}", seen[1].at - seen[0].at);
     assert_eq!(seen[0].header("idempotency-key"), seen[1].header("idempotency-key"));
     assert!(out.stderr.contains("429") && out.stderr.contains("retrying in 1.0s"), "{}", out.stderr);
+}
+
+#[tokio::test]
+async fn send_honours_retry_after_as_an_http_date() {
+    let dir = secrets_dir();
+    // An HTTP-date has whole seconds: 3 s from now is 2 to 3 s of waiting.
+    let busy = Answer { retry_after_date: Some(Duration::from_secs(3)), ..Answer::status(503) };
+    let (url, fake) = spawn_fake(vec![busy, Answer::accept()]).await;
+    let secret = dir.path().join("hmac");
+    let out = cli(&["send", &url, "--scheme", "hmac", "--secret-file", text(&secret), "--backoff", "10ms"]).await;
+    assert_eq!(out.ok(), "x\n");
+    let seen = fake.seen();
+    assert_eq!(seen.len(), 2);
+    let waited = seen[1].at - seen[0].at;
+    assert!(waited >= Duration::from_millis(1900), "waited until the date, not the 10ms backoff: {waited:?}");
+    assert!(waited < Duration::from_secs(60), "{waited:?}");
+    assert!(out.stderr.contains("503") && out.stderr.contains("retrying in"), "{}", out.stderr);
 }
 
 #[tokio::test]

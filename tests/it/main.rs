@@ -26,5 +26,6 @@ mod replay;
 mod replicas;
 mod retention;
 mod schedules;
+mod senders_doc;
 mod store_copy;
 mod store_faults;

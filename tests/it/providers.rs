@@ -288,6 +288,49 @@ async fn a_standard_webhooks_delivery_is_accepted_with_any_matching_v1_entry_and
     assert_eq!(e.status, Status::Success);
 }
 
+/// A Standard Webhooks secret whose base64 needs padding (32 bytes: one `=`).
+const PADDED_WHSEC: &str = "whsec_aGFuZG9mZi1sb2NhbC1vcmNoZXN0cmF0b3Ita2V5ISE=";
+
+#[tokio::test]
+async fn a_whsec_secret_written_without_its_base64_padding_is_accepted_on_both_sides() {
+    use base64::Engine as _;
+    let unpadded = PADDED_WHSEC.trim_end_matches('=');
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("unpadded"), format!("{unpadded}\n")).unwrap();
+    std::fs::write(dir.path().join("padded"), format!("{PADDED_WHSEC}\n")).unwrap();
+    let config = "[sources.unpadded]\nkind = \"standard_webhooks\"\nsecret = { file = \"unpadded\" }\n\
+                  [sources.padded]\nkind = \"standard_webhooks\"\nsecret = { file = \"padded\" }\n";
+    let app = TestApp::spawn_in(dir, config, Default::default()).await;
+
+    // Signed as a reference library does with the padded secret (strictly decoded here).
+    let key = base64::engine::general_purpose::STANDARD.decode(PADDED_WHSEC.trim_start_matches("whsec_")).unwrap();
+    let body = br#"{"subject": "nightly_dbt"}"#;
+    let now = jiff::Timestamp::now().as_second();
+    let headers = [
+        ("webhook-id", "msg_unpadded".to_string()),
+        ("webhook-timestamp", now.to_string()),
+        ("webhook-signature", signature::sign_standard_webhooks(&Key::new(&key), "msg_unpadded", now, body)),
+    ];
+    let (status, answer) = app.deliver("unpadded", body, &headers).await;
+    assert_eq!(status, 202, "a source configured without the padding: {answer}");
+
+    // And `handoff send` given the unpadded secret signs for a source that has the padded one.
+    let mut command = crate::cli::handoff(&[
+        "send",
+        &app.url("/hooks/padded"),
+        "--secret-env",
+        "HANDOFF_UNPADDED_TEST_SECRET",
+        "--subject",
+        "nightly_dbt",
+    ]);
+    command.env("HANDOFF_UNPADDED_TEST_SECRET", unpadded);
+    let out = crate::cli::run(command).await;
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let events = app.events().await;
+    assert_eq!(events.len(), 2);
+    assert!(events.iter().all(|e| e.subject.id.as_deref() == Some("nightly_dbt")));
+}
+
 #[tokio::test]
 async fn a_github_workflow_run_is_recorded_with_its_repository_and_conclusion() {
     let app = TestApp::spawn().await;
