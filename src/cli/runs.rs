@@ -238,7 +238,10 @@ pub async fn jobs(config: &Config, args: &JobsArgs) -> Result<(), Failure> {
         match view.next_run {
             Some(next) => println!("  next run:    {} ({})", rfc3339(next.at), next_run_words(view, next.why)),
             None if view.paused().is_some() => println!("  next run:    none while paused"),
-            None => println!("  next run:    when its upstreams deliver"),
+            None if view.waits_for_all() && !view.waiting_for.is_empty() => {
+                println!("  next run:    once it has heard from {}", view.waiting_for.join(" and "))
+            }
+            None => println!("  next run:    when an upstream delivers"),
         }
         match view.last() {
             Some(r) => println!(

@@ -239,7 +239,9 @@ pub(super) fn build_actions(
                 // A path like `./scripts/load.sh` starts at the config file's folder, as every
                 // other relative path does; a bare name is looked up on PATH.
                 let program = if program.contains('/') && !Path::new(&program).is_absolute() {
-                    base.join(&program).display().to_string()
+                    let relative: PathBuf =
+                        Path::new(&program).components().filter(|c| *c != std::path::Component::CurDir).collect();
+                    base.join(relative).display().to_string()
                 } else {
                     program
                 };

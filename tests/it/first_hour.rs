@@ -121,7 +121,7 @@ async fn a_relative_program_path_starts_at_the_config_files_folder() {
     let out = cli(&["check", "--config", text(&app.config_path())]).await;
     let stdout = out.ok();
     assert!(!stdout.contains("warning"), "{stdout}");
-    assert!(stdout.contains(&format!("{}/./scripts/mark.sh", app.dir.path().display())), "{stdout}");
+    assert!(stdout.contains(&format!("command): {}/scripts/mark.sh", app.dir.path().display())), "{stdout}");
 
     let body = br#"{"subject":"orders"}"#;
     let (status, _) = app.deliver("loader", body, &[("authorization", hex_sig(HMAC_SECRET, body))]).await;
@@ -213,6 +213,7 @@ async fn jobs_json_says_when_each_job_runs_next_and_why() {
     assert!(text_out.contains("(1h after the last event (debounce))"), "{text_out}");
     assert!(text_out.contains("(retry after failed attempt 1 of 3)"), "{text_out}");
     assert!(text_out.contains("since last run: loader (1 event, at "), "{text_out}");
+    assert!(text_out.contains("next run:    once it has heard from crm"), "{text_out}");
 }
 
 #[tokio::test]
