@@ -358,3 +358,40 @@ async fn check_connect_tries_the_store_dbt_cloud_urls_and_programs_and_fails_on_
     let out = cli(&["check", "--connect", "--config", text(&path)]).await;
     assert!(!out.ok().contains("FAILED"), "{}", out.stdout);
 }
+
+#[tokio::test]
+async fn check_connect_opens_a_sqlite_and_a_postgres_store_and_fails_on_a_closed_postgres_port() {
+    let dir = tempfile::tempdir().unwrap();
+    write_secrets(dir.path());
+    let path = dir.path().join("handoff.toml");
+    let line = |stdout: &str| stdout.lines().find(|l| l.contains(" store ")).unwrap_or_default().trim().to_string();
+
+    // A SQLite store that a server created opens.
+    std::fs::write(&path, LOADER).unwrap();
+    handoff::store::Store::open(&handoff::config::Config::load(&path).unwrap().store, StoreOptions::default())
+        .await
+        .unwrap()
+        .close()
+        .await;
+    let out = cli(&["check", "--connect", "--config", text(&path)]).await;
+    assert!(line(out.ok()).ends_with(": opens"), "{}", out.stdout);
+
+    // PostgreSQL: an empty database connects, a migrated one opens.
+    let db = crate::pg::TestDb::create().await;
+    std::fs::write(&path, format!("[store]\nurl = \"{}\"\n{LOADER}", db.url)).unwrap();
+    let out = cli(&["check", "--connect", "--config", text(&path)]).await;
+    assert!(line(out.ok()).ends_with("connects; no tables yet, `handoff serve` creates them"), "{}", out.stdout);
+    db.open().await.close().await;
+    let out = cli(&["check", "--connect", "--config", text(&path)]).await;
+    assert!(line(out.ok()).ends_with(": opens"), "{}", out.stdout);
+
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    std::fs::write(&path, format!("[store]\nurl = \"postgres://postgres@127.0.0.1:{closed}/x\"\n{LOADER}")).unwrap();
+    let out = cli(&["check", "--connect", "--config", text(&path)]).await;
+    out.failed(1);
+    assert!(
+        line(&out.stdout).starts_with(&format!("FAILED  store postgres://postgres@127.0.0.1:{closed}/x:")),
+        "{}",
+        out.stdout
+    );
+}
