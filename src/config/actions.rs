@@ -227,7 +227,11 @@ pub(super) fn build_actions(
         };
         let retry = RetryPolicy { retries: fa.retries.unwrap_or(DEFAULT_RETRIES), backoff: Duration::from_secs(1) };
         let missing = |problems: &mut Problems<'_>, key: &str, example: &str| {
-            problems.add(span.clone(), format!("a {kind} action needs `{key}`"), Some(example.to_string()));
+            // A key written but refused (`token = "dapi…"`, a value instead of a reference) is
+            // reported already; it is not missing too.
+            if !key.split([',', ' ']).any(|k| !k.is_empty() && problems.refused_in(&table, k)) {
+                problems.add(span.clone(), format!("a {kind} action needs `{key}`"), Some(example.to_string()));
+            }
         };
 
         let built = match kind {

@@ -418,7 +418,7 @@ struct Problems<'a> {
     found: Vec<Problem>,
     /// Keys refused when the file was read (`sources.NAME.secret`), already reported: a check
     /// that finds one of them missing stays quiet.
-    refused: Vec<String>,
+    refused: Vec<(String, usize)>,
     /// Whether secret references are read or only checked for their form.
     secrets: Secrets,
 }
@@ -456,15 +456,8 @@ impl Problems<'_> {
     /// an inline table), so that a problem points at the key rather than at the table's
     /// header; the table's own span when the key is not written in it.
     fn key_span(&self, table: &Range<usize>, key: &str) -> Range<usize> {
-        let text = self.text;
-        let start = table.start.min(text.len());
-        let end = if text[start..].starts_with('[') {
-            // A header table runs to the next header.
-            text[table.end.min(text.len())..].find("\n[").map_or(text.len(), |i| table.end + i)
-        } else {
-            table.end.min(text.len())
-        };
-        let region = &text[start..end];
+        let (start, end) = self.region(table);
+        let region = &self.text[start..end];
         let mut from = 0;
         while let Some(i) = region[from..].find(key) {
             let at = from + i;
@@ -477,6 +470,26 @@ impl Problems<'_> {
             from = at + key.len();
         }
         table.clone()
+    }
+
+    /// The text of the table at `table`: a `[header]` runs to the next header, an inline
+    /// table is its span.
+    fn region(&self, table: &Range<usize>) -> (usize, usize) {
+        let text = self.text;
+        let start = table.start.min(text.len());
+        let end = if text[start..].starts_with('[') {
+            text[table.end.min(text.len())..].find("\n[").map_or(text.len(), |i| table.end + i)
+        } else {
+            table.end.min(text.len())
+        };
+        (start, end)
+    }
+
+    /// Whether `key` of the table at `table` was refused when the file was read (and so was
+    /// reported already).
+    fn refused_in(&self, table: &Range<usize>, key: &str) -> bool {
+        let (start, end) = self.region(table);
+        self.refused.iter().any(|(path, at)| (start..end).contains(at) && path.rsplit('.').next() == Some(key))
     }
 
     fn add(&mut self, span: Option<Range<usize>>, message: impl Into<String>, hint: Option<String>) {
@@ -694,14 +707,14 @@ fn deserialize_all(problems: &mut Problems<'_>) -> Option<FileConfig> {
         let follow_up = message
             .strip_prefix("missing field `")
             .and_then(|rest| rest.split('`').next())
-            .is_some_and(|key| problems.refused.iter().any(|r| r.rsplit('.').next() == Some(key)));
+            .is_some_and(|key| problems.refused.iter().any(|(r, _)| r.rsplit('.').next() == Some(key)));
         if !follow_up {
             let hint = parse_hint(&message);
             problems.add(err.span(), message, hint);
         }
         let at = err.span()?.start;
         let path = remove_at(root.get_mut(), at, "")?;
-        problems.refused.push(path);
+        problems.refused.push((path, at));
     }
     None
 }
@@ -1020,7 +1033,7 @@ fn build_source(problems: &mut Problems<'_>, base: &Path, name: &str, table: &Sp
         problems.add(Some(extra.span()), format!("`{other}` does not apply to kind {kind}"), Some(hint));
     }
     let Some(current_ref) = wanted else {
-        if problems.refused.contains(&format!("sources.{name}.{key}")) {
+        if problems.refused.iter().any(|(path, _)| *path == format!("sources.{name}.{key}")) {
             return None;
         }
         problems.add(
@@ -1238,6 +1251,17 @@ mod tests {
         assert_eq!(at, [(3, 10), (4, 1), (6, 11), (7, 10)], "{err}");
         assert!(!err.to_string().contains("has no `secret`"), "a refused secret is not also missing: {err}");
         assert!(!err.to_string().contains("inline-value"), "{err}");
+    }
+
+    #[test]
+    fn a_dbt_cloud_token_written_as_a_value_is_refused_once_not_also_missing() {
+        let text = "[sources.s]\nkind = \"hmac\"\nsecret = { env = \"PATH\" }\nreplay_window = \"1m\"\n\
+                    [jobs.j]\nafter = [\"s\"]\n[[jobs.j.actions]]\nkind = \"dbt_cloud\"\nbase_url = \"https://x.example\"\n\
+                    account_id = 1\njob_id = 2\ntoken = \"dapi-pasted-token\"\n";
+        let err = parse(text).unwrap_err();
+        assert_eq!(err.problems.len(), 1, "{err}");
+        assert_eq!((err.problems[0].line, err.problems[0].column), (12, 9), "{err}");
+        assert!(!err.to_string().contains("dapi-pasted"), "{err}");
     }
 
     #[test]
