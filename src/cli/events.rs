@@ -69,15 +69,8 @@ pub async fn run(config: &Config, args: &EventsArgs) -> Result<(), Failure> {
     if let Some(id) = &args.id {
         return show(config, &EventArgs { event_id: id.clone(), json: args.json }).await;
     }
-    if let Some(source) = &args.source
-        && !config.sources.contains_key(source)
-    {
-        let known: Vec<&str> = config.sources.keys().map(String::as_str).collect();
-        let known = if known.is_empty() { "none are configured".to_string() } else { known.join(", ") };
-        return Err(Failure::usage(format!(
-            "source `{source}` does not exist in {}; sources: {known}",
-            config.path.display()
-        )));
+    if let Some(source) = &args.source {
+        super::configured(config, "source", source, config.sources.keys())?;
     }
     let now = Timestamp::now();
     let filter = EventFilter {

@@ -214,6 +214,22 @@ fn store_to_read(config: &Config) -> Result<&StoreLocation, Failure> {
     config.store_to_open().map_err(Failure::usage)
 }
 
+/// A usage error unless `name` is one of the config's `what`s (`source`, `job`): a filter on a
+/// name the config does not have is most likely a typo, which an empty listing would hide.
+fn configured<'a>(
+    config: &Config,
+    what: &str,
+    name: &str,
+    known: impl Iterator<Item = &'a String>,
+) -> Result<(), Failure> {
+    let known: Vec<&str> = known.map(String::as_str).collect();
+    if known.contains(&name) {
+        return Ok(());
+    }
+    let listed = if known.is_empty() { "none are configured".to_string() } else { known.join(", ") };
+    Err(Failure::usage(format!("{what} `{name}` does not exist in {}; {what}s: {listed}", config.path.display())))
+}
+
 /// Opens the existing store read-only for a read command.
 async fn open_to_read(config: &Config) -> Result<Store, Failure> {
     Store::open_existing(store_to_read(config)?).await.map_err(|e| Failure::runtime(e.to_string()))

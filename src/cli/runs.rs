@@ -82,6 +82,9 @@ fn notes(run: &Run) -> String {
 }
 
 pub async fn runs(config: &Config, args: &RunsArgs) -> Result<(), Failure> {
+    if let Some(job) = &args.job {
+        super::configured(config, "job", job, config.jobs.keys())?;
+    }
     let store = super::open_to_read(config).await?;
     if let Some(id) = &args.id {
         let Some(detail) = views::run_detail(&store, &RunId(id.clone())).await.map_err(failed)? else {

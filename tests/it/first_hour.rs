@@ -245,7 +245,7 @@ async fn a_second_serve_on_the_same_store_names_the_pid_serving_it_before_the_po
 }
 
 #[tokio::test]
-async fn events_of_a_source_not_in_the_config_is_a_usage_error_naming_the_sources() {
+async fn events_of_a_source_or_runs_of_a_job_not_in_the_config_is_a_usage_error_naming_those_there_are() {
     let dir = tempfile::tempdir().unwrap();
     write_secrets(dir.path());
     let path = dir.path().join("handoff.toml");
@@ -253,6 +253,10 @@ async fn events_of_a_source_not_in_the_config_is_a_usage_error_naming_the_source
     let out = cli(&["events", "--source", "nosuch", "--config", text(&path)]).await;
     let err = out.failed(2);
     assert!(err.contains(&format!("source `nosuch` does not exist in {}; sources: loader", path.display())), "{err}");
+    std::fs::write(&path, format!("{LOADER}[jobs.j]\nafter = [\"loader\"]\n")).unwrap();
+    let out = cli(&["runs", "--job", "nosuch", "--config", text(&path)]).await;
+    let err = out.failed(2);
+    assert!(err.contains(&format!("job `nosuch` does not exist in {}; jobs: j", path.display())), "{err}");
 }
 
 #[tokio::test]
