@@ -31,9 +31,11 @@ pub enum AppError {
     #[error("server error: {0}")]
     Serve(std::io::Error),
     #[error(
-        "another `handoff serve` is using {0} (its lock file {0}.lock is held); stop it first, or give this one its own [store] url"
+        "another handoff{} is serving {path} (its lock file {path}.lock is held); stop it first, or give this one its own [store] url",
+        pid.map(|p| format!(" (pid {p})")).unwrap_or_default(),
+        path = .path.display()
     )]
-    AlreadyServing(PathBuf),
+    AlreadyServing { path: PathBuf, pid: Option<u32> },
     #[error("cannot create the lock file {path}: {source}")]
     Lock { path: PathBuf, source: std::io::Error },
     #[error("{0}; the server stopped too (restart handoff; the log above says why)")]
@@ -64,25 +66,49 @@ pub fn owner_id() -> String {
     format!("{host}/{}", &start[start.len() - 12..])
 }
 
-/// Takes the SQLite file's lock file, so a second server on the same file refuses to start.
+/// Takes the SQLite file's lock file, so a second server on the same file refuses to start,
+/// and writes this process's id into it, so that the second one can say which process serves.
 /// PostgreSQL takes no lock: several replicas share one database.
 fn lock_store(location: &StoreLocation) -> Result<Option<File>, AppError> {
+    use std::io::{Read, Seek, Write};
     let StoreLocation::Sqlite(path) = location else { return Ok(None) };
     let lock_path = PathBuf::from(format!("{}.lock", path.display()));
-    let file = File::create(&lock_path).map_err(|source| AppError::Lock { path: lock_path.clone(), source })?;
+    let lock_error = |source| AppError::Lock { path: lock_path.clone(), source };
+    // Not truncated on open: until the lock is ours, the pid in it is the holder's.
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&lock_path)
+        .map_err(lock_error)?;
     match file.try_lock() {
-        Ok(()) => Ok(Some(file)),
-        Err(std::fs::TryLockError::WouldBlock) => Err(AppError::AlreadyServing(path.clone())),
-        Err(std::fs::TryLockError::Error(source)) => Err(AppError::Lock { path: lock_path, source }),
+        Ok(()) => {
+            file.set_len(0).and_then(|()| file.rewind()).map_err(lock_error)?;
+            writeln!(file, "{}", std::process::id()).and_then(|()| file.flush()).map_err(lock_error)?;
+            Ok(Some(file))
+        }
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let mut text = String::new();
+            let pid = file.read_to_string(&mut text).ok().and_then(|_| text.trim().parse().ok());
+            Err(AppError::AlreadyServing { path: path.clone(), pid })
+        }
+        Err(std::fs::TryLockError::Error(source)) => Err(lock_error(source)),
     }
 }
 
 impl App {
     /// Opens the store and binds the configured address.
+    /// The store's lock is taken first: a second server on the same store is told that one
+    /// serves it, not that the port is taken.
     pub async fn build(config: Config, options: StoreOptions) -> Result<App, AppError> {
+        if config.secrets != crate::config::Secrets::Resolve {
+            return Err(AppError::SecretsNotRead);
+        }
+        let lock = lock_store(&config.store)?;
         let addr = config.listen;
         let listener = TcpListener::bind(addr).await.map_err(|source| AppError::Bind { addr, source })?;
-        App::build_with_listener(config, listener, options).await
+        App::build_locked(config, listener, options, lock).await
     }
 
     /// Like `build`, on a listener the caller bound (tests bind port 0).
@@ -94,11 +120,20 @@ impl App {
         if config.secrets != crate::config::Secrets::Resolve {
             return Err(AppError::SecretsNotRead);
         }
+        let lock = lock_store(&config.store)?;
+        App::build_locked(config, listener, options, lock).await
+    }
+
+    async fn build_locked(
+        config: Config,
+        listener: TcpListener,
+        options: StoreOptions,
+        lock: Option<File>,
+    ) -> Result<App, AppError> {
         let admin_listener = match config.admin.as_ref().and_then(|a| a.listen) {
             Some(addr) => Some(TcpListener::bind(addr).await.map_err(|source| AppError::Bind { addr, source })?),
             None => None,
         };
-        let lock = lock_store(&config.store)?;
         let commit_timeout = options.commit_timeout;
         let prune = (options.prune_first, options.prune_every);
         let store = Store::open(&config.store, options).await?;

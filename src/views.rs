@@ -4,7 +4,7 @@
 //! Times are RFC 3339 UTC with milliseconds.
 
 use crate::domain::{Decision, Event, EventId, Run, RunId};
-use crate::scheduler::{Job, WaitFor, gate};
+use crate::scheduler::{Job, WaitFor, gate, tick, timing};
 use crate::store::{DeliveryRecord, JobOverview, Operation, OperationFilter, Pause, Store, StoreError};
 use jiff::Timestamp;
 use serde_json::{Value, json};
@@ -126,8 +126,23 @@ pub struct JobView<'a> {
     /// The upstreams it still waits for (empty for a job without `after`).
     pub waiting_for: Vec<String>,
     pub next_tick: Option<Timestamp>,
+    /// When the job runs next and why; `None` when nothing will make it run (or it is paused).
+    pub next_run: Option<NextRun>,
+    /// While events wait: when the debounce alone would make them due (`debounce` after the last).
+    pub debounce_due: Option<Timestamp>,
+    /// While events wait and `max_wait` is set: the latest they become due.
+    pub max_wait_deadline: Option<Timestamp>,
     /// `None` when the store does not exist yet.
     pub overview: Option<JobOverview>,
+}
+
+/// When a job runs next, and what decides it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NextRun {
+    pub at: Timestamp,
+    /// `retry` (a failed attempt is queued again), `queued` (starts when a worker is free),
+    /// `debounce`, `max_wait` (waiting events become due) or `schedule` (the next tick).
+    pub why: &'static str,
 }
 
 impl JobView<'_> {
@@ -148,6 +163,12 @@ impl JobView<'_> {
             "delivered": self.delivered,
             "waiting_for": self.waiting_for,
             "next_tick": self.next_tick.map(rfc3339),
+            "next_run": self.next_run.map(|n| json!({ "at": rfc3339(n.at), "why": n.why })),
+            "debounce_due": self.debounce_due.map(rfc3339),
+            "max_wait_deadline": self.max_wait_deadline.map(rfc3339),
+            "upstreams": self.overview.iter().flat_map(|o| o.waiting.iter()).map(|w| json!({
+                "upstream": w.upstream, "events": w.events, "first": rfc3339(w.first), "last": rfc3339(w.last),
+            })).collect::<Vec<_>>(),
             "queued_run": self.overview.as_ref().and_then(|o| o.queued.as_ref()).map(|r| &r.id),
             "running_run": self.overview.as_ref().and_then(|o| o.running.as_ref()).map(|r| &r.id),
             "last_run": self.last().map(run_json),
@@ -194,7 +215,28 @@ fn job_view(job: &Job, overview: Option<JobOverview>, now: Timestamp) -> JobView
         _ => "idle",
     };
     let next_tick = job.schedule.as_ref().and_then(|s| s.next_after(now));
-    JobView { job, state, delivered, waiting_for, next_tick, overview }
+    let waiting: Vec<&crate::store::Waiting> = overview.iter().flat_map(|o| o.waiting.iter()).collect();
+    let first = waiting.iter().map(|w| w.first).min();
+    let last = waiting.iter().map(|w| w.last).max();
+    let debounce_due = last.map(|last| timing::quiet_at(last, job.debounce));
+    let max_wait_deadline = first.and_then(|first| timing::max_wait_deadline(first, job.max_wait));
+    // The scheduler's own rule decides when waiting events are due (None while an `all` gate is shut).
+    let due = tick::due(job, &waiting).map(|at| NextRun {
+        at,
+        why: if max_wait_deadline.is_some_and(|d| d == at && debounce_due.is_some_and(|q| q > d)) {
+            "max_wait"
+        } else {
+            "debounce"
+        },
+    });
+    let queued = overview
+        .as_ref()
+        .and_then(|o| o.queued.as_ref())
+        .map(|r| NextRun { at: r.run_after, why: if r.attempt > 0 { "retry" } else { "queued" } });
+    let scheduled = next_tick.map(|at| NextRun { at, why: "schedule" });
+    let paused = overview.as_ref().is_some_and(|o| o.paused.is_some());
+    let next_run = if paused { None } else { [queued, due, scheduled].into_iter().flatten().min_by_key(|n| n.at) };
+    JobView { job, state, delivered, waiting_for, next_tick, next_run, debounce_due, max_wait_deadline, overview }
 }
 
 /// A job's pause: `{since, by, reason}`.

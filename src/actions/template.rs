@@ -21,10 +21,16 @@ fn environment() -> &'static Environment<'static> {
 
 /// Renders `source` with `context`.
 pub fn render(source: &str, context: &Value) -> Result<String, String> {
-    environment().render_str(source, minijinja::value::Serde(context)).map_err(|e| describe(&e))
+    environment().render_str(source, minijinja::value::Serde(context)).map_err(|e| describe(&e, source))
 }
 
-fn describe(err: &minijinja::Error) -> String {
+fn describe(err: &minijinja::Error, source: &str) -> String {
+    // minijinja says "undefined value"; name the expression, which is what a user fixes.
+    if err.kind() == minijinja::ErrorKind::UndefinedError
+        && let Some(expression) = err.range().and_then(|r| source.get(r))
+    {
+        return format!("`{}` is undefined", expression.trim());
+    }
     let mut text = err.to_string();
     if let Some(detail) = err.detail()
         && !text.contains(detail)
@@ -75,6 +81,7 @@ mod tests {
     fn an_unknown_variable_is_an_error_not_an_empty_string() {
         let err = render("run {{ run.idd }}", &json!({ "run": { "id": "1" } })).unwrap_err();
         assert!(err.contains("undefined"), "{err}");
+        assert!(err.contains("`run.idd`"), "names the variable: {err}");
     }
 
     #[test]

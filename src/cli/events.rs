@@ -69,6 +69,9 @@ pub async fn run(config: &Config, args: &EventsArgs) -> Result<(), Failure> {
     if let Some(id) = &args.id {
         return show(config, &EventArgs { event_id: id.clone(), json: args.json }).await;
     }
+    if let Some(source) = &args.source {
+        super::configured(config, "source", source, config.sources.keys())?;
+    }
     let now = Timestamp::now();
     let filter = EventFilter {
         source: args.source.clone(),

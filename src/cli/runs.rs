@@ -82,6 +82,9 @@ fn notes(run: &Run) -> String {
 }
 
 pub async fn runs(config: &Config, args: &RunsArgs) -> Result<(), Failure> {
+    if let Some(job) = &args.job {
+        super::configured(config, "job", job, config.jobs.keys())?;
+    }
     let store = super::open_to_read(config).await?;
     if let Some(id) = &args.id {
         let Some(detail) = views::run_detail(&store, &RunId(id.clone())).await.map_err(failed)? else {
@@ -214,8 +217,18 @@ pub async fn jobs(config: &Config, args: &JobsArgs) -> Result<(), Failure> {
             println!("  skipped ticks (paused): {}", ticks.join(", "));
         }
         if !job.after.is_empty() {
-            let delivered =
-                if view.delivered.is_empty() { "nothing yet".to_string() } else { view.delivered.join(", ") };
+            let waiting = view.overview.iter().flat_map(|o| o.waiting.iter());
+            let delivered: Vec<String> = waiting
+                .map(|w| {
+                    let times = if w.events == 1 {
+                        format!("at {}", rfc3339(w.first))
+                    } else {
+                        format!("{} to {}", rfc3339(w.first), rfc3339(w.last))
+                    };
+                    format!("{} ({} event{}, {times})", w.upstream, w.events, if w.events == 1 { "" } else { "s" })
+                })
+                .collect();
+            let delivered = if delivered.is_empty() { "nothing yet".to_string() } else { delivered.join("; ") };
             println!("  since last run: {delivered}");
             if !view.waiting_for.is_empty() && state != "running" {
                 let any = if view.waits_for_all() { "" } else { "any of " };
@@ -224,6 +237,14 @@ pub async fn jobs(config: &Config, args: &JobsArgs) -> Result<(), Failure> {
         }
         if let Some(t) = view.next_tick {
             println!("  next tick:   {}", rfc3339(t));
+        }
+        match view.next_run {
+            Some(next) => println!("  next run:    {} ({})", rfc3339(next.at), next_run_words(view, next.why)),
+            None if view.paused().is_some() => println!("  next run:    none while paused"),
+            None if view.waits_for_all() && !view.waiting_for.is_empty() => {
+                println!("  next run:    once it has heard from {}", view.waiting_for.join(" and "))
+            }
+            None => println!("  next run:    when an upstream delivers"),
         }
         match view.last() {
             Some(r) => println!(
@@ -237,6 +258,23 @@ pub async fn jobs(config: &Config, args: &JobsArgs) -> Result<(), Failure> {
         }
     }
     Ok(())
+}
+
+/// Why a job runs when `handoff jobs` says it does, in words.
+fn next_run_words(view: &views::JobView<'_>, why: &str) -> String {
+    let job = view.job;
+    match why {
+        "retry" => {
+            let attempt = view.overview.as_ref().and_then(|o| o.queued.as_ref()).map_or(0, |r| r.attempt);
+            format!("retry after failed attempt {attempt} of {}", job.retry.attempts)
+        }
+        "queued" => "queued: starts when a worker is free".into(),
+        "debounce" => format!("{} after the last event (debounce)", crate::domain::words(job.debounce)),
+        "max_wait" => {
+            format!("max_wait {} after the first event", job.max_wait.map(crate::domain::words).unwrap_or_default())
+        }
+        _ => "the schedule's next tick".into(),
+    }
 }
 
 pub async fn explain(config: &Config, args: &ExplainArgs) -> Result<(), Failure> {

@@ -176,6 +176,9 @@ pub(super) fn build_actions(
     let mut seen: HashMap<String, u32> = HashMap::new();
     for spanned in list {
         let span = Some(spanned.span());
+        let table = spanned.span();
+        // Problems point at the key they are about, not at the action's header.
+        let at = |problems: &Problems<'_>, key: &str| Some(problems.key_span(&table, key));
         let fa = spanned.get_ref();
         let kind = fa.kind.get_ref().as_str();
         let Some(allowed) = keys_of(kind) else {
@@ -189,7 +192,7 @@ pub(super) fn build_actions(
         for key in fa.set_keys() {
             if !allowed.contains(&key) {
                 problems.add(
-                    span.clone(),
+                    at(problems, key),
                     format!("`{key}` does not apply to a {kind} action"),
                     Some(format!("a {kind} action takes: {}", allowed.join(", "))),
                 );
@@ -203,27 +206,32 @@ pub(super) fn build_actions(
         let context = template::sample_context(steps, with_error);
         let check = |problems: &mut Problems<'_>, what: &str, text: &str| {
             if let Err(err) = template::render(text, &context) {
+                let key = what.split(['[', '.']).next().unwrap_or(what);
                 problems.add(
-                    span.clone(),
+                    at(problems, key),
                     format!("action `{name}`: {what} is not a valid template: {err}"),
                     Some("templates see job, run.id, run.reason, run.attempt, events, steps.<earlier action>, and error in on_failure; see docs/actions.md".into()),
                 );
             }
         };
-        let secret = |problems: &mut Problems<'_>, r: &SecretRef| match r.read(base, problems.secrets) {
+        let secret = |problems: &mut Problems<'_>, key: &str, r: &SecretRef| match r.read(base, problems.secrets) {
             Ok(value) => Some(value),
             Err(e) => {
-                problems.add(span.clone(), e.message, Some(e.hint));
+                problems.add(at(problems, key), e.message, Some(e.hint));
                 None
             }
         };
-        let text = |problems: &mut Problems<'_>, value: &FileText| match value {
+        let text = |problems: &mut Problems<'_>, key: &str, value: &FileText| match value {
             FileText::Text(t) => Some(Text::Template(t.clone())),
-            FileText::Secret(r) => secret(problems, r).map(Text::Secret),
+            FileText::Secret(r) => secret(problems, key, r).map(Text::Secret),
         };
         let retry = RetryPolicy { retries: fa.retries.unwrap_or(DEFAULT_RETRIES), backoff: Duration::from_secs(1) };
         let missing = |problems: &mut Problems<'_>, key: &str, example: &str| {
-            problems.add(span.clone(), format!("a {kind} action needs `{key}`"), Some(example.to_string()));
+            // A key written but refused (`token = "dapi…"`, a value instead of a reference) is
+            // reported already; it is not missing too.
+            if !key.split([',', ' ']).any(|k| !k.is_empty() && problems.refused_in(&table, k)) {
+                problems.add(span.clone(), format!("a {kind} action needs `{key}`"), Some(example.to_string()));
+            }
         };
 
         let built = match kind {
@@ -231,6 +239,15 @@ pub(super) fn build_actions(
                 let Some(program) = fa.program.clone().filter(|p| !p.is_empty()) else {
                     missing(problems, "program", r#"program = "dbt", args = ["build"]"#);
                     continue;
+                };
+                // A path like `./scripts/load.sh` starts at the config file's folder, as every
+                // other relative path does; a bare name is looked up on PATH.
+                let program = if program.contains('/') && !Path::new(&program).is_absolute() {
+                    let relative: PathBuf =
+                        Path::new(&program).components().filter(|c| *c != std::path::Component::CurDir).collect();
+                    base.join(relative).display().to_string()
+                } else {
+                    program
                 };
                 let args = fa.args.clone().unwrap_or_default();
                 let env: Vec<(String, String)> = fa.env.iter().flatten().map(|(k, v)| (k.clone(), v.clone())).collect();
@@ -264,7 +281,7 @@ pub(super) fn build_actions(
                 })
             }
             "http" => {
-                let Some(url) = fa.url.as_ref().and_then(|u| text(problems, u)) else {
+                let Some(url) = fa.url.as_ref().and_then(|u| text(problems, "url", u)) else {
                     if fa.url.is_none() {
                         missing(problems, "url", r#"url = { env = "ELEMENTARY_WEBHOOK_URL" }"#);
                     }
@@ -272,22 +289,23 @@ pub(super) fn build_actions(
                 };
                 if let Text::Template(t) = &url {
                     check(problems, "url", t);
+                    literal_url(problems, at(problems, "url"), t, r#"url = "https://hooks.example.com/handoff""#);
                 }
-                let method =
-                    match fa.method.as_deref().unwrap_or("POST").to_ascii_uppercase().parse::<reqwest::Method>() {
-                        Ok(m) => m,
-                        Err(_) => {
-                            problems.add(
-                                span.clone(),
-                                "method is not an HTTP method",
-                                Some(r#"method = "POST""#.into()),
-                            );
-                            reqwest::Method::POST
-                        }
-                    };
+                let method = fa.method.as_deref().unwrap_or("POST").to_ascii_uppercase();
+                let method = match HTTP_METHODS.iter().find(|m| **m == method) {
+                    Some(m) => m.parse::<reqwest::Method>().expect("a standard method parses"),
+                    None => {
+                        problems.add(
+                            at(problems, "method"),
+                            format!("`{method}` is not an HTTP method"),
+                            Some(format!("methods are {}", HTTP_METHODS.join(", "))),
+                        );
+                        reqwest::Method::POST
+                    }
+                };
                 let mut headers = Vec::new();
                 for (key, value) in fa.headers.iter().flatten() {
-                    if let Some(v) = text(problems, value) {
+                    if let Some(v) = text(problems, "headers", value) {
                         if let Text::Template(t) = &v {
                             check(problems, &format!("headers.{key}"), t);
                         }
@@ -297,20 +315,33 @@ pub(super) fn build_actions(
                 if let Some(body) = &fa.body {
                     check(problems, "body", body);
                 }
+                if let Some(s) = &fa.sign
+                    && uses_authorization(s.scheme)
+                    && let Some((header, _)) =
+                        fa.headers.iter().flatten().find(|(k, _)| k.eq_ignore_ascii_case("authorization"))
+                {
+                    problems.add(
+                        at(problems, "headers"),
+                        format!(
+                            "action `{name}` sets the `{header}` header and signs with scheme hmac, which puts its signature in `Authorization`: both would be sent and the receiver would refuse the call"
+                        ),
+                        Some("remove the Authorization header, or sign with scheme \"standard-webhooks\" or \"github\", which use their own headers".into()),
+                    );
+                }
                 let sign = fa.sign.as_ref().and_then(|s| {
                     if s.github_event.is_some() && s.scheme != Scheme::Github {
                         problems.add(
-                            span.clone(),
+                            at(problems, "sign"),
                             "sign.github_event applies to scheme = \"github\" only",
                             Some("remove github_event, or sign with scheme = \"github\"".into()),
                         );
                     }
-                    let value = secret(problems, &s.secret)?;
+                    let value = secret(problems, "sign", &s.secret)?;
                     match Signer::new(s.scheme, value.expose_secret(), s.github_event.as_deref()) {
                         Ok(signer) => Some(signer),
                         Err(err) => {
                             problems.add(
-                                span.clone(),
+                                at(problems, "sign"),
                                 err.to_string(),
                                 Some("Standard Webhooks secrets are base64, usually with a whsec_ prefix".into()),
                             );
@@ -322,12 +353,15 @@ pub(super) fn build_actions(
                 ActionKind::Http(HttpAction { url, method, headers, body: fa.body.clone(), sign, timeout, retry })
             }
             "slack" => {
-                let Some(url) = fa.url.as_ref().and_then(|u| text(problems, u)) else {
+                let Some(url) = fa.url.as_ref().and_then(|u| text(problems, "url", u)) else {
                     if fa.url.is_none() {
                         missing(problems, "url", r#"url = { env = "SLACK_WEBHOOK_URL" }"#);
                     }
                     continue;
                 };
+                if let Text::Template(t) = &url {
+                    literal_url(problems, at(problems, "url"), t, r#"url = { env = "SLACK_WEBHOOK_URL" }"#);
+                }
                 if fa.text.is_none() && fa.blocks.is_none() {
                     missing(problems, "text", r#"text = "{{ job }} failed: {{ error }}""#);
                 }
@@ -339,7 +373,7 @@ pub(super) fn build_actions(
                         Ok(rendered)
                             if !serde_json::from_str::<serde_json::Value>(&rendered).is_ok_and(|v| v.is_array()) =>
                         {
-                            problems.add(span.clone(), format!("action `{name}`: blocks must render a JSON array"), Some(r#"blocks = '[{"type": "section", "text": {"type": "mrkdwn", "text": {{ error | tojson }}}}]'"#.into()));
+                            problems.add(at(problems, "blocks"), format!("action `{name}`: blocks must render a JSON array"), Some(r#"blocks = '[{"type": "section", "text": {"type": "mrkdwn", "text": {{ error | tojson }}}}]'"#.into()));
                         }
                         Ok(_) => {}
                         Err(_) => check(problems, "blocks", b),
@@ -359,11 +393,11 @@ pub(super) fn build_actions(
                     );
                     continue;
                 };
-                let Some(token) = secret(problems, token_ref) else { continue };
+                let Some(token) = secret(problems, "token", token_ref) else { continue };
                 // The access URL is not a secret, but it may come from the environment.
                 let base_url = match base_ref {
                     FileText::Text(t) => t.clone(),
-                    FileText::Secret(r) => match secret(problems, r) {
+                    FileText::Secret(r) => match secret(problems, "base_url", r) {
                         // Unread, it is no URL to check; the config never runs actions then.
                         Some(_) if problems.secrets == Secrets::Skip => "https://unread-secret.invalid".into(),
                         Some(v) => v.expose_secret().to_string(),
@@ -376,7 +410,7 @@ pub(super) fn build_actions(
                 }
                 if !(base_url.starts_with("https://") || base_url.starts_with("http://")) {
                     problems.add(
-                        span.clone(),
+                        at(problems, "base_url"),
                         "base_url must start with https://",
                         Some(r#"base_url = "https://ab123.us1.dbt.com""#.into()),
                     );
@@ -401,6 +435,35 @@ pub(super) fn build_actions(
         actions.push(Action { name, kind: built, continue_on_error: fa.continue_on_error });
     }
     actions
+}
+
+/// The methods an `http` action may use; anything else is most likely a typo (`PSOT`).
+const HTTP_METHODS: [&str; 7] = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"];
+
+/// Whether `scheme` puts its signature in the `Authorization` header (exhaustive on purpose: a
+/// new scheme must say).
+fn uses_authorization(scheme: Scheme) -> bool {
+    match scheme {
+        Scheme::Hmac => true,
+        Scheme::StandardWebhooks | Scheme::Github => false,
+    }
+}
+
+/// A URL written without template tags must be an http(s) URL now, not when a run first uses it.
+fn literal_url(problems: &mut Problems<'_>, span: Option<std::ops::Range<usize>>, url: &str, example: &str) {
+    if url.contains("{{") || url.contains("{%") {
+        return;
+    }
+    let reason = match reqwest::Url::parse(url.trim()) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host_str().is_some_and(|h| !h.is_empty()) => return,
+        Ok(u) if !matches!(u.scheme(), "http" | "https") => {
+            format!("its scheme is `{}`, not http or https", u.scheme())
+        }
+        Ok(_) => "it names no host".to_string(),
+        Err(err) => err.to_string(),
+    };
+    // Not repeated: a webhook URL written in the file may be a credential (Slack's are).
+    problems.add(span, format!("url is not a valid URL: {reason}"), Some(example.to_string()));
 }
 
 /// Checks `inherit_env`: variable names, or a prefix of one followed by `*`.

@@ -106,16 +106,24 @@ pub(super) fn build_job(
     }
     let debounce = problems.duration(raw.debounce.as_ref()).unwrap_or_default();
     let max_wait = problems.duration(raw.max_wait.as_ref());
+    // The time zone and the pattern are checked apart, so a file with both wrong says both.
+    let zone_ok = match &raw.timezone {
+        Some(t) => match crate::scheduler::schedule::check_zone(t.get_ref()) {
+            Ok(()) => true,
+            Err(message) => {
+                let hint =
+                    r#"timezone = "Europe/Berlin" or "UTC" (an IANA name; `timedatectl list-timezones` lists them)"#;
+                problems.add(Some(t.span()), message, Some(hint.into()));
+                false
+            }
+        },
+        None => true,
+    };
     let schedule = raw.schedule.as_ref().and_then(|s| {
-        let tz = raw.timezone.as_ref().map(|t| t.get_ref().as_str());
+        let tz = raw.timezone.as_ref().filter(|_| zone_ok).map(|t| t.get_ref().as_str());
         Schedule::parse(s.get_ref(), tz)
             .map_err(|message| {
-                let at = if message.contains("time zone") || message.contains("timezone") {
-                    raw.timezone.as_ref().unwrap_or(s)
-                } else {
-                    s
-                };
-                problems.add(Some(at.span()), message, Some(r#"schedule = "hourly", "daily" or "0 * * * *""#.into()))
+                problems.add(Some(s.span()), message, Some(r#"schedule = "hourly", "daily" or "0 * * * *""#.into()))
             })
             .ok()
     });

@@ -416,6 +416,9 @@ impl std::error::Error for ConfigError {}
 struct Problems<'a> {
     text: &'a str,
     found: Vec<Problem>,
+    /// Keys refused when the file was read (`sources.NAME.secret`), already reported: a check
+    /// that finds one of them missing stays quiet.
+    refused: Vec<(String, usize)>,
     /// Whether secret references are read or only checked for their form.
     secrets: Secrets,
 }
@@ -447,6 +450,46 @@ impl Problems<'_> {
             );
         }
         parsed
+    }
+
+    /// Where `key` is written in the table at `table` (a `[header]` with the lines under it, or
+    /// an inline table), so that a problem points at the key rather than at the table's
+    /// header; the table's own span when the key is not written in it.
+    fn key_span(&self, table: &Range<usize>, key: &str) -> Range<usize> {
+        let (start, end) = self.region(table);
+        let region = &self.text[start..end];
+        let mut from = 0;
+        while let Some(i) = region[from..].find(key) {
+            let at = from + i;
+            let before = region[..at].chars().next_back();
+            let after = region[at + key.len()..].trim_start_matches([' ', '\t']);
+            let bare = before.is_none_or(|c| c.is_whitespace() || c == '{' || c == ',');
+            if bare && (after.starts_with('=') || after.starts_with('.')) {
+                return start + at..start + at + key.len();
+            }
+            from = at + key.len();
+        }
+        table.clone()
+    }
+
+    /// The text of the table at `table`: a `[header]` runs to the next header, an inline
+    /// table is its span.
+    fn region(&self, table: &Range<usize>) -> (usize, usize) {
+        let text = self.text;
+        let start = table.start.min(text.len());
+        let end = if text[start..].starts_with('[') {
+            text[table.end.min(text.len())..].find("\n[").map_or(text.len(), |i| table.end + i)
+        } else {
+            table.end.min(text.len())
+        };
+        (start, end)
+    }
+
+    /// Whether `key` of the table at `table` was refused when the file was read (and so was
+    /// reported already).
+    fn refused_in(&self, table: &Range<usize>, key: &str) -> bool {
+        let (start, end) = self.region(table);
+        self.refused.iter().any(|(path, at)| (start..end).contains(at) && path.rsplit('.').next() == Some(key))
     }
 
     fn add(&mut self, span: Option<Range<usize>>, message: impl Into<String>, hint: Option<String>) {
@@ -509,15 +552,10 @@ impl Config {
     }
 
     fn parse_text(path: &Path, text: &str, secrets: Secrets) -> Result<Config, ConfigError> {
-        let mut problems = Problems { text, found: Vec::new(), secrets };
-        let file: FileConfig = match toml::from_str(text) {
-            Ok(file) => file,
-            Err(err) => {
-                let message = err.message().trim().to_string();
-                let hint = parse_hint(&message);
-                problems.add(err.span(), message, hint);
-                return Err(ConfigError { path: path.to_path_buf(), problems: problems.found });
-            }
+        let mut problems = Problems { text, found: Vec::new(), refused: Vec::new(), secrets };
+        let Some(file) = deserialize_all(&mut problems) else {
+            problems.found.sort_by_key(|p| (p.line, p.column));
+            return Err(ConfigError { path: path.to_path_buf(), problems: problems.found });
         };
         let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
         let base = if base.as_os_str().is_empty() { PathBuf::from(".") } else { base };
@@ -640,6 +678,68 @@ fn reject_budget(problems: &mut Problems<'_>, server: &FileServer) -> Option<Rej
         r => problems.rate(r.as_ref()).unwrap_or(DEFAULT_REJECT_RATE),
     };
     Some(RejectBudget { rate, burst })
+}
+
+/// Deserializes the file, reporting every key serde refuses (an unknown key, a value of the
+/// wrong type), not only the first: each refused key is reported, taken out of the parsed
+/// document and the rest deserialized again, so that the checks after this one still see every
+/// other setting and the whole file is reported in one go. `None` when the text is not TOML or
+/// a refusal cannot be pinned to a key.
+fn deserialize_all(problems: &mut Problems<'_>) -> Option<FileConfig> {
+    let (mut root, syntax) = toml::de::DeTable::parse_recoverable(problems.text);
+    if !syntax.is_empty() {
+        for err in syntax {
+            let message = err.message().trim().to_string();
+            problems.add(err.span(), message, Some("see docs/configuration.md for the file's shape".into()));
+        }
+        return None;
+    }
+    // Each round takes one key out, so a file has at most as many rounds as keys; the bound
+    // only guards against a refusal that keeps coming back.
+    for _ in 0..256 {
+        let err = match FileConfig::deserialize(toml::de::Deserializer::from(root.clone())) {
+            Ok(file) => return Some(file),
+            Err(err) => err,
+        };
+        let message = err.message().trim().to_string();
+        // Taking out a refused key can leave its table without a required one: that is the
+        // same mistake, already reported.
+        let follow_up = message
+            .strip_prefix("missing field `")
+            .and_then(|rest| rest.split('`').next())
+            .is_some_and(|key| problems.refused.iter().any(|(r, _)| r.rsplit('.').next() == Some(key)));
+        if !follow_up {
+            let hint = parse_hint(&message);
+            problems.add(err.span(), message, hint);
+        }
+        let at = err.span()?.start;
+        let path = remove_at(root.get_mut(), at, "")?;
+        problems.refused.push((path, at));
+    }
+    None
+}
+
+/// Takes out of `table` the innermost entry whose key or value holds the byte offset `at`;
+/// returns its dotted path below `prefix` (`sources.loader.secret`, `jobs.j.actions[0].timout`).
+fn remove_at(table: &mut toml::de::DeTable<'_>, at: usize, prefix: &str) -> Option<String> {
+    use toml::de::DeValue;
+    for (key, value) in table.iter_mut() {
+        let path = format!("{prefix}{}", key.get_ref());
+        let found = match value.get_mut() {
+            DeValue::Table(inner) => remove_at(inner, at, &format!("{path}.")),
+            DeValue::Array(items) => items.iter_mut().enumerate().find_map(|(i, item)| match item.get_mut() {
+                DeValue::Table(inner) => remove_at(inner, at, &format!("{path}[{i}].")),
+                _ => None,
+            }),
+            _ => None,
+        };
+        if found.is_some() {
+            return found;
+        }
+    }
+    let key = table.iter().find(|(k, v)| k.span().contains(&at) || v.span().contains(&at)).map(|(k, _)| k.clone())?;
+    table.remove(&key);
+    Some(format!("{prefix}{}", key.get_ref()))
 }
 
 /// A hint for the serde/toml messages users meet most.
@@ -933,6 +1033,9 @@ fn build_source(problems: &mut Problems<'_>, base: &Path, name: &str, table: &Sp
         problems.add(Some(extra.span()), format!("`{other}` does not apply to kind {kind}"), Some(hint));
     }
     let Some(current_ref) = wanted else {
+        if problems.refused.iter().any(|(path, _)| *path == format!("sources.{name}.{key}")) {
+            return None;
+        }
         problems.add(
             span.clone(),
             format!("source `{name}` has no `{key}`"),
@@ -1137,6 +1240,48 @@ mod tests {
         assert_eq!(err.problems.len(), 2, "{err}");
         assert_eq!(err.problems[0].line, 2);
         assert_eq!(err.problems[1].line, 4);
+    }
+
+    #[test]
+    fn every_refused_key_is_reported_and_the_rest_of_the_file_is_still_checked() {
+        let text =
+            "[sources.s]\nkind = \"hmac\"\nsecret = \"inline-value\"\nsecert = 1\n[server]\nworkers = 0\nlisten = 5\n";
+        let err = parse(text).unwrap_err();
+        let at: Vec<(usize, usize)> = err.problems.iter().map(|p| (p.line, p.column)).collect();
+        assert_eq!(at, [(3, 10), (4, 1), (6, 11), (7, 10)], "{err}");
+        assert!(!err.to_string().contains("has no `secret`"), "a refused secret is not also missing: {err}");
+        assert!(!err.to_string().contains("inline-value"), "{err}");
+    }
+
+    #[test]
+    fn a_dbt_cloud_token_written_as_a_value_is_refused_once_not_also_missing() {
+        let text = "[sources.s]\nkind = \"hmac\"\nsecret = { env = \"PATH\" }\nreplay_window = \"1m\"\n\
+                    [jobs.j]\nafter = [\"s\"]\n[[jobs.j.actions]]\nkind = \"dbt_cloud\"\nbase_url = \"https://x.example\"\n\
+                    account_id = 1\njob_id = 2\ntoken = \"dapi-pasted-token\"\n";
+        let err = parse(text).unwrap_err();
+        assert_eq!(err.problems.len(), 1, "{err}");
+        assert_eq!((err.problems[0].line, err.problems[0].column), (12, 9), "{err}");
+        assert!(!err.to_string().contains("dapi-pasted"), "{err}");
+    }
+
+    #[test]
+    fn an_action_problem_points_at_its_key_not_at_the_actions_header() {
+        let text = "[sources.s]\nkind = \"hmac\"\nsecret = { env = \"PATH\" }\nreplay_window = \"1m\"\n\
+                    [jobs.j]\nafter = [\"s\"]\n[[jobs.j.actions]]\nkind = \"slack\"\nurl = \"not a url\"\n  text = \"{{ jobb }}\"\n\
+                    [[jobs.j.actions]]\nkind = \"http\"\nurl = \"https://x.example\"\nmethod = \"PSOT\"\n";
+        let err = parse(text).unwrap_err();
+        let at: Vec<(usize, usize)> = err.problems.iter().map(|p| (p.line, p.column)).collect();
+        assert_eq!(at, [(9, 1), (10, 3), (14, 1)], "{err}");
+        assert!(err.problems[1].message.contains("`jobb` is undefined"), "{err}");
+    }
+
+    #[test]
+    fn a_bad_time_zone_gets_a_time_zone_hint_and_a_bad_schedule_beside_it_is_reported_too() {
+        let text = "[jobs.j]\nschedule = \"often\"\ntimezone = \"Berlin\"\n";
+        let err = parse(text).unwrap_err();
+        assert_eq!(err.problems.len(), 2, "{err}");
+        assert_eq!((err.problems[0].line, err.problems[1].line), (2, 3), "{err}");
+        assert!(err.problems[1].hint.as_deref().unwrap_or_default().contains("Europe/Berlin"), "{err}");
     }
 
     #[test]

@@ -53,7 +53,7 @@ pub(super) fn stand_in() -> SecretString {
 pub struct SecretRef {
     /// Name of an environment variable that holds the secret.
     pub env: Option<String>,
-    /// Path of a file that holds the secret (one trailing newline is ignored); relative
+    /// Path of a file that holds the secret (trailing newlines are stripped); relative
     /// paths are relative to the config file's folder.
     pub file: Option<PathBuf>,
 }

@@ -171,6 +171,11 @@ fn plain(croner_says: &str) -> String {
     chars.next().map(|first| first.to_lowercase().chain(chars).collect()).unwrap_or_default()
 }
 
+/// Whether `timezone` names a time zone this machine knows; the error says what to write.
+pub fn check_zone(timezone: &str) -> Result<(), String> {
+    zone(Some(timezone)).map(|_| ())
+}
+
 fn zone(timezone: Option<&str>) -> Result<(TimeZone, String), String> {
     let Some(name) = timezone.map(str::trim) else {
         return Ok((TimeZone::UTC, "UTC".to_string()));

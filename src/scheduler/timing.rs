@@ -15,11 +15,21 @@ fn plus(t: Timestamp, d: Duration) -> Timestamp {
 /// but never later than `max_wait` after the first (trailing-edge debounce with a cap):
 /// `min(last + debounce, first + max_wait)`. Sums past the end of time saturate.
 pub fn due_at(first: Timestamp, last: Timestamp, debounce: Duration, max_wait: Option<Duration>) -> Timestamp {
-    let quiet = plus(last, debounce);
-    match max_wait {
-        Some(cap) => quiet.min(plus(first, cap)),
+    let quiet = quiet_at(last, debounce);
+    match max_wait_deadline(first, max_wait) {
+        Some(deadline) => quiet.min(deadline),
         None => quiet,
     }
+}
+
+/// When the debounce alone would make a batch due: `debounce` after its last event.
+pub fn quiet_at(last: Timestamp, debounce: Duration) -> Timestamp {
+    plus(last, debounce)
+}
+
+/// The latest a batch can become due, `max_wait` after its first event (`None` without a cap).
+pub fn max_wait_deadline(first: Timestamp, max_wait: Option<Duration>) -> Option<Timestamp> {
+    max_wait.map(|cap| plus(first, cap))
 }
 
 /// Delay before retry number `failed_attempts` (1 = after the first failure):

@@ -153,7 +153,8 @@ async fn a_second_server_on_the_same_sqlite_file_refuses_to_start() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let second = handoff::app::App::build_with_listener(config, listener, StoreOptions::default()).await;
     let message = second.err().expect("the second server must not start").to_string();
-    assert!(message.contains("another `handoff serve` is using"), "{message}");
+    // This test process serves the first: its pid is in the lock file.
+    assert!(message.contains(&format!("another handoff (pid {}) is serving", std::process::id())), "{message}");
 }
 
 fn cli(app: &TestApp, args: &[&str]) -> String {

@@ -12,6 +12,7 @@ mod conformance;
 mod connections;
 mod crash;
 mod examples;
+mod first_hour;
 mod helpers;
 mod jobs;
 mod lifecycle;
