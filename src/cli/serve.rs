@@ -11,7 +11,8 @@ pub async fn run(config: Config) -> Result<(), Failure> {
     let app = App::build(config, StoreOptions::default()).await.map_err(|e| Failure::runtime(e.to_string()))?;
     let runtime_threads = tokio::runtime::Handle::current().metrics().num_workers();
     let admin_api = app.admin_addr().map_or_else(|| "off".to_string(), |addr| format!("http://{addr}/api/"));
-    tracing::info!(listen = %app.local_addr(), store = %store, sources, admin_api = %admin_api, owner = %app.owner(), runtime_threads, "handoff is serving");
+    let console = app.admin_addr().map_or_else(|| "off".to_string(), |addr| format!("http://{addr}/ui/"));
+    tracing::info!(listen = %app.local_addr(), store = %store, sources, admin_api = %admin_api, console = %console, owner = %app.owner(), runtime_threads, "handoff is serving");
     app.run_until_stopped(shutdown_signal()).await.map_err(|e| Failure::runtime(e.to_string()))?;
     tracing::info!("stopped");
     Ok(())
