@@ -196,7 +196,8 @@ async fn a_read_token_sees_no_buttons_and_its_verbs_are_refused() {
     visitor.login(VIEWER_TOKEN).await;
     for path in ["/ui/jobs/load".to_string(), format!("/ui/events/{id}"), format!("/ui/runs/{}", runs[0].id)] {
         let page = visitor.page(&path).await;
-        assert!(!page.contains("<button>") && !page.contains("class=\"danger\""), "{path} shows a button:\n{page}");
+        // Log out is the one button a read token gets.
+        assert_eq!(page.matches("<button").count(), 1, "{path} shows a button:\n{page}");
     }
     let csrf = visitor.csrf().await;
     for path in
