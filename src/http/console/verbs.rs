@@ -2,11 +2,31 @@
 //! admin API does) as `token:<name>`, then sends the browser back to the page it acts on.
 
 use super::session::Session;
-use super::{Page, field, form, operator};
+use super::{ConsoleError, Page, field, form, operator};
 use crate::domain::{EventId, RunId};
 use crate::http::AppState;
-use axum::extract::{Path, State};
+use crate::operate::Actor;
+use axum::extract::{FromRequest, Path, Request, State};
 use axum::response::{IntoResponse, Redirect};
+
+/// A button's form, from a session that may act: the actor to record and the form's fields.
+/// A read token, a missing or foreign CSRF token, or a bad form is refused before the verb.
+pub(super) struct Verb {
+    actor: Actor,
+    fields: Vec<(String, String)>,
+}
+
+impl<S: Send + Sync> FromRequest<S> for Verb {
+    type Rejection = ConsoleError;
+
+    async fn from_request(request: Request, _: &S) -> Result<Self, Self::Rejection> {
+        let session = request.extensions().get::<Session>().cloned();
+        let session = session.ok_or_else(|| ConsoleError::Forbidden("log in first".into()))?;
+        let fields = form(request.into_body()).await?;
+        let actor = operator(&session, &fields)?;
+        Ok(Verb { actor, fields })
+    }
+}
 
 /// `/ui/...?notice=TEXT`: the page shows what was done.
 fn back_to(path: &str, notice: &str) -> Page {
@@ -20,12 +40,9 @@ fn job_path(name: &str) -> String {
 
 pub(super) async fn run_job(
     State(state): State<AppState>,
-    axum::Extension(session): axum::Extension<Session>,
     Path(name): Path<String>,
-    body: axum::body::Body,
+    Verb { actor, fields }: Verb,
 ) -> Page {
-    let fields = form(body).await?;
-    let actor = operator(&session, &fields)?;
     let force = field(&fields, "force") == Some("true");
     let queued = crate::operate::run::run(&state.store, &state.config.jobs, &name, force, &actor).await?;
     state.wake.notify_one();
@@ -40,12 +57,9 @@ pub(super) async fn run_job(
 
 pub(super) async fn pause_job(
     State(state): State<AppState>,
-    axum::Extension(session): axum::Extension<Session>,
     Path(name): Path<String>,
-    body: axum::body::Body,
+    Verb { actor, fields }: Verb,
 ) -> Page {
-    let fields = form(body).await?;
-    let actor = operator(&session, &fields)?;
     let reason = field(&fields, "reason");
     crate::operate::pause::pause(&state.store, &state.config.jobs, &name, reason, &actor).await?;
     state.wake.notify_one();
@@ -54,12 +68,9 @@ pub(super) async fn pause_job(
 
 pub(super) async fn resume_job(
     State(state): State<AppState>,
-    axum::Extension(session): axum::Extension<Session>,
     Path(name): Path<String>,
-    body: axum::body::Body,
+    Verb { actor, .. }: Verb,
 ) -> Page {
-    let fields = form(body).await?;
-    let actor = operator(&session, &fields)?;
     crate::operate::pause::resume(&state.store, &state.config.jobs, &name, &actor).await?;
     state.wake.notify_one();
     back_to(&job_path(&name), "resumed")
@@ -67,12 +78,9 @@ pub(super) async fn resume_job(
 
 pub(super) async fn replay_event(
     State(state): State<AppState>,
-    axum::Extension(session): axum::Extension<Session>,
     Path(id): Path<String>,
-    body: axum::body::Body,
+    Verb { actor, fields }: Verb,
 ) -> Page {
-    let fields = form(body).await?;
-    let actor = operator(&session, &fields)?;
     let id = EventId(id);
     let only = field(&fields, "job");
     let replayed = crate::operate::replay::replay(&state.store, &state.config.jobs, &id, only, &actor).await?;
@@ -87,24 +95,14 @@ pub(super) async fn replay_event(
 
 pub(super) async fn cancel_run(
     State(state): State<AppState>,
-    axum::Extension(session): axum::Extension<Session>,
     Path(id): Path<String>,
-    body: axum::body::Body,
+    Verb { actor, .. }: Verb,
 ) -> Page {
-    let fields = form(body).await?;
-    let actor = operator(&session, &fields)?;
     let run = crate::operate::cancel::cancel(&state.store, &RunId(id), &actor).await?;
     back_to(&format!("/ui/runs/{}", run.id), "cancel requested")
 }
 
-pub(super) async fn rerun_run(
-    State(state): State<AppState>,
-    axum::Extension(session): axum::Extension<Session>,
-    Path(id): Path<String>,
-    body: axum::body::Body,
-) -> Page {
-    let fields = form(body).await?;
-    let actor = operator(&session, &fields)?;
+pub(super) async fn rerun_run(State(state): State<AppState>, Path(id): Path<String>, Verb { actor, .. }: Verb) -> Page {
     let queued = crate::operate::rerun::rerun(&state.store, &state.config.jobs, &RunId(id), &actor).await?;
     state.wake.notify_one();
     back_to(&format!("/ui/runs/{}", queued.run), &format!("rerun queued as run {}", queued.run))
