@@ -309,3 +309,21 @@ async fn the_console_moves_with_the_admin_api_to_its_own_address() {
     let answer = client.get(format!("http://{admin}/ui/")).send().await.unwrap();
     assert_eq!(answer.status().as_u16(), 303);
 }
+
+#[tokio::test]
+async fn check_and_the_serve_start_line_say_where_the_console_is() {
+    use crate::cli::{handoff, run, text};
+    let dir = tempfile::tempdir().unwrap();
+    write_secrets(dir.path());
+    let config_path = dir.path().join("handoff.toml");
+    std::fs::write(&config_path, console_config(dir.path(), "listen = \"127.0.0.1:9192\"\n")).unwrap();
+    let stdout = run(handoff(&["check", "--config", text(&config_path)])).await.ok().to_string();
+    assert!(stdout.contains("console: on at http://127.0.0.1:9192/ui/"), "{stdout}");
+
+    let server = ServerProcess::start(dir.path(), &console_config(dir.path(), "")).await;
+    let base = server.base.clone();
+    let (status, log) = server.terminate();
+    assert!(status.success(), "{log}");
+    assert!(log.contains(&format!("console={base}/ui/")), "the start line says where:\n{log}");
+    assert!(!log.contains(OPS_TOKEN), "{log}");
+}
