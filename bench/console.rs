@@ -61,7 +61,7 @@ async fn main() {
     let events = knob("HANDOFF_BENCH_EVENTS", 100_000);
     let rounds = knob("HANDOFF_BENCH_ROUNDS", 200);
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("secret"), "bench-secret").unwrap();
+    std::fs::write(dir.path().join("secret"), "bench-secret-0123456789abcdef").unwrap();
     std::fs::write(dir.path().join("token"), TOKEN).unwrap();
     let path = dir.path().join("handoff.toml");
     std::fs::write(
