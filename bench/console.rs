@@ -7,9 +7,10 @@
 //! by job `transform` (debounce 1 h: they all wait, each with its decision). HANDOFF_BENCH_ROUNDS
 //! (default 200) requests per page.
 
+mod prefill;
+
 use handoff::app::App;
 use handoff::config::Config;
-use handoff::domain::{NewEvent, Normalised, Status, Subject};
 use handoff::store::{Store, StoreOptions};
 use std::time::{Duration, Instant};
 
@@ -17,39 +18,6 @@ const TOKEN: &str = "bench-console-token-0123456789";
 
 fn knob(name: &str, default: u64) -> u64 {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
-
-/// Records `count` events of `loader`, 64 at a time.
-async fn prefill(store: &Store, count: u64) {
-    let now = jiff::Timestamp::now();
-    let mut tasks = Vec::new();
-    for worker in 0..64u64 {
-        let store = store.clone();
-        tasks.push(tokio::spawn(async move {
-            let mut n = worker;
-            while n < count {
-                let mut normalised = Normalised::new(Status::Success);
-                normalised.dedupe_key = Some(format!("prefill-{n}"));
-                normalised.subject = Subject::new(Some(format!("table_{}", n % 50)), None);
-                let event = NewEvent {
-                    source: "loader".into(),
-                    kind: handoff::domain::SourceKind::Hmac,
-                    normalised,
-                    received_at: now,
-                    secret: None,
-                    peer: Some("127.0.0.1".into()),
-                    headers: None,
-                    body: br#"{"subject":"table"}"#.to_vec(),
-                    dedupe_window: None,
-                };
-                store.record(event).await.unwrap();
-                n += 64;
-            }
-        }));
-    }
-    for task in tasks {
-        task.await.unwrap();
-    }
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -76,7 +44,7 @@ async fn main() {
     let started = Instant::now();
     {
         let store = Store::open(&config.store, StoreOptions::default()).await.unwrap();
-        prefill(&store, events).await;
+        prefill::record_events(&store, events, br#"{"subject":"table"}"#, Some("127.0.0.1")).await;
         store.close().await;
     }
     eprintln!("recorded {events} events in {:.1?}", started.elapsed());
