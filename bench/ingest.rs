@@ -19,9 +19,10 @@
 //! connections, default 10000; a quarter of it at fewer than 8), HANDOFF_BENCH_WAITING (default
 //! 100000), HANDOFF_BENCH_PG (default postgres://postgres@127.0.0.1:5432/postgres).
 
+mod prefill;
+
 use handoff::app::App;
 use handoff::config::Config;
-use handoff::domain::{NewEvent, Normalised, Status, Subject};
 use handoff::scheduler::tick::{self, Tick};
 use handoff::signature::{Key, sign_hex};
 use handoff::store::{Store, StoreOptions};
@@ -118,35 +119,7 @@ async fn drop_pg(store_lines: &str, pg_admin: &str) {
 /// Records `count` events and lets the job match them all (its debounce keeps them waiting).
 async fn prefill(config: &Config, count: u64) {
     let store = Store::open(&config.store, StoreOptions::default()).await.unwrap();
-    let now = jiff::Timestamp::now();
-    let mut tasks = Vec::new();
-    for worker in 0..64u64 {
-        let store = store.clone();
-        tasks.push(tokio::spawn(async move {
-            let mut n = worker;
-            while n < count {
-                let mut normalised = Normalised::new(Status::Success);
-                normalised.dedupe_key = Some(format!("prefill-{n}"));
-                normalised.subject = Subject::new(Some(format!("table_{}", n % 50)), None);
-                let event = NewEvent {
-                    source: "loader".into(),
-                    kind: handoff::domain::SourceKind::Hmac,
-                    normalised,
-                    received_at: now,
-                    secret: None,
-                    peer: None,
-                    headers: None,
-                    body: vec![b' '; 1000],
-                    dedupe_window: None,
-                };
-                store.record(event).await.unwrap();
-                n += 64;
-            }
-        }));
-    }
-    for task in tasks {
-        task.await.unwrap();
-    }
+    prefill::record_events(&store, count, &[b' '; 1000], None).await;
     let jobs: Arc<BTreeMap<_, _>> = Arc::new(config.jobs.clone());
     loop {
         let t = Tick {

@@ -7,7 +7,8 @@
 //! - [`sources`]: per-kind authentication and normalisation of deliveries
 //! - [`store`]: events, decisions and runs behind one API and a row API for deciding; SQLite and
 //!   PostgreSQL, each with its own SQL; `store copy`; retention (`prune`)
-//! - [`http`]: the router: `POST /hooks/{source}`, `/healthz`, `/readyz`, `/metrics`, the admin API `/api/`
+//! - [`http`]: the router: `POST /hooks/{source}`, `/healthz`, `/readyz`, `/metrics`, the admin API `/api/`,
+//!   the web console `/ui/`
 //! - [`scheduler`]: the policy: jobs, matching, debounce, gates, schedules (pure), the decision step
 //!   (`tick`) over the store's row API, and the loop that runs it
 //! - [`worker`]: executes a claimed run's actions and records the outcome

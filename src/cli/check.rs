@@ -216,7 +216,10 @@ pub fn summary(config: &Config) -> String {
             let addr = admin.listen.unwrap_or(config.listen);
             let tokens: Vec<String> =
                 admin.tokens.iter().map(|t| format!("{} ({}, from {})", t.name, t.role, t.from)).collect();
-            format!("admin API: on at http://{addr}/api/, tokens: {}\n", tokens.join(", "))
+            format!(
+                "admin API: on at http://{addr}/api/, tokens: {}\nconsole: on at http://{addr}/ui/\n",
+                tokens.join(", ")
+            )
         }
     };
     out += "retention ([store.retention]; `handoff prune --dry-run` shows what goes now):\n";

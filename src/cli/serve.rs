@@ -16,7 +16,8 @@ pub async fn run(config: Config) -> Result<(), Failure> {
     let app = App::build(config, StoreOptions::default()).await.map_err(|e| Failure::runtime(e.to_string()))?;
     let runtime_threads = tokio::runtime::Handle::current().metrics().num_workers();
     let admin_api = app.admin_addr().map_or_else(|| "off".to_string(), |addr| format!("http://{addr}/api/"));
-    tracing::info!(listen = %app.local_addr(), store = %store, sources, admin_api = %admin_api, owner = %app.owner(), runtime_threads, "handoff is serving");
+    let console = app.admin_addr().map_or_else(|| "off".to_string(), |addr| format!("http://{addr}/ui/"));
+    tracing::info!(listen = %app.local_addr(), store = %store, sources, admin_api = %admin_api, console = %console, owner = %app.owner(), runtime_threads, "handoff is serving");
     // What a user wires senders to: each source's URL and how its deliveries must prove who sent them.
     for source in source_lines {
         tracing::info!(source = %source.0, url = %format!("http://{}{}", app.local_addr(), source.1), auth = source.2, "source");

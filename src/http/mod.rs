@@ -1,7 +1,8 @@
 //! The HTTP interface: `router(state)`, shared by `handoff serve` and the tests.
 //!
 //! Routes: `POST /hooks/{source}` (hooks.rs), `GET /healthz`, `/readyz`, `/metrics` (ops.rs),
-//! the admin API under `/api/` (admin.rs) when `[admin]` is on and has no listen of its own;
+//! the admin API under `/api/` (admin.rs) and the web console under `/ui/` (console/) when
+//! `[admin]` is on, on the main listener unless `[admin] listen` gives them their own;
 //! server.rs accepts and bounds connections, body.rs reads bodies within their limits.
 //! Handlers read raw bytes and never use a JSON extractor on signed routes: a signature
 //! covers the exact bytes sent.
@@ -9,6 +10,7 @@
 pub mod admin;
 mod body;
 mod client_ip;
+pub mod console;
 mod error;
 mod hooks;
 pub mod limits;
@@ -61,13 +63,13 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics));
     if state.config.admin.as_ref().is_some_and(|a| a.listen.is_none()) {
-        router = router.nest("/api", admin::routes(state.clone()));
+        router = router.nest("/api", admin::routes(state.clone())).merge(console::routes(state.clone()));
     }
     // Each source has its own limit, enforced in the handler while reading the body.
     router.layer(DefaultBodyLimit::disable()).with_state(state)
 }
 
-/// The routes of `[admin] listen`: the admin API alone.
+/// The routes of `[admin] listen`: the admin API and the console.
 pub fn admin_router(state: AppState) -> Router {
-    Router::new().nest("/api", admin::routes(state.clone())).with_state(state)
+    Router::new().nest("/api", admin::routes(state.clone())).merge(console::routes(state.clone())).with_state(state)
 }

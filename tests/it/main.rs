@@ -10,6 +10,7 @@ mod cli;
 mod commands;
 mod conformance;
 mod connections;
+mod console;
 mod crash;
 mod examples;
 mod first_hour;
