@@ -64,11 +64,6 @@ pub struct RejectionCount {
     pub last_at: Timestamp,
 }
 
-/// The `LIMIT` of a listing: 0 means all.
-fn limit(limit: u32) -> i64 {
-    i64::from(if limit == 0 { u32::MAX } else { limit })
-}
-
 /// `SELECT` of the events `filter` picks, newest first, without their bodies.
 pub(super) fn events_query<DB: Database>(filter: &EventFilter) -> QueryBuilder<DB>
 where
@@ -101,7 +96,7 @@ where
         q.push(" AND (received_at, id) < (SELECT received_at, id FROM events WHERE id = ").push_bind(before.0.clone());
         q.push(")");
     }
-    q.push(" ORDER BY received_at DESC, id DESC LIMIT ").push_bind(limit(filter.limit));
+    q.push(" ORDER BY received_at DESC, id DESC LIMIT ").push_bind(super::sql_limit(filter.limit));
     q
 }
 
@@ -140,7 +135,7 @@ where
             if let Some(since) = filter.since {
                 q.push(format!(" AND {at} >= ")).push_bind(since.as_millisecond());
             }
-            q.push(format!(" ORDER BY {at} DESC, {tie} DESC LIMIT ")).push_bind(limit(filter.limit));
+            q.push(format!(" ORDER BY {at} DESC, {tie} DESC LIMIT ")).push_bind(super::sql_limit(filter.limit));
             (outcome, q)
         })
         .collect()

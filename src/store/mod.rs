@@ -201,6 +201,11 @@ impl WriteHealth {
     }
 }
 
+/// The `LIMIT` of a listing, whose `--limit 0` means all.
+pub(crate) fn sql_limit(limit: u32) -> i64 {
+    i64::from(if limit == 0 { u32::MAX } else { limit })
+}
+
 /// Which events to list (`handoff events`, `GET /api/events`), newest first: every filter
 /// set narrows the list. Paging is by cursor: `before` is the last id of the previous page.
 #[derive(Debug, Clone, Default)]

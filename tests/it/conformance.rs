@@ -107,7 +107,7 @@ fn at(second: i64) -> Timestamp {
     Timestamp::from_second(1_800_000_000 + second).unwrap()
 }
 
-fn event(source: &str, subject: &str, key: &str, received_at: Timestamp) -> NewEvent {
+pub(crate) fn event(source: &str, subject: &str, key: &str, received_at: Timestamp) -> NewEvent {
     let mut normalised = Normalised::new(Status::Success);
     normalised.dedupe_key = Some(key.to_string());
     normalised.provider_event_id = Some(key.to_string());

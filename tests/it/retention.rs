@@ -4,7 +4,7 @@
 
 use crate::helpers::*;
 use handoff::config::Config;
-use handoff::domain::{ActionResult, ActionState, EventId, NewEvent, Normalised, Outcome, RunId, Status, Subject};
+use handoff::domain::{ActionResult, ActionState, EventId, NewEvent, Outcome, RunId};
 use handoff::scheduler::Job;
 use handoff::scheduler::tick::{self, Tick};
 use handoff::store::{EventFilter, PruneReport, Recorded, Retention, RunFilter, Store, StoreOptions};
@@ -61,24 +61,14 @@ fn day(n: f64) -> Timestamp {
 }
 
 fn event(source: &str, key: &str, news: Option<&str>, received_at: Timestamp, body_bytes: usize) -> NewEvent {
-    let mut normalised = Normalised::new(Status::Success);
-    normalised.dedupe_key = Some(key.to_string());
-    normalised.news_key = news.map(str::to_string);
-    normalised.subject = Subject::new(Some("x".into()), None);
+    let mut event = crate::conformance::event(source, "x", key, received_at);
+    event.normalised.provider_event_id = None;
+    event.normalised.news_key = news.map(str::to_string);
     let mut body = format!("{{\"id\":\"{key}\",\"pad\":\"");
     body.extend(std::iter::repeat_n('p', body_bytes));
     body += "\"}";
-    NewEvent {
-        source: source.to_string(),
-        kind: handoff::domain::SourceKind::Hmac,
-        normalised,
-        received_at,
-        secret: None,
-        peer: Some("127.0.0.1".into()),
-        body: body.into_bytes(),
-        dedupe_window: None,
-        headers: None,
-    }
+    event.body = body.into_bytes();
+    event
 }
 
 /// Seven bad signatures from one peer in the minute of `at`.

@@ -62,7 +62,7 @@ impl PostgresStore {
     }
 
     pub async fn runs(&self, filter: &RunFilter) -> Result<Vec<Run>, StoreError> {
-        let limit = i64::from(if filter.limit == 0 { u32::MAX } else { filter.limit });
+        let limit = crate::store::sql_limit(filter.limit);
         let rows = match &filter.job {
             Some(job) => {
                 sqlx::query("SELECT * FROM runs WHERE job = $1 ORDER BY queued_at DESC, id DESC LIMIT $2")
@@ -196,7 +196,7 @@ impl PostgresStore {
 
     /// Operator verbs, newest first, of a job, a run or an event.
     pub async fn operations(&self, filter: &OperationFilter) -> Result<Vec<Operation>, StoreError> {
-        let limit = i64::from(if filter.limit == 0 { u32::MAX } else { filter.limit });
+        let limit = crate::store::sql_limit(filter.limit);
         let rows = sqlx::query(
             "SELECT * FROM operations WHERE ($1::text IS NULL OR job = $1) AND ($2::text IS NULL OR run_id = $2) \
              AND ($3::text IS NULL OR event_id = $3) ORDER BY id DESC LIMIT $4",

@@ -56,7 +56,7 @@ impl SqliteStore {
     }
 
     pub async fn runs(&self, filter: &RunFilter) -> Result<Vec<Run>, StoreError> {
-        let limit = i64::from(if filter.limit == 0 { u32::MAX } else { filter.limit });
+        let limit = crate::store::sql_limit(filter.limit);
         let rows = match &filter.job {
             Some(job) => {
                 sqlx::query("SELECT * FROM runs WHERE job = ?1 ORDER BY queued_at DESC, id DESC LIMIT ?2")
@@ -189,7 +189,7 @@ impl SqliteStore {
 
     /// Operator verbs, newest first, of a job, a run or an event.
     pub async fn operations(&self, filter: &OperationFilter) -> Result<Vec<Operation>, StoreError> {
-        let limit = i64::from(if filter.limit == 0 { u32::MAX } else { filter.limit });
+        let limit = crate::store::sql_limit(filter.limit);
         let rows = sqlx::query(
             "SELECT * FROM operations WHERE (?1 IS NULL OR job = ?1) AND (?2 IS NULL OR run_id = ?2) \
              AND (?3 IS NULL OR event_id = ?3) ORDER BY id DESC LIMIT ?4",
