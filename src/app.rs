@@ -4,20 +4,18 @@
 //! real listener, the real store file and real HTTP.
 
 use crate::config::{Config, StoreLocation};
-use crate::http::limits::{PeerBudgets, SourceLimits};
-use crate::http::reject_log::RejectLog;
-use crate::http::{AppState, BodyMemory, Health, admin_router, router, server};
+use crate::http::{AppState, server};
+use crate::reload::Reloader;
+use crate::role::ServeRole;
 use crate::scheduler::service::Scheduler;
 use crate::scheduler::tick;
 use crate::store::{Store, StoreError, StoreOptions};
-use crate::telemetry::Metrics;
 use std::fs::File;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use tokio::net::TcpListener;
-use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 pub use crate::store::COMMIT_TIMEOUT;
@@ -56,6 +54,10 @@ pub struct App {
     _lock: Option<File>,
     /// When the pruner makes its first pass, and how often the next ones.
     prune: (std::time::Duration, std::time::Duration),
+    /// Which half of the server runs (`serve --role`).
+    role: ServeRole,
+    /// What the routers, the scheduler and the TLS acceptor load the config from.
+    reloader: Arc<Reloader>,
 }
 
 /// This process, as recorded on the runs it claims: the host name and an id of this start,
@@ -152,24 +154,22 @@ impl App {
         if !interrupted.is_empty() {
             tracing::warn!(runs = interrupted.len(), "runs interrupted by the last stop are queued again");
         }
-        let config_limits = config.limits.clone();
-        let peer_budgets = Arc::new(PeerBudgets::new(config.reject_budget));
-        let source_limits = Arc::new(SourceLimits::new(config.sources.values(), std::time::Instant::now()));
-        let metrics = Metrics::default();
-        metrics.show_store_failures(store.write_failures());
-        let state = AppState {
-            config: Arc::new(config),
-            store,
-            metrics: Arc::new(metrics),
-            commit_timeout,
-            wake: Arc::new(Notify::new()),
-            health: Arc::new(Health::default()),
-            body_memory: Arc::new(BodyMemory::new(config_limits.max_body_memory)),
-            peer_budgets,
-            source_limits,
-            rejections: Arc::new(RejectLog::default()),
-        };
-        Ok(App { state, listener, admin_listener, owner, _lock: lock, prune })
+        let state = AppState::new(config, store, commit_timeout);
+        let reloader = Arc::new(Reloader::new(state.clone(), ServeRole::All));
+        Ok(App { state, listener, admin_listener, owner, _lock: lock, prune, role: ServeRole::All, reloader })
+    }
+
+    /// Runs only this half of the server (`serve --role`); the caller checked that the store
+    /// allows it ([`ServeRole::check`]).
+    pub fn with_role(mut self, role: ServeRole) -> App {
+        self.role = role;
+        self.reloader = Arc::new(Reloader::new(self.state.clone(), role));
+        self
+    }
+
+    /// What SIGHUP calls: reloads the config file into this server, also once it runs.
+    pub fn reloader(&self) -> Arc<Reloader> {
+        self.reloader.clone()
     }
 
     /// This replica as recorded on the runs it claims (`host/start-id`).
@@ -206,7 +206,7 @@ impl App {
         let config = self.state.config.clone();
         let scheduler = Scheduler {
             store: self.state.store.clone(),
-            jobs: Arc::new(config.jobs.clone()),
+            jobs: self.reloader.jobs.clone(),
             wake: self.state.wake.clone(),
             workers: config.workers,
             shutdown_grace: config.shutdown_grace,
@@ -214,7 +214,11 @@ impl App {
             lease: config.lease,
             metrics: self.state.metrics.clone(),
         };
-        let mut scheduling = tokio::spawn(scheduler.run(stop.clone()));
+        // A receiver decides and runs nothing: its stand-in only ends when told to stop.
+        let mut scheduling = match self.role.schedules() {
+            true => tokio::spawn(scheduler.run(stop.clone())),
+            false => tokio::spawn(stop.clone().cancelled_owned()),
+        };
         let store = self.state.store.clone();
         let health = self.state.health.clone();
         let rejections = self.state.rejections.clone();
@@ -239,13 +243,14 @@ impl App {
         // A request in flight at stop has at most its body timeout, then its commit, to finish.
         let drain = limits.body_timeout + self.state.commit_timeout + std::time::Duration::from_secs(2);
         let metrics = self.state.metrics.clone();
+        let tls = self.reloader.tls.clone();
         let admin_serving = self.admin_listener.map(|listener| {
-            let app = admin_router(self.state.clone());
-            let (limits, metrics) = (limits.clone(), metrics.clone());
-            tokio::spawn(server::serve(listener, app, limits, metrics, stop.clone(), drain))
+            let app = self.reloader.admin_router();
+            let (limits, metrics, tls) = (limits.clone(), metrics.clone(), tls.clone());
+            tokio::spawn(server::serve_tls(listener, app, limits, metrics, stop.clone(), drain, tls))
         });
-        let app = router(self.state);
-        let serving = tokio::spawn(server::serve(self.listener, app, limits, metrics, stop.clone(), drain));
+        let app = self.reloader.main_router();
+        let serving = tokio::spawn(server::serve_tls(self.listener, app, limits, metrics, stop.clone(), drain, tls));
 
         // Whichever of the three ends first on its own is the reason the process stops.
         let (failure, scheduler_done) = supervise(&stop, &mut scheduling, store.stopped()).await;
@@ -322,6 +327,7 @@ async fn supervise(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::http::router;
     use tower::ServiceExt;
 
     #[tokio::test]

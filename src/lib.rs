@@ -16,6 +16,8 @@
 //! - [`operate`]: the operator's verbs (run, rerun, replay, cancel, pause, resume), for the CLI and the admin API
 //! - [`outbound`]: outbound HTTP with retries (429/5xx/network), shared by `send` and actions
 //! - [`app`]: wires the above into a server
+//! - [`role`]: `serve --role all|receiver|worker`, which half of the server a process runs
+//! - [`reload`]: SIGHUP re-reads the config and swaps sources, secrets, jobs and certificates
 //! - [`cli`]: the subcommands of the `handoff` binary
 //! - [`telemetry`]: logs and Prometheus metrics
 //! - [`views`]: the JSON shapes the read commands and the admin API share
@@ -29,6 +31,8 @@ pub mod domain;
 pub mod http;
 pub mod operate;
 pub mod outbound;
+pub mod reload;
+pub mod role;
 pub mod scheduler;
 pub mod signature;
 pub mod sources;

@@ -43,6 +43,12 @@ pub struct RunLabels {
     pub state: String,
 }
 
+/// How a config reload ended: `ok` or `refused` (the file failed `handoff check`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReloadLabels {
+    pub result: &'static str,
+}
+
 /// The server's metrics; one per app, so tests in one process do not share counts.
 pub struct Metrics {
     registry: Mutex<Registry>,
@@ -52,6 +58,7 @@ pub struct Metrics {
     matched: Counter,
     connections_open: Gauge,
     timed_out: Family<TimeoutLabels, Counter>,
+    reloads: Family<ReloadLabels, Counter>,
 }
 
 /// An open connection, counted in `connections_open` until dropped.
@@ -95,7 +102,22 @@ impl Default for Metrics {
             "Connections closed because a request head or body was late (header, body) or they sat idle (idle)",
             timed_out.clone(),
         );
-        Self { registry: Mutex::new(registry), deliveries, commit_seconds, runs, matched, connections_open, timed_out }
+        let reloads = Family::<ReloadLabels, Counter>::default();
+        registry.register(
+            "config_reloads",
+            "Config reloads (SIGHUP), by result: ok, or refused because the file failed `handoff check`",
+            reloads.clone(),
+        );
+        Self {
+            registry: Mutex::new(registry),
+            deliveries,
+            commit_seconds,
+            runs,
+            matched,
+            connections_open,
+            timed_out,
+            reloads,
+        }
     }
 }
 
@@ -108,6 +130,10 @@ impl Metrics {
 
     pub fn run_ended(&self, job: &str, state: &str) {
         self.runs.get_or_create(&RunLabels { job: job.to_string(), state: state.to_string() }).inc();
+    }
+
+    pub fn config_reloaded(&self, result: &'static str) {
+        self.reloads.get_or_create(&ReloadLabels { result }).inc();
     }
 
     pub fn matched(&self, events: u64) {

@@ -208,7 +208,11 @@ pub fn summary(config: &Config) -> String {
             )
         }
     };
-    out += &format!("listen: http://{}\n", config.listen);
+    let scheme = if config.tls.is_some() { "https" } else { "http" };
+    out += &format!("listen: {scheme}://{}\n", config.listen);
+    if let Some(tls) = &config.tls {
+        out += &format!("tls:    certificate from {}, key from {}\n", tls.cert_from, tls.key_from);
+    }
     out += &format!("store:  {}\n", config.store_url);
     out += &match &config.admin {
         None => "admin API: off (no [admin] tokens)\n".to_string(),
@@ -217,7 +221,7 @@ pub fn summary(config: &Config) -> String {
             let tokens: Vec<String> =
                 admin.tokens.iter().map(|t| format!("{} ({}, from {})", t.name, t.role, t.from)).collect();
             format!(
-                "admin API: on at http://{addr}/api/, tokens: {}\nconsole: on at http://{addr}/ui/\n",
+                "admin API: on at {scheme}://{addr}/api/, tokens: {}\nconsole: on at {scheme}://{addr}/ui/\n",
                 tokens.join(", ")
             )
         }

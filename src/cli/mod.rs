@@ -42,9 +42,9 @@ pub struct Cli {
 enum Command {
     /// Run the server: receive deliveries on POST /hooks/{source}.
     #[command(
-        after_help = "Examples:\n  handoff serve\n  handoff serve --config /etc/handoff/handoff.toml --log-format json\n\nNext: point a sender at a URL it prints (handoff send, or your SaaS's webhook settings), then `handoff events` and `handoff jobs`."
+        after_help = "Examples:\n  handoff serve\n  handoff serve --config /etc/handoff/handoff.toml --log-format json\n  handoff serve --role receiver        (PostgreSQL: receive only; workers run the jobs)\n  kill -HUP $(pidof handoff)           (reload the config)\n\nNext: point a sender at a URL it prints (handoff send, or your SaaS's webhook settings), then `handoff events` and `handoff jobs`."
     )]
-    Serve,
+    Serve(serve::ServeArgs),
     /// Validate the config; print each source's URL and how it authenticates, and each job's plan.
     #[command(
         after_help = "Examples:\n  handoff check\n  handoff check --no-secrets          (CI, or a laptop without the production secrets)\n  handoff check --connect             (also try the store, dbt Cloud, Slack/HTTP URLs, programs)\n\nNext: `handoff serve`; then `handoff jobs` shows what each job waits for."
@@ -176,12 +176,12 @@ impl Cli {
 
     /// Whether this command wants logs on stderr (the server does; one-shot commands stay quiet).
     pub fn is_server(&self) -> bool {
-        matches!(self.command, Command::Serve)
+        matches!(self.command, Command::Serve(_))
     }
 
     pub async fn run(self) -> Result<(), Failure> {
         match &self.command {
-            Command::Serve => serve::run(self.load_config()?).await,
+            Command::Serve(args) => serve::run(self.load_config()?, args).await,
             Command::Check(args) if args.no_secrets => check::run(&self.load_shape()?, args).await,
             Command::Check(args) => check::run(&self.load_config()?, args).await,
             Command::Send(args) => send::run(args).await,

@@ -14,6 +14,7 @@ mod rate;
 pub mod retention;
 mod secret;
 mod size;
+pub mod tls;
 
 pub use rate::Rate;
 pub use secret::{SecretError, SecretRef, Secrets};
@@ -106,6 +107,8 @@ struct FileServer {
     reject_rate: Option<Spanned<String>>,
     /// How many rejected requests a client address may have before it is answered 429 (default 100).
     reject_burst: Option<Spanned<u32>>,
+    /// Built-in HTTPS: `{ cert = { file = … }, key = { file = … } }` (off by default).
+    tls: Option<Spanned<tls::FileTls>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -335,6 +338,8 @@ pub struct Config {
     pub reject_budget: Option<RejectBudget>,
     /// The admin API; `None` when it is off (no `[admin]` token).
     pub admin: Option<admin::Admin>,
+    /// `[server] tls`: built-in HTTPS; `None` serves plain HTTP.
+    pub tls: Option<tls::Tls>,
     /// Legal but probably unintended settings, for `handoff check`.
     pub warnings: Vec<String>,
     /// Whether the secrets were read; a config loaded with `Skip` holds random stand-ins.
@@ -632,6 +637,7 @@ impl Config {
 
         let limits = build_limits(&mut problems, &file.server, &file.sources);
         let admin = admin::build_admin(&mut problems, &base, file.admin.as_ref(), listen, &mut warnings);
+        let tls = tls::build_tls(&mut problems, &base, file.server.tls.as_ref());
 
         problems.found.sort_by_key(|p| (p.line, p.column));
         if problems.found.is_empty() {
@@ -651,6 +657,7 @@ impl Config {
                 limits,
                 reject_budget,
                 admin,
+                tls,
                 warnings,
                 secrets,
                 store_password_problem,

@@ -17,6 +17,7 @@ pub mod limits;
 mod ops;
 pub mod reject_log;
 pub mod server;
+pub mod tls;
 
 pub use body::BodyMemory;
 pub use client_ip::client_ip;
@@ -24,6 +25,8 @@ pub use error::ApiError;
 pub use ops::Health;
 
 use crate::config::Config;
+use crate::reload::Swap;
+use crate::role::ServeRole;
 use crate::store::Store;
 use crate::telemetry::Metrics;
 use axum::Router;
@@ -57,8 +60,17 @@ pub struct AppState {
 /// The main listener's routes; `/api/` among them when the admin API is on without a listen
 /// address of its own. Without `[admin]`, `/api/...` is a 404 like any unknown path.
 pub fn router(state: AppState) -> Router {
-    let mut router = Router::new()
-        .route("/hooks/{source}", post(hooks::receive))
+    router_for(state, ServeRole::All)
+}
+
+/// The main listener's routes for a role: a `worker` has no `/hooks/{source}` (a delivery sent
+/// to it is a 404), the rest is the same.
+pub fn router_for(state: AppState, role: ServeRole) -> Router {
+    let mut router = Router::new();
+    if role.receives() {
+        router = router.route("/hooks/{source}", post(hooks::receive));
+    }
+    router = router
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics));
@@ -72,4 +84,58 @@ pub fn router(state: AppState) -> Router {
 /// The routes of `[admin] listen`: the admin API and the console.
 pub fn admin_router(state: AppState) -> Router {
     Router::new().nest("/api", admin::routes(state.clone())).merge(console::routes(state.clone())).with_state(state)
+}
+
+/// The receiving half on its own, for a host other than `handoff serve` (e.g. a function
+/// runtime): the main listener's routes of a `receiver` over `store`, with fresh metrics and
+/// limits. Events it records are decided and run by a `worker` on the same store.
+pub fn receiver_router(config: Config, store: Store) -> Router {
+    router_for(AppState::new(config, store, crate::store::COMMIT_TIMEOUT), ServeRole::Receiver)
+}
+
+impl AppState {
+    /// A state with fresh metrics, health and limits for this config and store.
+    pub fn new(config: Config, store: Store, commit_timeout: Duration) -> AppState {
+        let metrics = Metrics::default();
+        metrics.show_store_failures(store.write_failures());
+        AppState {
+            peer_budgets: Arc::new(limits::PeerBudgets::new(config.reject_budget)),
+            source_limits: Arc::new(limits::SourceLimits::new(config.sources.values(), std::time::Instant::now())),
+            body_memory: Arc::new(BodyMemory::new(config.limits.max_body_memory)),
+            config: Arc::new(config),
+            store,
+            metrics: Arc::new(metrics),
+            commit_timeout,
+            wake: Arc::new(tokio::sync::Notify::new()),
+            health: Arc::new(Health::default()),
+            rejections: Arc::new(reject_log::RejectLog::default()),
+        }
+    }
+}
+
+/// A router that hands each request to the router a [`Swap`] holds now: a reload swaps the
+/// routes without touching the connections, and a keep-alive connection's next request
+/// already sees the new sources and secrets.
+#[derive(Clone)]
+pub struct Current(Arc<Swap<Router>>);
+
+impl Current {
+    pub fn router(routes: Arc<Swap<Router>>) -> Router {
+        Router::new().fallback_service(Current(routes))
+    }
+}
+
+impl tower_service::Service<axum::extract::Request> for Current {
+    type Response = axum::response::Response;
+    type Error = std::convert::Infallible;
+    type Future = <Router as tower_service::Service<axum::extract::Request>>::Future;
+
+    fn poll_ready(&mut self, _: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Self::Error>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: axum::extract::Request) -> Self::Future {
+        let mut routes = Router::clone(&self.0.load());
+        tower_service::Service::call(&mut routes, request)
+    }
 }

@@ -11,6 +11,7 @@
 //! Here the idle clock runs until the next request's first byte, the head clock from then.
 
 use crate::config::Limits;
+use crate::reload::Swap;
 use crate::telemetry::Metrics;
 use axum::Router;
 use axum::body::Body;
@@ -64,6 +65,21 @@ pub async fn serve(
     stop: CancellationToken,
     drain: Duration,
 ) -> io::Result<()> {
+    serve_tls(listener, router, limits, metrics, stop, drain, None).await
+}
+
+/// Like [`serve`]; with `tls`, each connection first completes a TLS handshake (within
+/// `header_timeout`) with the certificate `tls` holds when it is accepted, so a reload that
+/// swaps the certificate is seen by the next connection and leaves open ones alone.
+pub async fn serve_tls(
+    listener: TcpListener,
+    router: Router,
+    limits: Limits,
+    metrics: Arc<Metrics>,
+    stop: CancellationToken,
+    drain: Duration,
+    tls: Option<Arc<Swap<rustls::ServerConfig>>>,
+) -> io::Result<()> {
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     let limits = Arc::new(limits);
     let connections = TaskTracker::new();
@@ -96,6 +112,7 @@ pub async fn serve(
             metrics: metrics.clone(),
             stop: stop.clone(),
             cut: cut.clone(),
+            tls: tls.as_ref().map(|tls| tls.load()),
         };
         connections.spawn(async move {
             let _slot = slot;
@@ -305,11 +322,38 @@ struct Connection {
     metrics: Arc<Metrics>,
     stop: CancellationToken,
     cut: CancellationToken,
+    /// The TLS configuration current when the connection was accepted; `None`: plain HTTP.
+    tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl Connection {
     async fn serve(self, stream: TcpStream, peer: SocketAddr) {
         let _open = self.metrics.connection_opened();
+        let Some(tls) = self.tls.clone() else { return self.serve_io(stream, peer).await };
+        // The handshake is part of the head: a client that stalls in it gets the header timeout.
+        let handshake =
+            tokio::time::timeout(self.limits.header_timeout, tokio_rustls::TlsAcceptor::from(tls).accept(stream));
+        let stream = tokio::select! {
+            shaken = handshake => match shaken {
+                Ok(Ok(stream)) => stream,
+                Ok(Err(err)) => {
+                    tracing::debug!(peer = %peer, error = %err, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    self.metrics.connection_timed_out(Timeout::Header.label());
+                    return;
+                }
+            },
+            () = self.stop.cancelled() => return,
+        };
+        self.serve_io(stream, peer).await;
+    }
+
+    async fn serve_io<S>(self, stream: S, peer: SocketAddr)
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
         let activity = Arc::new(Activity::new(Instant::now()));
         let io = TokioIo::new(Watched { inner: stream, activity: activity.clone() });
         let router = self.router.clone();

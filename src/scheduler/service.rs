@@ -40,7 +40,9 @@ const MAX_TICK_PACE: Duration = Duration::from_millis(50);
 
 pub struct Scheduler {
     pub store: Store,
-    pub jobs: Arc<BTreeMap<String, Job>>,
+    /// The configured jobs, loaded at each tick: a reload changes them for the next decision,
+    /// while a run already started keeps the job it was claimed with.
+    pub jobs: Arc<crate::reload::Swap<BTreeMap<String, Job>>>,
     pub wake: Arc<Notify>,
     pub workers: usize,
     pub shutdown_grace: Duration,
@@ -93,8 +95,8 @@ impl Scheduler {
             let mut matched_any = false;
             let mut sleep = IDLE_TICK;
             let claims = slots.available_permits();
-            let tick =
-                Tick { now: None, jobs: self.jobs.clone(), claims, owner: self.owner.clone(), lease: self.lease };
+            let jobs = self.jobs.load();
+            let tick = Tick { now: None, jobs: jobs.clone(), claims, owner: self.owner.clone(), lease: self.lease };
             let ticked = tick::tick(&self.store, tick).await;
             pace = (last_tick.map_or(Duration::ZERO, |t| t.elapsed()) * TICK_SHARE).clamp(TICK_PACE, MAX_TICK_PACE);
             match ticked {
@@ -120,7 +122,7 @@ impl Scheduler {
                             tracing::error!(run_id = %claimed.run.id, "more runs claimed than free workers");
                             continue;
                         };
-                        let (worker, jobs, wake) = (worker.clone(), self.jobs.clone(), self.wake.clone());
+                        let (worker, jobs, wake) = (worker.clone(), jobs.clone(), self.wake.clone());
                         let run_ended = run_ended.clone();
                         let metrics = self.metrics.clone();
                         tracker.spawn(async move {

@@ -202,10 +202,21 @@ impl ServerProcess {
         ServerProcess::spawn(dir, port, &[]).await
     }
 
+    /// Starts the server again on the config already in `dir`, with these `serve` arguments
+    /// (e.g. `--role worker`).
+    pub async fn restart_with_args(dir: &Path, port: u16, args: &[&str]) -> ServerProcess {
+        ServerProcess::launch(dir, port, &[], args).await
+    }
+
     async fn spawn(dir: &Path, port: u16, env: &[(&str, &str)]) -> ServerProcess {
+        ServerProcess::launch(dir, port, env, &[]).await
+    }
+
+    async fn launch(dir: &Path, port: u16, env: &[(&str, &str)], args: &[&str]) -> ServerProcess {
         let child = std::process::Command::new(env!("CARGO_BIN_EXE_handoff"))
             .args(["serve", "--config"])
             .arg(dir.join("handoff.toml"))
+            .args(args)
             .envs(env.iter().copied())
             .stderr(std::process::Stdio::piped())
             .stdout(std::process::Stdio::null())
@@ -220,6 +231,30 @@ impl ServerProcess {
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         }
         server
+    }
+
+    /// Sends SIGHUP: the server reloads its config file.
+    pub fn hangup(&self) {
+        let pid = self.child.as_ref().unwrap().id().to_string();
+        assert!(std::process::Command::new("kill").args(["-HUP", &pid]).status().unwrap().success());
+    }
+
+    /// This server's `handoff_config_reloads_total{result}` (0 before the first).
+    pub async fn reloads(&self, result: &str) -> u64 {
+        let metrics = reqwest::get(format!("{}/metrics", self.base)).await.unwrap().text().await.unwrap();
+        let line = format!("handoff_config_reloads_total{{result=\"{result}\"}} ");
+        metrics.lines().find_map(|l| l.strip_prefix(&line)).map_or(0, |n| n.trim().parse().unwrap())
+    }
+
+    /// Sends SIGHUP and waits until the server counted one more reload with `result`.
+    pub async fn reload_and_wait(&self, result: &str) {
+        let before = self.reloads(result).await;
+        self.hangup();
+        let started = std::time::Instant::now();
+        while self.reloads(result).await == before {
+            assert!(started.elapsed() < std::time::Duration::from_secs(20), "no {result} reload counted");
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
     }
 
     pub fn port(&self) -> u16 {
