@@ -164,10 +164,9 @@ fn keep_running_values(old: &Config, new: &mut Config) -> Vec<&'static str> {
     let listen = |c: &Config| c.admin.as_ref().and_then(|a| a.listen);
     if listen(old) != listen(new) {
         keys.push("admin.listen");
-        match (&mut new.admin, listen(old)) {
-            (Some(admin), at) => admin.listen = at,
-            // Turned off: the admin listener stays open and answers 404 until a restart.
-            (None, _) => {}
+        // Turned off instead: the admin listener stays open and answers 404 until a restart.
+        if let Some(admin) = &mut new.admin {
+            admin.listen = listen(old);
         }
     }
     if old.tls.is_some() != new.tls.is_some() {

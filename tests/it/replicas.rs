@@ -69,7 +69,8 @@ async fn wait_for(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
     }
 }
 
-async fn runs(db: &TestDb) -> Vec<handoff::domain::Run> {
+/// Every run in the test database.
+pub(crate) async fn runs(db: &TestDb) -> Vec<handoff::domain::Run> {
     let store = db.open().await;
     let runs = store.runs(&handoff::store::RunFilter::default()).await.unwrap();
     store.close().await;

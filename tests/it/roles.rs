@@ -3,6 +3,7 @@
 
 use crate::helpers::{ServerProcess, write_secrets};
 use crate::pg::TestDb;
+use crate::replicas::runs;
 use handoff::domain::RunState;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -19,11 +20,12 @@ fn config(db: &TestDb, marker: &Path) -> String {
     )
 }
 
-async fn runs(db: &TestDb) -> Vec<handoff::domain::Run> {
-    let store = db.open().await;
-    let runs = store.runs(&handoff::store::RunFilter::default()).await.unwrap();
-    store.close().await;
-    runs
+/// `handoff serve --role ROLE` in `dir`, on a free port.
+async fn start(dir: &Path, config: &str, role: &str) -> ServerProcess {
+    write_secrets(dir);
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    std::fs::write(dir.join("handoff.toml"), format!("[server]\nlisten = \"127.0.0.1:{port}\"\n{config}")).unwrap();
+    ServerProcess::restart_with_args(dir, port, &["--role", role]).await
 }
 
 #[tokio::test]
@@ -31,29 +33,14 @@ async fn a_delivery_to_a_receiver_is_run_by_a_worker_and_the_receiver_runs_no_ac
     let db = TestDb::create().await;
     let (receiver_dir, worker_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let marker = receiver_dir.path().join("marker");
-    for dir in [&receiver_dir, &worker_dir] {
-        write_secrets(dir.path());
-    }
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    std::fs::write(
-        receiver_dir.path().join("handoff.toml"),
-        format!("[server]\nlisten = \"127.0.0.1:{port}\"\n{}", config(&db, &marker)),
-    )
-    .unwrap();
-    let receiver = ServerProcess::restart_with_args(receiver_dir.path(), port, &["--role", "receiver"]).await;
+    let receiver = start(receiver_dir.path(), &config(&db, &marker), "receiver").await;
 
     // Recorded by the receiver before any worker exists: nothing runs it yet.
     assert_eq!(receiver.deliver_to_loader().await, 202);
     let events = receiver.cli(&["events", "--json"]);
     assert!(String::from_utf8_lossy(&events.stdout).contains("\"loader\""));
 
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    std::fs::write(
-        worker_dir.path().join("handoff.toml"),
-        format!("[server]\nlisten = \"127.0.0.1:{port}\"\n{}", config(&db, &marker)),
-    )
-    .unwrap();
-    let worker = ServerProcess::restart_with_args(worker_dir.path(), port, &["--role", "worker"]).await;
+    let worker = start(worker_dir.path(), &config(&db, &marker), "worker").await;
     let started = Instant::now();
     while !runs(&db).await.iter().any(|r| r.state == RunState::Succeeded) {
         assert!(started.elapsed() < Duration::from_secs(30), "the worker never ran the receiver's event");
@@ -63,7 +50,7 @@ async fn a_delivery_to_a_receiver_is_run_by_a_worker_and_the_receiver_runs_no_ac
     let worker_pid = worker.child.as_ref().unwrap().id().to_string();
     assert_eq!(ran_in, vec![worker_pid], "the worker, and only it, ran the action");
 
-    // A worker has no /hooks: a sender pointed at it is told so, and nothing is recorded.
+    // A worker has no /hooks: a sender pointed at it is answered 404.
     assert_eq!(worker.deliver_to_loader().await, 404);
     let (status, log) = receiver.terminate();
     assert!(status.success(), "{log}");
