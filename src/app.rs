@@ -152,23 +152,7 @@ impl App {
         if !interrupted.is_empty() {
             tracing::warn!(runs = interrupted.len(), "runs interrupted by the last stop are queued again");
         }
-        let config_limits = config.limits.clone();
-        let peer_budgets = Arc::new(PeerBudgets::new(config.reject_budget));
-        let source_limits = Arc::new(SourceLimits::new(config.sources.values(), std::time::Instant::now()));
-        let metrics = Metrics::default();
-        metrics.show_store_failures(store.write_failures());
-        let state = AppState {
-            config: Arc::new(config),
-            store,
-            metrics: Arc::new(metrics),
-            commit_timeout,
-            wake: Arc::new(Notify::new()),
-            health: Arc::new(Health::default()),
-            body_memory: Arc::new(BodyMemory::new(config_limits.max_body_memory)),
-            peer_budgets,
-            source_limits,
-            rejections: Arc::new(RejectLog::default()),
-        };
+        let state = app_state(config, store, commit_timeout);
         Ok(App { state, listener, admin_listener, owner, _lock: lock, prune })
     }
 
@@ -285,6 +269,39 @@ impl App {
             None => served,
         }
     }
+}
+
+/// What the handlers share, around an opened store.
+fn app_state(config: Config, store: Store, commit_timeout: std::time::Duration) -> AppState {
+    let config_limits = config.limits.clone();
+    let peer_budgets = Arc::new(PeerBudgets::new(config.reject_budget));
+    let source_limits = Arc::new(SourceLimits::new(config.sources.values(), std::time::Instant::now()));
+    let metrics = Metrics::default();
+    metrics.show_store_failures(store.write_failures());
+    AppState {
+        config: Arc::new(config),
+        store,
+        metrics: Arc::new(metrics),
+        commit_timeout,
+        wake: Arc::new(Notify::new()),
+        health: Arc::new(Health::default()),
+        body_memory: Arc::new(BodyMemory::new(config_limits.max_body_memory)),
+        peer_budgets,
+        source_limits,
+        rejections: Arc::new(RejectLog::default()),
+    }
+}
+
+/// The state of a process that only receives (the Lambda receiver): the store opened and
+/// migrated, no listener, no scheduler, no lock. Recorded events wait for a replica that
+/// schedules; on PostgreSQL it sees them at its next tick.
+pub async fn receiving_state(config: Config, options: StoreOptions) -> Result<AppState, AppError> {
+    if config.secrets != crate::config::Secrets::Resolve {
+        return Err(AppError::SecretsNotRead);
+    }
+    let commit_timeout = options.commit_timeout;
+    let store = Store::open(&config.store, options).await?;
+    Ok(app_state(config, store, commit_timeout))
 }
 
 /// Descriptors kept apart from connections: the store, action processes' pipes and outbound

@@ -69,6 +69,17 @@ pub fn router(state: AppState) -> Router {
     router.layer(DefaultBodyLimit::disable()).with_state(state)
 }
 
+/// Only receiving: `POST /hooks/{source}`, `/healthz` and `/readyz`, the same handlers as
+/// `router` (the Lambda receiver serves this; it has no admin API and no metrics to scrape).
+pub fn receiving_router(state: AppState) -> Router {
+    Router::new()
+        .route("/hooks/{source}", post(hooks::receive))
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
+        .layer(DefaultBodyLimit::disable())
+        .with_state(state)
+}
+
 /// The routes of `[admin] listen`: the admin API and the console.
 pub fn admin_router(state: AppState) -> Router {
     Router::new().nest("/api", admin::routes(state.clone())).merge(console::routes(state.clone())).with_state(state)
