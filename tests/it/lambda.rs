@@ -67,13 +67,18 @@ async fn events_in(db: &TestDb) -> Vec<Event> {
     events
 }
 
-#[tokio::test]
-async fn a_signed_delivery_through_api_gateway_is_answered_202_and_recorded_in_postgresql() {
+/// One signed delivery through `fixture` into a database of its own: the answer and the events.
+async fn accepted_through(fixture: &str) -> (Value, Vec<Event>) {
     let db = TestDb::create().await;
     let (receiver, _dir) = receiver_on(&db).await;
-    let (status, answer) = invoke(&receiver, event("apigw-v2.json", BODY, &hex_sig(HMAC_SECRET, BODY))).await;
-    assert_eq!(status, 202, "{answer}");
-    let events = events_in(&db).await;
+    let (status, answer) = invoke(&receiver, event(fixture, BODY, &hex_sig(HMAC_SECRET, BODY))).await;
+    assert_eq!(status, 202, "{fixture}: {answer}");
+    (answer, events_in(&db).await)
+}
+
+#[tokio::test]
+async fn a_signed_delivery_through_api_gateway_is_answered_202_and_recorded_in_postgresql() {
+    let (answer, events) = accepted_through("apigw-v2.json").await;
     assert_eq!(events.len(), 1);
     assert_eq!(events[0].id.to_string(), event_id(&answer));
     assert_eq!(events[0].source, "loader");
@@ -83,12 +88,10 @@ async fn a_signed_delivery_through_api_gateway_is_answered_202_and_recorded_in_p
 
 #[tokio::test]
 async fn a_function_url_delivery_with_a_base64_body_is_verified_on_the_decoded_bytes() {
-    let db = TestDb::create().await;
-    let (receiver, _dir) = receiver_on(&db).await;
-    let (status, answer) = invoke(&receiver, event("function-url.json", BODY, &hex_sig(HMAC_SECRET, BODY))).await;
-    assert_eq!(status, 202, "{answer}");
-    let events = events_in(&db).await;
-    assert_eq!((events.len(), events[0].peer.as_deref()), (1, Some("203.0.113.77")));
+    let (answer, events) = accepted_through("function-url.json").await;
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].body.as_deref(), Some(BODY), "{answer}");
+    assert_eq!(events[0].peer.as_deref(), Some("203.0.113.77"));
 }
 
 #[tokio::test]
