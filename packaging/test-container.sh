@@ -30,6 +30,8 @@ ensure_root_tarball
 if ! podman image exists localhost/handoff-ci-base:bookworm; then
   podman import -q "$root_tarball" localhost/handoff-ci-base:bookworm >/dev/null
 fi
+# The previous run's images, so that reruns leave no untagged ones behind.
+podman rmi -f localhost/handoff:test localhost/handoff-ci-prebuilt:latest >/dev/null 2>&1 || true
 # The builder stand-in: the base plus the prebuilt binary where the Dockerfile expects it.
 strip -o "$work/handoff" "$binary"
 builder=$(buildah from -q localhost/handoff-ci-base:bookworm)

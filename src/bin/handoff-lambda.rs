@@ -11,14 +11,9 @@ use std::path::PathBuf;
 async fn main() -> Result<(), lambda_http::Error> {
     handoff::telemetry::init(handoff::telemetry::LogFormat::Json);
     let path = std::env::var_os("HANDOFF_CONFIG").map_or_else(|| PathBuf::from("handoff.toml"), PathBuf::from);
-    let config = Config::load(&path).map_err(|err| {
-        tracing::error!(error = %err, "the config cannot be used");
-        err
-    })?;
-    let receiver = Receiver::build(config).await.map_err(|err| {
-        tracing::error!(error = %err, "the receiver cannot start");
-        err
-    })?;
+    let config = Config::load(&path).inspect_err(|err| tracing::error!(error = %err, "the config cannot be used"))?;
+    let receiver =
+        Receiver::build(config).await.inspect_err(|err| tracing::error!(error = %err, "the receiver cannot start"))?;
     lambda_http::run(lambda_http::service_fn(move |request| {
         let receiver = receiver.clone();
         async move { Ok::<_, std::convert::Infallible>(receiver.handle(request).await) }

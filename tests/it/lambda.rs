@@ -129,7 +129,7 @@ async fn a_retried_delivery_gets_the_answer_serve_gives_a_duplicate() {
 async fn the_lambda_receiver_refuses_a_sqlite_store_and_says_to_use_postgresql() {
     let dir = tempfile::tempdir().unwrap();
     let config = config_in(dir.path(), "sqlite://handoff.db");
-    let err = Receiver::build(config).await.err().expect("SQLite must be refused");
+    let Err(err) = Receiver::build(config).await else { panic!("SQLite must be refused") };
     assert!(matches!(err, LambdaError::Sqlite));
     assert!(err.to_string().contains("PostgreSQL"), "{err}");
     assert!(!dir.path().join("handoff.db").exists(), "no SQLite file is created");
