@@ -292,6 +292,18 @@ impl App {
     }
 }
 
+/// The state of a process that only receives (the Lambda receiver): the store opened and
+/// migrated, no listener, no scheduler, no lock. Recorded events wait for a replica that
+/// schedules; on PostgreSQL it sees them at its next tick.
+pub async fn receiving_state(config: Config, options: StoreOptions) -> Result<AppState, AppError> {
+    if config.secrets != crate::config::Secrets::Resolve {
+        return Err(AppError::SecretsNotRead);
+    }
+    let commit_timeout = options.commit_timeout;
+    let store = Store::open(&config.store, options).await?;
+    Ok(AppState::new(config, store, commit_timeout))
+}
+
 /// Descriptors kept apart from connections: the store, action processes' pipes and outbound
 /// HTTP, logs, the listener.
 fn reserved_descriptors(config: &Config) -> usize {

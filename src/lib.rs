@@ -20,6 +20,7 @@
 //! - [`reload`]: SIGHUP re-reads the config and swaps sources, secrets, jobs and certificates
 //! - [`cli`]: the subcommands of the `handoff` binary
 //! - [`telemetry`]: logs and Prometheus metrics
+//! - `lambda` (feature `lambda`): the receiving half as an AWS Lambda function
 //! - [`views`]: the JSON shapes the read commands and the admin API share
 #![forbid(unsafe_code)]
 
@@ -29,6 +30,8 @@ pub mod cli;
 pub mod config;
 pub mod domain;
 pub mod http;
+#[cfg(feature = "lambda")]
+pub mod lambda;
 pub mod operate;
 pub mod outbound;
 pub mod reload;

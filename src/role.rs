@@ -4,7 +4,7 @@
 //! record, answer) and run no scheduler and no action, so they need neither dbt nor the
 //! actions' secrets' reach; `worker` processes receive nothing and run the scheduler and the
 //! actions. On SQLite one process holds the file, so it must be `all`. The receiving half as
-//! a router is [`crate::http::receiver_router`], for hosts other than `serve`.
+//! a router is [`crate::http::receiving_router`], for hosts other than `serve`.
 
 use crate::config::StoreLocation;
 use std::fmt;

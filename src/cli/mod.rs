@@ -6,6 +6,7 @@ mod cancel;
 mod check;
 mod deliveries;
 mod events;
+mod health;
 mod operate;
 mod prune;
 mod runs;
@@ -130,6 +131,11 @@ enum Command {
         after_help = "Example:\n  handoff store copy --from sqlite://handoff.db --to postgres://handoff@db:5432/handoff\n\nNext: point [store] url at the copy, then `handoff check --connect` and `handoff serve`."
     )]
     Store(store::StoreArgs),
+    /// Ask a running server whether it is ready (GET /readyz): exit 0 if so, 1 if not.
+    #[command(
+        after_help = "Examples:\n  handoff health\n  handoff health http://10.0.0.5:8080/healthz --timeout 2s\n\nNext: a 503 says why in its reason; docs/deploy.md lists what /readyz checks."
+    )]
+    Health(health::HealthArgs),
 }
 
 /// A failed command: what to print and the exit code.
@@ -198,6 +204,7 @@ impl Cli {
             Command::Resume(args) => operate::resume(&self.load_shape()?, args).await,
             Command::Explain(args) => runs::explain(&self.load_shape()?, args).await,
             Command::Prune(args) => prune::run(&self.load_shape()?, args).await,
+            Command::Health(args) => health::run(args).await,
             Command::Store(args) => store::run(args, || Config::load(&self.config_path())).await,
             Command::Completions { shell } => {
                 use clap::CommandFactory;

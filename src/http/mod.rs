@@ -81,16 +81,20 @@ pub fn router_for(state: AppState, role: ServeRole) -> Router {
     router.layer(DefaultBodyLimit::disable()).with_state(state)
 }
 
+/// Only receiving: `POST /hooks/{source}`, `/healthz` and `/readyz`, the same handlers as
+/// `router` (the Lambda receiver serves this; it has no admin API and no metrics to scrape).
+pub fn receiving_router(state: AppState) -> Router {
+    Router::new()
+        .route("/hooks/{source}", post(hooks::receive))
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
+        .layer(DefaultBodyLimit::disable())
+        .with_state(state)
+}
+
 /// The routes of `[admin] listen`: the admin API and the console.
 pub fn admin_router(state: AppState) -> Router {
     Router::new().nest("/api", admin::routes(state.clone())).merge(console::routes(state.clone())).with_state(state)
-}
-
-/// The receiving half on its own, for a host other than `handoff serve` (e.g. a function
-/// runtime): the main listener's routes of a `receiver` over `store`, with fresh metrics and
-/// limits. Events it records are decided and run by a `worker` on the same store.
-pub fn receiver_router(config: Config, store: Store) -> Router {
-    router_for(AppState::new(config, store, crate::store::COMMIT_TIMEOUT), ServeRole::Receiver)
 }
 
 impl AppState {

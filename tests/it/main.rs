@@ -12,10 +12,14 @@ mod conformance;
 mod connections;
 mod console;
 mod crash;
+mod deploy;
 mod examples;
 mod first_hour;
 mod helpers;
 mod jobs;
+// The Lambda receiver: `cargo test --features lambda --test it lambda::`.
+#[cfg(feature = "lambda")]
+mod lambda;
 mod lifecycle;
 mod logs;
 mod no_secrets;
