@@ -9,11 +9,13 @@
 
 mod actions;
 pub mod admin;
+mod http_settings;
 mod jobs;
 mod rate;
 pub mod retention;
 mod secret;
 mod size;
+mod template_secrets;
 
 pub use rate::Rate;
 pub use secret::{SecretError, SecretRef, Secrets};
@@ -74,6 +76,9 @@ struct FileConfig {
     jobs: BTreeMap<String, Spanned<jobs::FileJob>>,
     /// The admin API: its tokens and, optionally, its own address.
     admin: Option<Spanned<admin::FileAdmin>>,
+    /// Secret references templates use as `{{ secrets.NAME }}`.
+    #[serde(default)]
+    secrets: BTreeMap<String, Spanned<SecretRef>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -421,6 +426,8 @@ struct Problems<'a> {
     refused: Vec<(String, usize)>,
     /// Whether secret references are read or only checked for their form.
     secrets: Secrets,
+    /// `[secrets]`, read before the jobs whose templates use them.
+    template_secrets: std::sync::Arc<crate::actions::secrets::TemplateSecrets>,
 }
 
 impl Problems<'_> {
@@ -552,7 +559,8 @@ impl Config {
     }
 
     fn parse_text(path: &Path, text: &str, secrets: Secrets) -> Result<Config, ConfigError> {
-        let mut problems = Problems { text, found: Vec::new(), refused: Vec::new(), secrets };
+        let mut problems =
+            Problems { text, found: Vec::new(), refused: Vec::new(), secrets, template_secrets: Default::default() };
         let Some(file) = deserialize_all(&mut problems) else {
             problems.found.sort_by_key(|p| (p.line, p.column));
             return Err(ConfigError { path: path.to_path_buf(), problems: problems.found });
@@ -585,6 +593,7 @@ impl Config {
             }
         }
 
+        problems.template_secrets = std::sync::Arc::new(template_secrets::build(&mut problems, &base, &file.secrets));
         let source_names: Vec<String> = file.sources.keys().cloned().collect();
         let mut jobs = BTreeMap::new();
         let mut warnings: Vec<String> = sources
