@@ -11,7 +11,6 @@ use serde::Deserialize;
 use std::ops::Range;
 use std::path::Path;
 use std::time::Duration;
-use toml::Spanned;
 
 /// `auth`: exactly one of its keys.
 #[derive(Debug, Deserialize)]
@@ -114,9 +113,9 @@ pub(super) struct FileWait {
     /// A JSON pointer to the tool's message when it failed (default: the state alone).
     message: Option<String>,
     /// The first pause between polls; each next one is half as long again, up to a minute (default "10s").
-    interval: Option<Spanned<String>>,
+    interval: Option<String>,
     /// How long to wait in all before the step fails (default "1h").
-    timeout: Option<Spanned<String>>,
+    timeout: Option<String>,
 }
 
 pub const DEFAULT_WAIT_INTERVAL: Duration = Duration::from_secs(10);
@@ -245,8 +244,23 @@ pub(super) fn build_wait(
     if wait.success.is_empty() {
         problems.add(span.clone(), "wait.success lists no state", Some(r#"success = ["Completed"]"#.into()));
     }
-    let interval = problems.duration(wait.interval.as_ref()).unwrap_or(DEFAULT_WAIT_INTERVAL);
-    let timeout = problems.duration(wait.timeout.as_ref()).unwrap_or(DEFAULT_WAIT_TIMEOUT);
+    // Plain strings: inside `wait`, which is a table or a flag, toml cannot give spans.
+    let mut duration = |problems: &mut Problems<'_>, what: &str, text: Option<&String>, default: Duration| {
+        let text = text?;
+        let parsed = super::parse_duration(text);
+        if parsed.is_none() {
+            problems.add(
+                span.clone(),
+                format!("wait.{what} `{text}` is not a duration"),
+                Some(r#"write e.g. "10s", "15m" or "2h""#.into()),
+            );
+        }
+        Some(parsed.unwrap_or(default))
+    };
+    let interval =
+        duration(problems, "interval", wait.interval.as_ref(), DEFAULT_WAIT_INTERVAL).unwrap_or(DEFAULT_WAIT_INTERVAL);
+    let timeout =
+        duration(problems, "timeout", wait.timeout.as_ref(), DEFAULT_WAIT_TIMEOUT).unwrap_or(DEFAULT_WAIT_TIMEOUT);
     if interval.is_zero() {
         problems.add(span, "wait.interval must be more than 0s", Some(r#"interval = "10s""#.into()));
         return None;

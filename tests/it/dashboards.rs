@@ -318,7 +318,7 @@ headers = { X-Token = "{{ secrets.api_token }}" }
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("`secrets.api_token` is undefined"), "{stderr}");
-    assert!(stderr.contains("handoff.toml:12"), "names the line: {stderr}");
+    assert!(stderr.contains("handoff.toml:11"), "names the line: {stderr}");
 
     std::fs::write(dir.path().join("handoff.toml"), config.replace("api_token", "api_key")).unwrap();
     let out = handoff(dir.path(), &["check", "--no-secrets"]);
