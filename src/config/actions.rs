@@ -362,7 +362,9 @@ pub(super) fn build_actions(
                     super::http_settings::build_auth(problems, base, at(problems, "auth"), a, &mut check_template)
                 });
                 let wait = fa.wait.as_ref().and_then(|w| match w.poll() {
-                    Some(w) => super::http_settings::build_wait(problems, at(problems, "wait"), w, &context),
+                    Some(w) => {
+                        super::http_settings::build_wait(problems, at(problems, "wait"), w, &context).map(Box::new)
+                    }
                     None => {
                         let hint =
                             r#"wait = { url = "...", state = "/status", success = ["done"], failure = ["failed"] }"#;

@@ -245,7 +245,7 @@ pub(super) fn build_wait(
         problems.add(span.clone(), "wait.success lists no state", Some(r#"success = ["Completed"]"#.into()));
     }
     // Plain strings: inside `wait`, which is a table or a flag, toml cannot give spans.
-    let mut duration = |problems: &mut Problems<'_>, what: &str, text: Option<&String>, default: Duration| {
+    let duration = |problems: &mut Problems<'_>, what: &str, text: Option<&String>, default: Duration| {
         let text = text?;
         let parsed = super::parse_duration(text);
         if parsed.is_none() {
