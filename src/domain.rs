@@ -416,6 +416,10 @@ pub struct RunEvent {
     pub source: String,
     pub subject: Subject,
     pub status: Status,
+    /// The provider's event type, when it names one (dbt Cloud `eventType`, GitHub's header).
+    pub event_type: Option<String>,
+    /// The raw body as delivered; templates see it parsed as `payload`.
+    pub body: Vec<u8>,
 }
 
 /// A random number in [0, 1), for jitter. From a real generator: a UUIDv7's low bits are a

@@ -14,6 +14,7 @@
 //! - [`worker`]: executes a claimed run's actions and records the outcome
 //! - [`actions`]: the steps of a run: `command`, `http`, `slack`, `dbt_cloud`, and their settings
 //! - [`operate`]: the operator's verbs (run, rerun, replay, cancel, pause, resume), for the CLI and the admin API
+//! - [`redact`]: every secret value the process knows, and the pass that removes them from stored or logged text
 //! - [`outbound`]: outbound HTTP with retries (429/5xx/network), shared by `send` and actions
 //! - [`app`]: wires the above into a server
 //! - [`role`]: `serve --role all|receiver|worker`, which half of the server a process runs
@@ -34,6 +35,7 @@ pub mod http;
 pub mod lambda;
 pub mod operate;
 pub mod outbound;
+pub mod redact;
 pub mod reload;
 pub mod role;
 pub mod scheduler;

@@ -142,6 +142,8 @@ pub struct Answer {
     pub body: String,
     /// How many bytes of the body came before `body` and were dropped.
     pub dropped: u64,
+    /// The answer's headers (`Location` of an asynchronous API, a login's session header).
+    pub headers: reqwest::header::HeaderMap,
 }
 
 /// The last `limit` bytes of a stream, and how many came before them: an answer's body here,
@@ -230,9 +232,10 @@ async fn send_with(
             Ok(mut response) => {
                 let status = response.status();
                 let retry_after = retry_after(&response);
+                let headers = response.headers().clone();
                 let (dropped, body) = read_tail(&mut response).await;
                 if status.is_success() {
-                    return Ok(Answer { status: status.as_u16(), body, dropped });
+                    return Ok(Answer { status: status.as_u16(), body, dropped, headers });
                 }
                 let problem = format!("{url} answered {status}: {}", short(&body));
                 if status.as_u16() != 429 && !status.is_server_error() {

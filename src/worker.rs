@@ -100,7 +100,18 @@ impl Step<'_> {
         }
     }
 
+    /// Runs the step. What it reports passes through [`crate::redact`] before anything stores,
+    /// logs or templates it: a secret an API echoed back, or one in a URL quoted by an error,
+    /// leaves as `***`.
     async fn execute(&self, context: &Value) -> StepOutcome {
+        let mut outcome = self.dispatch(context).await;
+        outcome.output = crate::redact::redact(&outcome.output);
+        outcome.error = outcome.error.as_deref().map(crate::redact::redact);
+        crate::redact::redact_json(&mut outcome.outputs);
+        outcome
+    }
+
+    async fn dispatch(&self, context: &Value) -> StepOutcome {
         let w = self.worker;
         match &self.action.kind {
             ActionKind::Command(c) => self.command(c, context).await,
@@ -226,6 +237,7 @@ fn context(job: &Job, claimed: &Claimed) -> Value {
         "events": events,
         "event_count": claimed.event_count,
         "steps": {},
+        crate::actions::secrets::KEY: job.secrets.context(),
     })
 }
 
@@ -238,6 +250,9 @@ fn event_json(e: &RunEvent) -> Value {
         "subject_id": e.subject.id,
         "subject_name": e.subject.name,
         "status": e.status,
+        "type": e.event_type,
+        // A body that is not JSON (an empty Elementary-style call) is null, not an error.
+        "payload": serde_json::from_slice::<Value>(&e.body).unwrap_or(Value::Null),
     })
 }
 

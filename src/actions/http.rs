@@ -30,7 +30,11 @@ fn outcome(result: Result<outbound::Answer, outbound::OutboundError>) -> StepOut
             ok: true,
             output: tail(&answer.body),
             error: None,
-            outputs: json!({ "status": answer.status, "body": tail(&answer.body) }),
+            outputs: json!({
+                "status": answer.status,
+                "body": tail(&answer.body),
+                "json": serde_json::from_str::<Value>(&answer.body).unwrap_or(Value::Null),
+            }),
         },
         Err(err) => {
             let status = match &err {
@@ -41,7 +45,7 @@ fn outcome(result: Result<outbound::Answer, outbound::OutboundError>) -> StepOut
                 ok: false,
                 output: String::new(),
                 error: Some(err.to_string()),
-                outputs: json!({ "status": status, "body": "" }),
+                outputs: json!({ "status": status, "body": "", "json": null }),
             }
         }
     }
@@ -52,7 +56,7 @@ pub async fn run(client: &reqwest::Client, action: &HttpAction, context: &Value,
         let url = action.url.render(context)?;
         let body = match &action.body {
             Some(t) => crate::actions::template::render(t, context)?,
-            None => serde_json::to_string(context).expect("JSON values serialise"),
+            None => serde_json::to_string(&super::secrets::without(context)).expect("JSON values serialise"),
         };
         let headers = action
             .headers
@@ -65,11 +69,15 @@ pub async fn run(client: &reqwest::Client, action: &HttpAction, context: &Value,
         Ok(parts) => parts,
         Err(failed) => return *failed,
     };
-    let display = shown(&action.url, &url);
-    let build = || {
+    // A URL may hold a secret (`{{ secrets.key }}` in its query): shown redacted.
+    let display = crate::redact::redact(&shown(&action.url, &url));
+    let build = |auth: Option<&super::auth::Header>| {
         let mut request = client.request(action.method.clone(), &url).timeout(action.timeout);
         for (k, v) in &headers {
             request = request.header(k, v);
+        }
+        if let Some((name, value)) = auth {
+            request = request.header(name, secrecy::ExposeSecret::expose_secret(value));
         }
         match &action.sign {
             Some(signer) => signer.sign(request, &action.method, idempotency_key, body.as_bytes()),
@@ -84,8 +92,33 @@ pub async fn run(client: &reqwest::Client, action: &HttpAction, context: &Value,
             }
         }
     };
-    let log = |problem: &str, wait: std::time::Duration| tracing::warn!(problem, ?wait, "http action retrying");
-    outcome(outbound::send(&display, action.retry, build, log).await)
+    let auth = action.auth.as_ref();
+    let answer = match super::auth::send(client, auth, context, &display, action.retry, build).await {
+        Ok(answer) => answer,
+        Err(failed) => {
+            return StepOutcome {
+                ok: false,
+                output: String::new(),
+                error: Some(failed.error),
+                outputs: json!({ "status": failed.status, "body": "", "json": null, "state": null }),
+            };
+        }
+    };
+    let body = tail(&answer.body);
+    let parsed = serde_json::from_str::<Value>(&answer.body).unwrap_or(Value::Null);
+    let mut outputs = json!({ "status": answer.status, "body": body, "json": parsed, "state": null });
+    let kept = if action.keep_body { body.clone() } else { String::new() };
+    let Some(wait) = &action.wait else {
+        return StepOutcome { ok: true, output: kept, error: None, outputs };
+    };
+    match super::wait::until_done(client, wait, auth, context, &answer, &url, action.retry).await {
+        Ok(done) => {
+            outputs["state"] = json!(done.state);
+            outputs["json"] = done.json;
+            StepOutcome { ok: true, output: kept, error: None, outputs }
+        }
+        Err(error) => StepOutcome { ok: false, output: kept, error: Some(format!("{display}: {error}")), outputs },
+    }
 }
 
 pub async fn slack(client: &reqwest::Client, action: &SlackAction, context: &Value) -> StepOutcome {

@@ -1,11 +1,14 @@
 //! Actions: the steps of a run. One file per kind; each takes its checked settings and the
 //! run context and reports a [`StepOutcome`]. They never decide whether a run happens.
 
+pub mod auth;
 pub mod command;
 pub mod dbt_cloud;
 pub mod http;
+pub mod secrets;
 mod spec;
 pub mod template;
+pub mod wait;
 
 pub use spec::{Action, ActionKind, CommandAction, DbtCloudAction, HttpAction, SlackAction, Text};
 

@@ -115,6 +115,12 @@ pub struct HttpAction {
     pub sign: Option<Signer>,
     pub timeout: Duration,
     pub retry: RetryPolicy,
+    /// How the request authenticates (`auth`).
+    pub auth: Option<super::auth::Auth>,
+    /// Poll until the work the request started has ended (`wait`).
+    pub wait: Option<Box<super::wait::Wait>>,
+    /// Whether the answer's body is kept with the run (`keep_body`; default: not with `auth`).
+    pub keep_body: bool,
 }
 
 #[derive(Debug, Clone)]

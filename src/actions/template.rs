@@ -45,9 +45,50 @@ pub fn sample_outputs(kind: &str) -> Value {
     match kind {
         "dbt_cloud" => json!({ "run_id": 1, "run_url": "https://cloud.getdbt.com/", "status": "success" }),
         "command" => json!({ "exit_code": 0, "output": "" }),
-        "http" | "slack" => json!({ "status": 200, "body": "" }),
+        "http" => json!({ "status": 200, "body": "", "json": sample_payload(), "state": "" }),
+        "slack" => json!({ "status": 200, "body": "", "json": sample_payload() }),
         _ => json!({}),
     }
+}
+
+/// Stands for `events[i].payload` in a sample context: [`check`] replaces it with [`AnyPayload`].
+const SAMPLE_PAYLOAD: &str = "\u{0}handoff sample payload";
+
+fn sample_payload() -> Value {
+    Value::from(SAMPLE_PAYLOAD)
+}
+
+/// A payload is whatever its sender wrote, so when `check` renders a template every field of it
+/// may exist: this answers every attribute and item with itself (and renders empty) rather than
+/// failing on `events[0].payload.data.status_humanized`.
+#[derive(Debug)]
+struct AnyPayload;
+
+impl minijinja::value::Object for AnyPayload {
+    fn get_value(self: &std::sync::Arc<Self>, _: &minijinja::Value) -> Option<minijinja::Value> {
+        Some(minijinja::Value::from_object(AnyPayload))
+    }
+
+    fn render(self: &std::sync::Arc<Self>, _: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        Ok(())
+    }
+}
+
+/// The sample context as template values, each sample payload an [`AnyPayload`].
+fn sample_value(value: &Value) -> minijinja::Value {
+    match value {
+        Value::String(s) if s == SAMPLE_PAYLOAD => minijinja::Value::from_object(AnyPayload),
+        Value::Array(items) => items.iter().map(sample_value).collect::<Vec<_>>().into(),
+        Value::Object(map) => {
+            map.iter().map(|(k, v)| (k.clone(), sample_value(v))).collect::<std::collections::BTreeMap<_, _>>().into()
+        }
+        other => minijinja::Value::from(minijinja::value::Serde(other)),
+    }
+}
+
+/// Renders `source` against a [`sample_context`], as `handoff check` does.
+pub fn check(source: &str, context: &Value) -> Result<String, String> {
+    environment().render_str(source, sample_value(context)).map_err(|e| describe(&e, source))
 }
 
 /// A context with every variable a template may use at this point, for checking at load time.
@@ -56,7 +97,8 @@ pub fn sample_context(steps: &serde_json::Map<String, Value>, with_error: bool) 
         "job": "job",
         "run": { "id": "run", "reason": "events", "attempt": 1 },
         "events": [{ "id": "event", "source": "source", "subject": "subject", "subject_id": "subject",
-                     "subject_name": "subject", "status": "success" }],
+                     "subject_name": "subject", "status": "success", "type": "type",
+                     "payload": sample_payload() }],
         "event_count": 1,
         "steps": steps,
     });
@@ -82,6 +124,14 @@ mod tests {
         let err = render("run {{ run.idd }}", &json!({ "run": { "id": "1" } })).unwrap_err();
         assert!(err.contains("undefined"), "{err}");
         assert!(err.contains("`run.idd`"), "names the variable: {err}");
+    }
+
+    #[test]
+    fn check_accepts_any_field_of_a_payload_but_not_an_unknown_variable() {
+        let context = sample_context(&serde_json::Map::new(), false);
+        let text = check("{{ events[0].payload.data.message }}{{ events[0].type }}", &context).unwrap();
+        assert_eq!(text, "type");
+        assert!(check("{{ events[0].payloads }}", &context).is_err());
     }
 
     #[test]

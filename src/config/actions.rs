@@ -70,6 +70,10 @@ pub(super) struct FileAction {
     body: Option<String>,
     /// http: sign the body as `handoff send` does.
     sign: Option<FileSign>,
+    /// http: how the request authenticates: { bearer }, { basic }, { oauth2 } or { login }.
+    auth: Option<super::http_settings::FileAuth>,
+    /// http: keep the answer's body with the run (default true, false with `auth`).
+    keep_body: Option<bool>,
     /// http, slack, dbt_cloud: retries of 429, 5xx and network errors (default 3).
     retries: Option<u32>,
     /// slack: the message (template; Slack mrkdwn).
@@ -85,7 +89,7 @@ pub(super) struct FileAction {
     /// dbt_cloud: API token (a service account token).
     token: Option<SecretRef>,
     /// dbt_cloud: wait for the dbt run to end and take its result (default true).
-    wait: Option<bool>,
+    wait: Option<super::http_settings::FileWaitSetting>,
     /// dbt_cloud: how often to poll the run while waiting (default "10s").
     poll_interval: Option<Spanned<String>>,
     /// dbt_cloud: the `cause` (template; default names handoff, the job and the run).
@@ -107,7 +111,7 @@ pub const DEFAULT_RETRIES: u32 = 3;
 fn keys_of(kind: &str) -> Option<&'static [&'static str]> {
     Some(match kind {
         "command" => &["program", "args", "env", "inherit_env", "working_dir", "timeout"],
-        "http" => &["url", "method", "headers", "body", "sign", "timeout", "retries"],
+        "http" => &["url", "method", "headers", "body", "sign", "timeout", "retries", "auth", "wait", "keep_body"],
         "slack" => &["url", "text", "blocks", "retries"],
         "dbt_cloud" => &[
             "base_url",
@@ -146,6 +150,8 @@ impl FileAction {
         mark(self.headers.is_some(), "headers");
         mark(self.body.is_some(), "body");
         mark(self.sign.is_some(), "sign");
+        mark(self.auth.is_some(), "auth");
+        mark(self.keep_body.is_some(), "keep_body");
         mark(self.retries.is_some(), "retries");
         mark(self.text.is_some(), "text");
         mark(self.blocks.is_some(), "blocks");
@@ -203,14 +209,15 @@ pub(super) fn build_actions(
         *count += 1;
         let name = if *count == 1 { base_name } else { format!("{base_name}_{count}") };
 
-        let context = template::sample_context(steps, with_error);
+        let mut context = template::sample_context(steps, with_error);
+        context[crate::actions::secrets::KEY] = problems.template_secrets.sample();
         let check = |problems: &mut Problems<'_>, what: &str, text: &str| {
-            if let Err(err) = template::render(text, &context) {
+            if let Err(err) = template::check(text, &context) {
                 let key = what.split(['[', '.']).next().unwrap_or(what);
                 problems.add(
                     at(problems, key),
                     format!("action `{name}`: {what} is not a valid template: {err}"),
-                    Some("templates see job, run.id, run.reason, run.attempt, events, steps.<earlier action>, and error in on_failure; see docs/actions.md".into()),
+                    Some("templates see job, run.id, run.reason, run.attempt, events, steps.<earlier action>, secrets.<name in [secrets]>, and error in on_failure; see docs/actions.md".into()),
                 );
             }
         };
@@ -350,7 +357,34 @@ pub(super) fn build_actions(
                     }
                 });
                 let timeout = problems.duration(fa.timeout.as_ref()).unwrap_or(DEFAULT_HTTP_TIMEOUT);
-                ActionKind::Http(HttpAction { url, method, headers, body: fa.body.clone(), sign, timeout, retry })
+                let mut check_template = |problems: &mut Problems<'_>, what: &str, t: &str| check(problems, what, t);
+                let auth = fa.auth.as_ref().and_then(|a| {
+                    super::http_settings::build_auth(problems, base, at(problems, "auth"), a, &mut check_template)
+                });
+                let wait = fa.wait.as_ref().and_then(|w| match w.poll() {
+                    Some(w) => {
+                        super::http_settings::build_wait(problems, at(problems, "wait"), w, &context).map(Box::new)
+                    }
+                    None => {
+                        let hint =
+                            r#"wait = { url = "...", state = "/status", success = ["done"], failure = ["failed"] }"#;
+                        problems.add(at(problems, "wait"), "an http action's wait is a table", Some(hint.into()));
+                        None
+                    }
+                });
+                let keep_body = fa.keep_body.unwrap_or(fa.auth.is_none());
+                ActionKind::Http(HttpAction {
+                    url,
+                    method,
+                    headers,
+                    body: fa.body.clone(),
+                    sign,
+                    timeout,
+                    retry,
+                    auth,
+                    wait,
+                    keep_body,
+                })
             }
             "slack" => {
                 let Some(url) = fa.url.as_ref().and_then(|u| text(problems, "url", u)) else {
@@ -369,7 +403,7 @@ pub(super) fn build_actions(
                     check(problems, "text", t);
                 }
                 if let Some(b) = &fa.blocks {
-                    match template::render(b, &context) {
+                    match template::check(b, &context) {
                         Ok(rendered)
                             if !serde_json::from_str::<serde_json::Value>(&rendered).is_ok_and(|v| v.is_array()) =>
                         {
@@ -420,7 +454,7 @@ pub(super) fn build_actions(
                     account_id,
                     job_id,
                     token,
-                    wait: fa.wait.unwrap_or(true),
+                    wait: fa.wait.as_ref().map(|w| w.flag(problems, at(problems, "wait"))).unwrap_or(true),
                     timeout: problems.duration(fa.timeout.as_ref()).unwrap_or(DEFAULT_DBT_TIMEOUT),
                     poll_interval: problems.duration(fa.poll_interval.as_ref()).unwrap_or(DEFAULT_POLL_INTERVAL),
                     cause: fa.cause.clone(),

@@ -187,5 +187,6 @@ pub(super) fn build_job(
         actions,
         on_failure,
         on_success,
+        secrets: problems.template_secrets.clone(),
     })
 }

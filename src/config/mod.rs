@@ -9,11 +9,13 @@
 
 mod actions;
 pub mod admin;
+mod http_settings;
 mod jobs;
 mod rate;
 pub mod retention;
 mod secret;
 mod size;
+mod template_secrets;
 pub mod tls;
 
 pub use rate::Rate;
@@ -75,6 +77,9 @@ struct FileConfig {
     jobs: BTreeMap<String, Spanned<jobs::FileJob>>,
     /// The admin API: its tokens and, optionally, its own address.
     admin: Option<Spanned<admin::FileAdmin>>,
+    /// Secret references templates use as `{{ secrets.NAME }}`.
+    #[serde(default)]
+    secrets: BTreeMap<String, Spanned<SecretRef>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -426,6 +431,8 @@ struct Problems<'a> {
     refused: Vec<(String, usize)>,
     /// Whether secret references are read or only checked for their form.
     secrets: Secrets,
+    /// `[secrets]`, read before the jobs whose templates use them.
+    template_secrets: std::sync::Arc<crate::actions::secrets::TemplateSecrets>,
 }
 
 impl Problems<'_> {
@@ -557,7 +564,8 @@ impl Config {
     }
 
     fn parse_text(path: &Path, text: &str, secrets: Secrets) -> Result<Config, ConfigError> {
-        let mut problems = Problems { text, found: Vec::new(), refused: Vec::new(), secrets };
+        let mut problems =
+            Problems { text, found: Vec::new(), refused: Vec::new(), secrets, template_secrets: Default::default() };
         let Some(file) = deserialize_all(&mut problems) else {
             problems.found.sort_by_key(|p| (p.line, p.column));
             return Err(ConfigError { path: path.to_path_buf(), problems: problems.found });
@@ -590,6 +598,7 @@ impl Config {
             }
         }
 
+        problems.template_secrets = std::sync::Arc::new(template_secrets::build(&mut problems, &base, &file.secrets));
         let source_names: Vec<String> = file.sources.keys().cloned().collect();
         let mut jobs = BTreeMap::new();
         let mut warnings: Vec<String> = sources

@@ -234,6 +234,7 @@ impl SecretRef {
                 hint: "an empty secret would accept anyone; set a long random value".into(),
             });
         }
+        crate::redact::remember(trimmed);
         Ok(SecretString::from(trimmed.to_string()))
     }
 }

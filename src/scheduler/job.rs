@@ -66,6 +66,8 @@ pub struct Job {
     pub actions: Vec<Action>,
     pub on_failure: Option<Action>,
     pub on_success: Option<Action>,
+    /// `[secrets]`, which its templates see as `secrets.NAME`.
+    pub secrets: std::sync::Arc<crate::actions::secrets::TemplateSecrets>,
 }
 
 impl Job {

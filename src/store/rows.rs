@@ -168,6 +168,8 @@ pub(crate) fn run_event(row: &impl Columns) -> Result<RunEvent, StoreError> {
         source: row.text("source")?,
         subject: subject(row)?,
         status: status(row)?,
+        event_type: row.opt_text("event_type")?,
+        body: row.bytes("body")?,
     })
 }
 

@@ -475,7 +475,7 @@ impl DecideTx for PgDecide {
                 .fetch_one(self.conn())
                 .await?;
             let rows = sqlx::query(
-                "SELECT e.id, e.source, e.subject_id, e.subject_name, e.status FROM job_inputs i \
+                "SELECT e.id, e.source, e.subject_id, e.subject_name, e.status, e.event_type, e.body FROM job_inputs i \
                  JOIN events e ON e.id = i.event_id WHERE i.run_id = $1 ORDER BY i.received_at, i.event_id LIMIT $2",
             )
             .bind(&id)

@@ -115,7 +115,7 @@ impl PostgresStore {
     pub fn run_events<'a>(&'a self, run: &'a RunId) -> BoxStream<'a, Result<RunEvent, StoreError>> {
         use futures_util::StreamExt;
         sqlx::query(
-            "SELECT e.id, e.source, e.subject_id, e.subject_name, e.status FROM job_inputs i \
+            "SELECT e.id, e.source, e.subject_id, e.subject_name, e.status, e.event_type, e.body FROM job_inputs i \
              JOIN events e ON e.id = i.event_id WHERE i.run_id = $1 ORDER BY i.received_at, i.event_id",
         )
         .bind(&run.0)

@@ -313,7 +313,7 @@ impl SqliteDecide<'_> {
             .prepare_cached("SELECT COUNT(*) FROM job_inputs WHERE run_id = ?1")?
             .query_row([&id], |row| row.get(0))?;
         let mut select = self.conn.prepare_cached(
-            "SELECT e.id, e.source, e.subject_id, e.subject_name, e.status FROM job_inputs i \
+            "SELECT e.id, e.source, e.subject_id, e.subject_name, e.status, e.event_type, e.body FROM job_inputs i \
              JOIN events e ON e.id = i.event_id WHERE i.run_id = ?1 ORDER BY i.received_at, i.event_id LIMIT ?2",
         )?;
         let mut rows = select.query(params![&id, CONTEXT_EVENTS])?;
