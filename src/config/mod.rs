@@ -9,6 +9,7 @@
 
 mod actions;
 pub mod admin;
+mod dbt;
 mod jobs;
 mod rate;
 pub mod retention;

@@ -66,6 +66,8 @@ pub struct Job {
     pub actions: Vec<Action>,
     pub on_failure: Option<Action>,
     pub on_success: Option<Action>,
+    /// `[jobs.NAME.dbt]`: the dbt selection for a run's events.
+    pub dbt: Option<std::sync::Arc<crate::dbt::Selector>>,
 }
 
 impl Job {
