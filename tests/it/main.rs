@@ -12,6 +12,7 @@ mod conformance;
 mod connections;
 mod console;
 mod crash;
+mod dbt;
 mod examples;
 mod first_hour;
 mod helpers;
