@@ -364,6 +364,9 @@ pub struct ActionResult {
     pub finished_at: Option<Timestamp>,
     /// A command's process group, recorded as soon as it exists.
     pub process_group: Option<ProcessGroup>,
+    /// What dbt did in this step (its run_results.json, summarised), or for the `dbt_select`
+    /// step the run's selection (docs/dbt.md).
+    pub dbt: Option<serde_json::Value>,
 }
 
 /// One run of a job, as stored.

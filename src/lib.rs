@@ -12,6 +12,7 @@
 //! - [`scheduler`]: the policy: jobs, matching, debounce, gates, schedules (pure), the decision step
 //!   (`tick`) over the store's row API, and the loop that runs it
 //! - [`worker`]: executes a claimed run's actions and records the outcome
+//! - [`dbt`]: dbt artifacts: the manifest's sources (selection from lineage) and run_results.json
 //! - [`actions`]: the steps of a run: `command`, `http`, `slack`, `dbt_cloud`, and their settings
 //! - [`operate`]: the operator's verbs (run, rerun, replay, cancel, pause, resume), for the CLI and the admin API
 //! - [`redact`]: every secret value the process knows, and the pass that removes them from stored or logged text
@@ -29,6 +30,7 @@ pub mod actions;
 pub mod app;
 pub mod cli;
 pub mod config;
+pub mod dbt;
 pub mod domain;
 pub mod http;
 #[cfg(feature = "lambda")]

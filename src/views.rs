@@ -110,6 +110,7 @@ pub fn run_json(run: &Run) -> serde_json::Value {
             "error": a.error,
             "started_at": rfc3339(a.started_at),
             "finished_at": a.finished_at.map(rfc3339),
+            "dbt": a.dbt,
         })).collect::<Vec<_>>(),
     })
 }

@@ -23,6 +23,8 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+mod dbt_select;
+
 /// Between SIGTERM and SIGKILL when a command times out or the server stops.
 pub const KILL_GRACE: Duration = Duration::from_secs(10);
 /// The pause between two tries to record a run's progress while the store fails.
@@ -91,6 +93,7 @@ impl Step<'_> {
             started_at: self.started_at,
             finished_at: (state != ActionState::Running).then(Timestamp::now),
             process_group: group,
+            dbt: outcome.and_then(|o| o.outputs.get("dbt")).filter(|v| !v.is_null()).cloned(),
         }
     }
 
@@ -188,6 +191,7 @@ impl Step<'_> {
                 self.note(self.record(ActionState::Running, None, Some(group))).await;
             }
         };
+        let since = std::time::SystemTime::now();
         let running = command::run(&spec, self.cancel.clone(), move |group| {
             let _ = tell.send(group);
         });
@@ -200,12 +204,16 @@ impl Step<'_> {
                     CommandOutcome::Exited { code, .. } => json!(code),
                     _ => Value::Null,
                 };
-                StepOutcome {
+                let mut step = StepOutcome {
                     ok: outcome.succeeded(),
                     output: outcome.output().to_string(),
                     error: (!outcome.succeeded()).then(|| outcome.describe()),
                     outputs: json!({ "exit_code": code, "output": outcome.output() }),
+                };
+                if let Some(dbt) = &c.dbt {
+                    crate::dbt::results::apply(&mut step, dbt, since);
                 }
+                step
             }
             Err(err) => StepOutcome::failed(err.to_string()),
         }
@@ -412,7 +420,17 @@ impl Worker {
         let mut context = context(job, claimed);
         let mut failure = None;
         let mut last_action = None;
-        for (position, action) in job.actions.iter().enumerate() {
+        // `[jobs.NAME.dbt]`: the selection comes first; with nothing to select, no action runs.
+        let mut skipped = false;
+        if let Some(selector) = &job.dbt {
+            match self.select_dbt(job, selector, claimed).await? {
+                dbt_select::Selected::Go(selection) => context["dbt"] = selection,
+                dbt_select::Selected::Skip => skipped = true,
+                dbt_select::Selected::Failed(error) => failure = Some(error),
+            }
+        }
+        let actions = if skipped || failure.is_some() { &[][..] } else { &job.actions[..] };
+        for (position, action) in actions.iter().enumerate() {
             if let Some(by) = stops.cancelled_by() {
                 // Cancelled between two actions: the next one does not start.
                 return self.cancelled(job, claimed, by, None).await;
@@ -492,6 +510,10 @@ impl Worker {
                 tracing::error!(job = %job.name, run_id = %run.id, attempt = run.attempt, error = %error, "run failed");
                 context["error"] = json!(error);
                 job.on_failure.as_ref()
+            }
+            (_, None) if skipped => {
+                tracing::info!(job = %job.name, run_id = %run.id, "run skipped: its events map to no dbt source");
+                None
             }
             (_, None) => {
                 tracing::info!(job = %job.name, run_id = %run.id, "run succeeded");

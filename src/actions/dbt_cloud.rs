@@ -85,7 +85,18 @@ pub async fn run(
                 body["git_branch"] = json!(branch);
             }
             if !action.steps_override.is_empty() {
-                body["steps_override"] = json!(action.steps_override);
+                // Templates, so a step can carry the run's selection: `dbt build -s {{ dbt.select }}`.
+                let rendered = super::render_settings(|| {
+                    action
+                        .steps_override
+                        .iter()
+                        .map(|s| super::template::render(s, context).map(Value::String))
+                        .collect()
+                });
+                match rendered {
+                    Ok(steps) => body["steps_override"] = Value::Array(steps),
+                    Err(failed) => return *failed,
+                }
             }
             if let Some(schema) = &action.schema_override {
                 body["schema_override"] = json!(schema);
@@ -158,24 +169,25 @@ pub async fn run(
                 let data: Value = serde_json::from_str(&answer.body).unwrap_or_default();
                 let code = data["data"]["status"].as_i64().unwrap_or(3);
                 let word = status_word(code);
-                let done = |ok: bool, error: Option<String>| StepOutcome {
-                    ok,
-                    output: triggered.to_output(),
-                    error,
-                    outputs: outputs(&triggered, word),
+                let done = |ok: bool, error: Option<String>, dbt: Value| {
+                    let mut outputs = outputs(&triggered, word);
+                    outputs["dbt"] = dbt;
+                    StepOutcome { ok, output: triggered.to_output(), error, outputs }
                 };
                 match code {
-                    10 => return done(true, None),
+                    10 => return done(true, None, run_results(client, action, &auth, &triggered).await),
                     20 => {
                         return done(
                             false,
                             Some(format!("dbt Cloud run {} failed: {}", triggered.run_id, triggered.run_url)),
+                            run_results(client, action, &auth, &triggered).await,
                         );
                     }
                     30 => {
                         return done(
                             false,
                             Some(format!("dbt Cloud run {} was cancelled: {}", triggered.run_id, triggered.run_url)),
+                            Value::Null,
                         );
                     }
                     _ => {}
@@ -204,6 +216,39 @@ pub async fn run(
             _ = cancel.cancelled() => return stopped(&triggered).await,
         }
         interval = interval.mul_f64(1.5).min(MAX_POLL_INTERVAL.max(action.poll_interval));
+    }
+}
+
+/// The finished run's results (`GET …/runs/{run_id}/artifacts/run_results.json`), as
+/// `steps.NAME.dbt` shows them; `null` when dbt Cloud has none (a run that failed before dbt
+/// ran, an account that keeps no artifacts) or cannot be read: the run's outcome stands either way.
+async fn run_results(client: &reqwest::Client, action: &DbtCloudAction, auth: &str, t: &Triggered) -> Value {
+    let url = format!(
+        "{}/api/v2/accounts/{}/runs/{}/artifacts/run_results.json",
+        action.base_url, action.account_id, t.run_id
+    );
+    // Read whole (the outbound helper keeps only an answer's tail): a big project's file is
+    // megabytes, and one try is enough for a report that does not change the run's outcome.
+    let read = async {
+        let answer = client
+            .get(&url)
+            .timeout(Duration::from_secs(60))
+            .header("authorization", auth)
+            .send()
+            .await
+            .map_err(|e| e.without_url().to_string())?;
+        if !answer.status().is_success() {
+            return Err(format!("dbt Cloud answered {}", answer.status()));
+        }
+        let text = answer.text().await.map_err(|e| e.without_url().to_string())?;
+        crate::dbt::DbtResults::parse(&text, "run_results.json").map_err(|e| e.to_string())
+    };
+    match read.await {
+        Ok(results) => results.to_json(),
+        Err(error) => {
+            tracing::warn!(dbt_run_id = t.run_id, error = %error, "no run_results.json from dbt Cloud");
+            Value::Null
+        }
     }
 }
 

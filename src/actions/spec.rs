@@ -39,6 +39,8 @@ pub struct CommandAction {
     /// Server variables secrets are read from: never inherited unless `inherit_env` names them
     /// one by one. Set once the whole config is read.
     pub secret_vars: Arc<BTreeSet<String>>,
+    /// The command runs dbt: its run_results.json is read after it (docs/dbt.md).
+    pub dbt: Option<crate::dbt::DbtCommand>,
 }
 
 /// The server variables every command gets when they are set (and hold no secret): what a

@@ -316,6 +316,9 @@ pub fn summary(config: &Config) -> String {
                 }
             }
         }
+        for warning in job.dbt.iter().flat_map(|d| d.warnings(&job.name, &job.after)) {
+            out += &format!("warning: {warning}\n");
+        }
     }
     out
 }

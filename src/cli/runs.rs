@@ -167,6 +167,9 @@ fn run_text(detail: &views::RunDetail) -> String {
         if let Some(link) = views::action_link(a) {
             let _ = writeln!(out, "    link:  {link}");
         }
+        for line in a.dbt.as_ref().map(crate::dbt::results::describe).unwrap_or_default() {
+            let _ = writeln!(out, "    {line}");
+        }
         if a.output_pruned {
             let _ = writeln!(out, "    output: pruned ([store.retention] outputs)");
         }
@@ -302,6 +305,19 @@ pub async fn explain(config: &Config, args: &ExplainArgs) -> Result<(), Failure>
     }
     for d in decisions {
         println!("  {}", d.reason);
+    }
+    // What the event selects in each job with a dbt selection that it feeds.
+    for job in config.jobs.values().filter(|j| j.upstream_for(&event.source, &event.subject).is_some()) {
+        if let Some(selector) = &job.dbt {
+            let selecting = crate::dbt::SelectionEvent {
+                id: event.id.0.clone(),
+                source: event.source.clone(),
+                subject: event.subject.clone(),
+            };
+            for line in selector.explain(selecting).lines() {
+                println!("  job {}: {}", job.name, line.trim_start());
+            }
+        }
     }
     for op in operations.iter().rev() {
         let job = op.job.as_ref().map(|j| format!(" into job {j}")).unwrap_or_default();

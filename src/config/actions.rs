@@ -100,6 +100,8 @@ pub(super) struct FileAction {
     steps_override: Option<Vec<String>>,
     /// dbt_cloud: write to this schema.
     schema_override: Option<String>,
+    /// command: the command runs dbt; read its run_results.json afterwards (docs/dbt.md).
+    dbt: Option<super::dbt::FileCommandDbt>,
 }
 
 pub const DEFAULT_HTTP_TIMEOUT: Duration = Duration::from_secs(30);
@@ -110,7 +112,7 @@ pub const DEFAULT_RETRIES: u32 = 3;
 /// Which keys each kind takes (besides kind, name, continue_on_error).
 fn keys_of(kind: &str) -> Option<&'static [&'static str]> {
     Some(match kind {
-        "command" => &["program", "args", "env", "inherit_env", "working_dir", "timeout"],
+        "command" => &["program", "args", "env", "inherit_env", "working_dir", "timeout", "dbt"],
         "http" => &["url", "method", "headers", "body", "sign", "timeout", "retries", "auth", "wait", "keep_body"],
         "slack" => &["url", "text", "blocks", "retries"],
         "dbt_cloud" => &[
@@ -165,6 +167,7 @@ impl FileAction {
         mark(self.git_branch.is_some(), "git_branch");
         mark(self.steps_override.is_some(), "steps_override");
         mark(self.schema_override.is_some(), "schema_override");
+        mark(self.dbt.is_some(), "dbt");
         set
     }
 }
@@ -177,6 +180,7 @@ pub(super) fn build_actions(
     list: &[Spanned<FileAction>],
     steps: &mut serde_json::Map<String, serde_json::Value>,
     with_error: bool,
+    dbt_selection: bool,
 ) -> Vec<Action> {
     let mut actions = Vec::new();
     let mut seen: HashMap<String, u32> = HashMap::new();
@@ -211,6 +215,9 @@ pub(super) fn build_actions(
 
         let mut context = template::sample_context(steps, with_error);
         context[crate::actions::secrets::KEY] = problems.template_secrets.sample();
+        if dbt_selection {
+            context["dbt"] = crate::dbt::selection::sample();
+        }
         let check = |problems: &mut Problems<'_>, what: &str, text: &str| {
             if let Err(err) = template::check(text, &context) {
                 let key = what.split(['[', '.']).next().unwrap_or(what);
@@ -277,7 +284,10 @@ pub(super) fn build_actions(
                 });
                 let timeout = problems.duration(fa.timeout.as_ref());
                 let inherit_env = fa.inherit_env.as_ref().map(|list| inherit_list(problems, list)).unwrap_or_default();
+                let dbt =
+                    fa.dbt.as_ref().map(|d| super::dbt::build_command_dbt(problems, base, d, working_dir.as_deref()));
                 ActionKind::Command(CommandAction {
+                    dbt,
                     program,
                     args,
                     env,
@@ -442,6 +452,9 @@ pub(super) fn build_actions(
                 if let Some(cause) = &fa.cause {
                     check(problems, "cause", cause);
                 }
+                for (i, step) in fa.steps_override.iter().flatten().enumerate() {
+                    check(problems, &format!("steps_override[{i}]"), step);
+                }
                 if !(base_url.starts_with("https://") || base_url.starts_with("http://")) {
                     problems.add(
                         at(problems, "base_url"),
@@ -465,7 +478,11 @@ pub(super) fn build_actions(
                 })
             }
         };
-        steps.insert(name.clone(), template::sample_outputs(kind));
+        let mut outputs = template::sample_outputs(kind);
+        if matches!(&built, ActionKind::Command(c) if c.dbt.is_some()) || kind == "dbt_cloud" {
+            outputs["dbt"] = crate::dbt::DbtResults::sample();
+        }
+        steps.insert(name.clone(), outputs);
         actions.push(Action { name, kind: built, continue_on_error: fa.continue_on_error });
     }
     actions

@@ -39,6 +39,8 @@ pub(super) struct FileJob {
     on_failure: Option<Spanned<FileAction>>,
     /// Runs after the run succeeded.
     on_success: Option<Spanned<FileAction>>,
+    /// dbt selection from the run's events (docs/dbt.md): `dbt.select` in templates.
+    dbt: Option<Spanned<super::dbt::FileJobDbt>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -159,18 +161,19 @@ pub(super) fn build_job(
         }
     };
 
+    let dbt = raw.dbt.as_ref().and_then(|d| super::dbt::build_selector(problems, base, d, source_names));
+    let selects = dbt.is_some();
     let mut steps = serde_json::Map::new();
-    let actions = build_actions(problems, base, &raw.actions, &mut steps, false);
+    let actions = build_actions(problems, base, &raw.actions, &mut steps, false, selects);
     // The outcome actions see every step of the run (some may not have run: they render empty).
     let mut after_steps = steps.clone();
-    let on_failure = raw
-        .on_failure
-        .as_ref()
-        .and_then(|a| build_actions(problems, base, std::slice::from_ref(a), &mut after_steps.clone(), true).pop());
+    let on_failure = raw.on_failure.as_ref().and_then(|a| {
+        build_actions(problems, base, std::slice::from_ref(a), &mut after_steps.clone(), true, selects).pop()
+    });
     let on_success = raw
         .on_success
         .as_ref()
-        .and_then(|a| build_actions(problems, base, std::slice::from_ref(a), &mut after_steps, false).pop());
+        .and_then(|a| build_actions(problems, base, std::slice::from_ref(a), &mut after_steps, false, selects).pop());
 
     if problems.found.len() > before {
         return None;
@@ -188,5 +191,6 @@ pub(super) fn build_job(
         on_failure,
         on_success,
         secrets: problems.template_secrets.clone(),
+        dbt,
     })
 }

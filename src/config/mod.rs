@@ -9,6 +9,7 @@
 
 mod actions;
 pub mod admin;
+mod dbt;
 mod http_settings;
 mod jobs;
 mod rate;

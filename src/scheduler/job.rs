@@ -68,6 +68,8 @@ pub struct Job {
     pub on_success: Option<Action>,
     /// `[secrets]`, which its templates see as `secrets.NAME`.
     pub secrets: std::sync::Arc<crate::actions::secrets::TemplateSecrets>,
+    /// `[jobs.NAME.dbt]`: the dbt selection for a run's events.
+    pub dbt: Option<std::sync::Arc<crate::dbt::Selector>>,
 }
 
 impl Job {

@@ -145,7 +145,7 @@ table!(OperationRow, "operations", order "id", {
 table!(ActionRow, "run_actions", order "id", {
     id: i64, run_id: String, attempt: i64, position: i64, name: String, kind: String, state: String,
     output: Option<String>, error: Option<String>, started_at: i64, finished_at: Option<i64>,
-    pgid: Option<i64>, pgid_start: Option<i64>, output_pruned_at: Option<i64>,
+    pgid: Option<i64>, pgid_start: Option<i64>, output_pruned_at: Option<i64>, dbt: Option<String>,
 });
 
 /// Copies every table of `from` into `to`.

@@ -235,6 +235,7 @@ pub(crate) fn action(row: &impl Columns) -> Result<ActionResult, StoreError> {
             (Some(pgid), Some(start)) => Some(process_group(pgid, start)),
             _ => None,
         },
+        dbt: row.opt_text("dbt")?.and_then(|text| serde_json::from_str(&text).ok()),
     })
 }
 

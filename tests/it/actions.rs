@@ -80,6 +80,26 @@ async fn dbt_cancel(
     axum::Json(json!({"status": {"code": 200}, "data": {"id": run, "status": 30}})).into_response()
 }
 
+/// dbt Cloud's artifacts API: the run's run_results.json (providers.md §2).
+async fn dbt_run_results(
+    State(fake): State<DbtCloud>,
+    Path((account, run)): Path<(u64, u64)>,
+    headers: HeaderMap,
+) -> Response {
+    record(
+        &fake.received,
+        format!("/api/v2/accounts/{account}/runs/{run}/artifacts/run_results.json"),
+        &headers,
+        String::new(),
+    );
+    axum::Json(json!({"metadata": {"dbt_version": "1.10.0"}, "results": [
+        {"unique_id": "model.shop.stg_orders", "status": "success", "execution_time": 0.3},
+        {"unique_id": "model.shop.orders", "status": "success", "execution_time": 1.2},
+        {"unique_id": "test.shop.unique_orders_id.a1", "status": "pass", "failures": 0},
+    ]}))
+    .into_response()
+}
+
 /// A fake Slack incoming webhook: 429 with Retry-After first if asked, then `ok`.
 #[derive(Clone, Default)]
 struct Slack {
@@ -113,6 +133,7 @@ async fn fake_dbt(trigger: Vec<u16>, statuses: Vec<i64>) -> (String, DbtCloud) {
         .route("/api/v2/accounts/{account}/jobs/{job}/run/", post(dbt_trigger))
         .route("/api/v2/accounts/{account}/runs/{run}/", get(dbt_poll))
         .route("/api/v2/accounts/{account}/runs/{run}/cancel/", post(dbt_cancel))
+        .route("/api/v2/accounts/{account}/runs/{run}/artifacts/run_results.json", get(dbt_run_results))
         .with_state(fake.clone());
     (serve(router).await, fake)
 }
@@ -138,7 +159,7 @@ async fn app_with(config: &str, files: &[(&str, &str)]) -> TestApp {
 }
 
 #[tokio::test]
-async fn a_dbt_cloud_job_is_triggered_polled_to_success_and_its_url_reaches_slack() {
+async fn a_dbt_cloud_job_is_triggered_polled_to_success_and_its_url_and_results_reach_slack() {
     let (dbt, dbt_fake) = fake_dbt(vec![429, 500, 200], vec![1, 3, 10]).await;
     let (slack, slack_fake) = fake_slack(vec![429, 200]).await;
     let app = app_with(&format!(
@@ -158,7 +179,7 @@ poll_interval = "50ms"
 [jobs.transform.on_success]
 kind = "slack"
 url = {{ file = "slack_url" }}
-text = "{{{{ job }}}} done: <{{{{ steps.dbt.run_url }}}}|dbt run {{{{ steps.dbt.run_id }}}}> ({{{{ steps.dbt.status }}}})"
+text = "{{{{ job }}}} done: <{{{{ steps.dbt.run_url }}}}|dbt run {{{{ steps.dbt.run_id }}}}> ({{{{ steps.dbt.status }}}}): {{{{ steps.dbt.dbt.summary }}}}"
 "#
         ),
         &[("slack_url", &slack)],
@@ -189,8 +210,13 @@ text = "{{{{ job }}}} done: <{{{{ steps.dbt.run_url }}}}|dbt run {{{{ steps.dbt.
     let message: Value = serde_json::from_str(&slack_fake.received.lock().unwrap()[1].body).unwrap();
     assert_eq!(
         message["text"],
-        "transform done: <https://cloud.example/deploy/12345/projects/1/runs/4242|dbt run 4242> (success)"
+        "transform done: <https://cloud.example/deploy/12345/projects/1/runs/4242|dbt run 4242> (success): \
+         2 models built, 1 test passed"
     );
+    let fetched = dbt_calls.iter().filter(|r| r.path.ends_with("/runs/4242/artifacts/run_results.json"));
+    assert!(fetched.clone().all(|r| r.authorization == "Token dbt-api-token-123"));
+    assert_eq!(fetched.count(), 1, "the finished run's results are read once");
+    assert_eq!(dbt_step.dbt.as_ref().unwrap()["slowest"][0]["name"], "orders");
 }
 
 #[tokio::test]

@@ -14,6 +14,7 @@ mod connections;
 mod console;
 mod crash;
 mod dashboards;
+mod dbt;
 mod deploy;
 mod examples;
 mod first_hour;

@@ -119,6 +119,7 @@ async fn finish(store: &Store, run: &RunId, at: Timestamp, output: &str) {
         started_at: at,
         finished_at: Some(at),
         process_group: None,
+        dbt: None,
     };
     tick::finish(store, run.clone(), Outcome::Succeeded, Some(action), OWNER.into(), Some(at)).await.unwrap();
 }

@@ -63,6 +63,7 @@ pub async fn history(store: &Store, prefix: &str) -> Vec<String> {
             started_at: Timestamp::now(),
             finished_at: Some(Timestamp::now()),
             process_group: None,
+            dbt: None,
         };
         tick::finish(store, run.id.clone(), Outcome::Succeeded, Some(action), "h/1".into(), None).await.unwrap();
     }

@@ -213,13 +213,14 @@ impl PostgresStore {
 
 /// Updates the action's running row of this attempt, or adds a row when there is none.
 pub(super) async fn record_action(conn: &mut PgConnection, a: &ActionResult) -> Result<(), sqlx::Error> {
+    let dbt = a.dbt.as_ref().map(|v| v.to_string());
     let (pgid, pgid_start) = match a.process_group {
         Some(group) => (Some(i64::from(group.pgid)), Some(group.start as i64)),
         None => (None, None),
     };
     let updated = sqlx::query(
         "UPDATE run_actions SET state = $4, output = $5, error = $6, finished_at = $7, \
-         pgid = COALESCE($8, pgid), pgid_start = COALESCE($9, pgid_start) \
+         pgid = COALESCE($8, pgid), pgid_start = COALESCE($9, pgid_start), dbt = COALESCE($10, dbt) \
          WHERE id = (SELECT MAX(id) FROM run_actions WHERE run_id = $1 AND attempt = $2 AND position = $3 AND state = 'running')",
     )
     .bind(&a.run.0)
@@ -231,13 +232,14 @@ pub(super) async fn record_action(conn: &mut PgConnection, a: &ActionResult) -> 
     .bind(a.finished_at.map(|t| t.as_millisecond()))
     .bind(pgid)
     .bind(pgid_start)
+    .bind(&dbt)
     .execute(&mut *conn)
     .await?
     .rows_affected();
     if updated == 0 {
         sqlx::query(
-            "INSERT INTO run_actions (run_id, attempt, position, name, kind, state, output, error, started_at, finished_at, pgid, pgid_start) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+            "INSERT INTO run_actions (run_id, attempt, position, name, kind, state, output, error, started_at, finished_at, pgid, pgid_start, dbt) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
         )
         .bind(&a.run.0)
         .bind(i64::from(a.attempt))
@@ -251,6 +253,7 @@ pub(super) async fn record_action(conn: &mut PgConnection, a: &ActionResult) -> 
         .bind(a.finished_at.map(|t| t.as_millisecond()))
         .bind(pgid)
         .bind(pgid_start)
+        .bind(&dbt)
         .execute(&mut *conn)
         .await?;
     }

@@ -206,6 +206,7 @@ impl SqliteStore {
 
 /// Updates the action's running row of this attempt, or adds a row when there is none.
 pub(super) fn record_action(conn: &Connection, a: &ActionResult) -> Result<(), StoreError> {
+    let dbt = a.dbt.as_ref().map(|v| v.to_string());
     let (pgid, pgid_start) = match a.process_group {
         Some(group) => (Some(i64::from(group.pgid)), Some(group.start as i64)),
         None => (None, None),
@@ -213,7 +214,7 @@ pub(super) fn record_action(conn: &Connection, a: &ActionResult) -> Result<(), S
     let updated = conn
         .prepare_cached(
             "UPDATE run_actions SET state = ?4, output = ?5, error = ?6, finished_at = ?7, \
-             pgid = COALESCE(?8, pgid), pgid_start = COALESCE(?9, pgid_start) \
+             pgid = COALESCE(?8, pgid), pgid_start = COALESCE(?9, pgid_start), dbt = COALESCE(?10, dbt) \
              WHERE id = (SELECT MAX(id) FROM run_actions WHERE run_id = ?1 AND attempt = ?2 AND position = ?3 AND state = 'running')",
         )?
         .execute(rusqlite::params![
@@ -225,12 +226,13 @@ pub(super) fn record_action(conn: &Connection, a: &ActionResult) -> Result<(), S
             &a.error,
             a.finished_at.map(|t| t.as_millisecond()),
             pgid,
-            pgid_start
+            pgid_start,
+            &dbt
         ])?;
     if updated == 0 {
         conn.prepare_cached(
-            "INSERT INTO run_actions (run_id, attempt, position, name, kind, state, output, error, started_at, finished_at, pgid, pgid_start) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+            "INSERT INTO run_actions (run_id, attempt, position, name, kind, state, output, error, started_at, finished_at, pgid, pgid_start, dbt) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
         )?
         .execute(rusqlite::params![
             &a.run.0,
@@ -244,7 +246,8 @@ pub(super) fn record_action(conn: &Connection, a: &ActionResult) -> Result<(), S
             a.started_at.as_millisecond(),
             a.finished_at.map(|t| t.as_millisecond()),
             pgid,
-            pgid_start
+            pgid_start,
+            &dbt
         ])?;
     }
     Ok(())
