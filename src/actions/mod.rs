@@ -3,11 +3,15 @@
 
 pub mod command;
 pub mod dbt_cloud;
+pub mod email;
 pub mod http;
+pub mod pagerduty;
 mod spec;
+pub mod teams;
 pub mod template;
 
 pub use spec::{Action, ActionKind, CommandAction, DbtCloudAction, HttpAction, SlackAction, Text};
+pub use spec::{EmailAction, PagerDutyAction, TeamsAction};
 
 use serde_json::Value;
 

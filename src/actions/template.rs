@@ -45,7 +45,9 @@ pub fn sample_outputs(kind: &str) -> Value {
     match kind {
         "dbt_cloud" => json!({ "run_id": 1, "run_url": "https://cloud.getdbt.com/", "status": "success" }),
         "command" => json!({ "exit_code": 0, "output": "" }),
-        "http" | "slack" => json!({ "status": 200, "body": "" }),
+        "http" | "slack" | "teams" => json!({ "status": 200, "body": "" }),
+        "pagerduty" => json!({ "status": 202, "dedup_key": "handoff/job", "event_action": "trigger" }),
+        "email" => json!({ "to": ["someone@example.com"] }),
         _ => json!({}),
     }
 }

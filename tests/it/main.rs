@@ -19,6 +19,7 @@ mod jobs;
 mod lifecycle;
 mod logs;
 mod no_secrets;
+mod notifications;
 mod operate;
 mod pg;
 mod providers;
