@@ -506,23 +506,7 @@ impl Worker {
         };
         if let Some(action) = outcome_action {
             let position = job.actions.len() as u32;
-            let step = Step {
-                worker: self,
-                cancel,
-                requested,
-                claimed,
-                action,
-                position,
-                started_at: Timestamp::now(),
-                resolves: false,
-            };
-            let outcome = step.execute(&context).await;
-            if !outcome.ok {
-                tracing::error!(job = %job.name, run_id = %run.id, action = %action.name, error = ?outcome.error, "outcome action failed");
-            }
-            let state = if outcome.ok { ActionState::Succeeded } else { ActionState::Failed };
-            let record = step.record(state, Some(&outcome), None);
-            self.persist(|| self.store.record_action(record.clone())).await?;
+            self.after_outcome(claimed, stops, action, position, false, &context).await?;
         }
         if state == RunState::Succeeded {
             self.resolve_incident(job, claimed, stops, &context).await?;
@@ -552,20 +536,26 @@ impl Worker {
             return Ok(());
         }
         let position = job.actions.len() as u32 + 1;
+        self.after_outcome(claimed, stops, action, position, true, context).await
+    }
+
+    /// Runs an action after the run's outcome (`on_failure`, `on_success`, a PagerDuty
+    /// resolve) and records it. Its failure is logged and recorded; the run's state stays.
+    async fn after_outcome(
+        &self,
+        claimed: &Claimed,
+        stops: &Stops,
+        action: &Action,
+        position: u32,
+        resolves: bool,
+        context: &Value,
+    ) -> Result<(), StoreError> {
         let (cancel, requested) = (&stops.any, &stops.requested);
-        let step = Step {
-            worker: self,
-            cancel,
-            requested,
-            claimed,
-            action,
-            position,
-            started_at: Timestamp::now(),
-            resolves: true,
-        };
+        let started_at = Timestamp::now();
+        let step = Step { worker: self, cancel, requested, claimed, action, position, started_at, resolves };
         let outcome = step.execute(context).await;
         if !outcome.ok {
-            tracing::error!(job = %job.name, run_id = %claimed.run.id, action = %action.name, error = ?outcome.error, "cannot resolve the job's PagerDuty incident");
+            tracing::error!(job = %claimed.run.job, run_id = %claimed.run.id, action = %action.name, error = ?outcome.error, "outcome action failed");
         }
         let state = if outcome.ok { ActionState::Succeeded } else { ActionState::Failed };
         let record = step.record(state, Some(&outcome), None);

@@ -105,8 +105,22 @@ fn assert_nowhere(dir: &Path, log: &str, secrets: &[&str]) {
     }
 }
 
-async fn wait_runs(dir: &Path, what: &str, done: impl Fn(&[Run]) -> bool) -> Vec<Run> {
-    wait_until(dir, what, done).await
+/// The `loader` source and a job `orders` fed by it, tried once, whose step `build` runs
+/// `script` with `sh -c` in the config's folder.
+fn job_building(script: &str) -> String {
+    format!(
+        r#"{LOADER}
+[jobs.orders]
+after = ["loader"]
+retry = {{ attempts = 1 }}
+[[jobs.orders.actions]]
+kind = "command"
+name = "build"
+program = "sh"
+args = ["-c", "{script}"]
+working_dir = "."
+"#
+    )
 }
 
 fn finished(runs: &[Run], count: usize) -> bool {
@@ -119,16 +133,7 @@ async fn a_failing_job_triggers_a_pagerduty_incident_and_its_next_success_resolv
         serve_fake("/v2/enqueue", Router::new().route("/v2/enqueue", post(pagerduty_enqueue)), vec![429, 202]).await;
     let dir = folder(&[("pd_key", PD_ROUTING_KEY), ("outcome", "1")]);
     let config = format!(
-        r#"{LOADER}
-[jobs.orders]
-after = ["loader"]
-retry = {{ attempts = 1 }}
-[[jobs.orders.actions]]
-kind = "command"
-name = "build"
-program = "sh"
-args = ["-c", "echo building; exit $(cat outcome)"]
-working_dir = "."
+        r#"{}
 [jobs.orders.on_failure]
 kind = "pagerduty"
 url = "{pd}"
@@ -137,12 +142,13 @@ summary = "{{{{ job }}}} failed: {{{{ error }}}}"
 severity = "critical"
 component = "dbt"
 links = [{{ href = "https://handoff.example/runs/{{{{ run.id }}}}", text = "the run" }}]
-"#
+"#,
+        job_building("echo building; exit $(cat outcome)")
     );
     let server = ServerProcess::start(dir.path(), &config).await;
 
     assert_eq!(server.deliver_to_loader().await, 202);
-    let runs = wait_runs(dir.path(), "the failed run", |r| finished(r, 1)).await;
+    let runs = wait_until(dir.path(), "the failed run", |r| finished(r, 1)).await;
     assert_eq!(runs[0].state, RunState::Failed);
     // The 429 is retried: two requests, the second accepted.
     let events = fake.wait_for(2, "the trigger").await;
@@ -164,7 +170,7 @@ links = [{{ href = "https://handoff.example/runs/{{{{ run.id }}}}", text = "the 
         events[2],
         json!({ "event_action": "resolve", "dedup_key": "handoff/orders", "routing_key": PD_ROUTING_KEY })
     );
-    let runs = wait_runs(dir.path(), "the resolve step", |r| {
+    let runs = wait_until(dir.path(), "the resolve step", |r| {
         finished(r, 2) && r[0].actions.iter().any(|a| a.kind == "pagerduty")
     })
     .await;
@@ -174,7 +180,7 @@ links = [{{ href = "https://handoff.example/runs/{{{{ run.id }}}}", text = "the 
 
     // A success after a success has no incident to resolve.
     assert_eq!(server.deliver_to_loader().await, 202);
-    let runs = wait_runs(dir.path(), "the third run", |r| finished(r, 3)).await;
+    let runs = wait_until(dir.path(), "the third run", |r| finished(r, 3)).await;
     assert_eq!(runs[0].state, RunState::Succeeded);
     let (_, log) = server.terminate();
     assert_eq!(fake.received().len(), 3, "only the first success after the failure resolves");
@@ -208,7 +214,7 @@ text = "{{{{ job }}}} succeeded"
     let server = ServerProcess::start(dir.path(), &config).await;
     assert_eq!(server.deliver_to_loader().await, 202);
     let messages = fake.wait_for(2, "the card and the on_success text").await;
-    let runs = wait_runs(dir.path(), "the run", |r| finished(r, 1)).await;
+    let runs = wait_until(dir.path(), "the run", |r| finished(r, 1)).await;
     assert_eq!(runs[0].state, RunState::Succeeded);
     for message in &messages {
         assert_eq!(message["type"], "message");
@@ -228,15 +234,7 @@ async fn an_email_with_the_runs_details_arrives_over_starttls_with_auth() {
     let smtp = smtp::FakeSmtp::start("handoff", SMTP_PASSWORD).await;
     let dir = folder(&[("smtp_password", SMTP_PASSWORD), ("relay-ca.pem", &smtp.ca_pem)]);
     let config = format!(
-        r#"{LOADER}
-[jobs.orders]
-after = ["loader"]
-retry = {{ attempts = 1 }}
-[[jobs.orders.actions]]
-kind = "command"
-name = "build"
-program = "sh"
-args = ["-c", "echo compiling; exit 3"]
+        r#"{}
 [jobs.orders.on_failure]
 kind = "email"
 smtp = {{ host = "127.0.0.1", port = {port}, user = "handoff", password = {{ file = "smtp_password" }}, ca_cert = "relay-ca.pem" }}
@@ -245,11 +243,12 @@ to = ["data-team@example.com", "Ops <ops@example.com>"]
 subject = "{{{{ job }}}} failed (run {{{{ run.id }}}})"
 text = "Job {{{{ job }}}} failed on attempt {{{{ run.attempt }}}}.\nError: {{{{ error }}}}\nEvents: {{{{ events | map(attribute='subject') | join(', ') }}}}"
 "#,
+        job_building("echo compiling; exit 3"),
         port = smtp.port
     );
     let server = ServerProcess::start(dir.path(), &config).await;
     assert_eq!(server.deliver_to_loader().await, 202);
-    let runs = wait_runs(dir.path(), "the failed run and its email step", |r| {
+    let runs = wait_until(dir.path(), "the failed run and its email step", |r| {
         finished(r, 1) && r[0].actions.iter().any(|a| a.kind == "email")
     })
     .await;
