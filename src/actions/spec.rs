@@ -236,7 +236,9 @@ impl Action {
                 if d.wait { " and wait for it" } else { "" }
             ),
             ActionKind::Teams(_) => "post to a Microsoft Teams Workflows webhook".into(),
-            ActionKind::PagerDuty(p) => format!("send a PagerDuty event ({}) about the job", p.severity),
+            ActionKind::PagerDuty(p) => {
+                format!("a PagerDuty incident ({}) for the job, resolved by its next success", p.severity)
+            }
             ActionKind::Email(e) => format!(
                 "email {} through {}:{}",
                 e.to.iter().map(|m| m.email.to_string()).collect::<Vec<_>>().join(", "),
