@@ -8,8 +8,9 @@
 
 use crate::actions::command::{self, CommandOutcome, CommandSpec};
 use crate::actions::dbt_cloud::{self, Triggered};
+use crate::actions::pagerduty::{self, EventAction};
 use crate::actions::{Action, ActionKind, CommandAction};
-use crate::actions::{StepOutcome, http, template};
+use crate::actions::{StepOutcome, email, http, teams, template};
 use crate::domain::{ActionResult, ActionState, Outcome, ProcessGroup, RunEvent, RunState, random_fraction};
 use crate::scheduler::Job;
 use crate::scheduler::{tick, timing};
@@ -75,6 +76,8 @@ struct Step<'a> {
     action: &'a Action,
     position: u32,
     started_at: Timestamp,
+    /// A `pagerduty` step sends a resolve, not a trigger (after a success).
+    resolves: bool,
 }
 
 impl Step<'_> {
@@ -127,6 +130,22 @@ impl Step<'_> {
             }
             ActionKind::Slack(s) => tokio::select! {
                 outcome = http::slack(&w.client, s, context) => outcome,
+                _ = self.cancel.cancelled() => StepOutcome::cancelled(String::new()),
+            },
+            ActionKind::Teams(t) => tokio::select! {
+                outcome = teams::run(&w.client, t, context) => outcome,
+                _ = self.cancel.cancelled() => StepOutcome::cancelled(String::new()),
+            },
+            ActionKind::PagerDuty(p) => {
+                // Only a success resolves (`resolve_incident`); anywhere else it pages.
+                let event = if self.resolves { EventAction::Resolve } else { EventAction::Trigger };
+                tokio::select! {
+                    outcome = pagerduty::run(&w.client, p, event, context) => outcome,
+                    _ = self.cancel.cancelled() => StepOutcome::cancelled(String::new()),
+                }
+            }
+            ActionKind::Email(e) => tokio::select! {
+                outcome = email::run(e, context) => outcome,
                 _ = self.cancel.cancelled() => StepOutcome::cancelled(String::new()),
             },
             ActionKind::DbtCloud(d) => {
@@ -443,6 +462,7 @@ impl Worker {
                 action,
                 position: position as u32,
                 started_at: Timestamp::now(),
+                resolves: false,
             };
             let outcome = step.execute(&context).await;
             context["steps"][&action.name] = outcome.outputs.clone();
@@ -517,21 +537,69 @@ impl Worker {
             }
             (_, None) => {
                 tracing::info!(job = %job.name, run_id = %run.id, "run succeeded");
-                job.on_success.as_ref()
+                // A `pagerduty` on_success resolves, and only when there is an incident to.
+                job.on_success.as_ref().filter(|a| !matches!(a.kind, ActionKind::PagerDuty(_)))
             }
         };
         if let Some(action) = outcome_action {
             let position = job.actions.len() as u32;
-            let step =
-                Step { worker: self, cancel, requested, claimed, action, position, started_at: Timestamp::now() };
-            let outcome = step.execute(&context).await;
-            if !outcome.ok {
-                tracing::error!(job = %job.name, run_id = %run.id, action = %action.name, error = ?outcome.error, "outcome action failed");
-            }
-            let state = if outcome.ok { ActionState::Succeeded } else { ActionState::Failed };
-            let record = step.record(state, Some(&outcome), None);
-            self.persist(|| self.store.record_action(record.clone())).await?;
+            self.after_outcome(claimed, stops, action, position, false, &context).await?;
+        }
+        if state == RunState::Succeeded {
+            self.resolve_incident(job, claimed, stops, &context).await?;
         }
         Ok(Some(state))
     }
+
+    /// After a success: resolves the job's PagerDuty incident with the job's `pagerduty` action
+    /// (in `on_success`, else in `on_failure`), when the job's previous finished run failed,
+    /// that is when its failure triggered one. Recorded as a step after `on_success`.
+    async fn resolve_incident(
+        &self,
+        job: &Job,
+        claimed: &Claimed,
+        stops: &Stops,
+        context: &Value,
+    ) -> Result<(), StoreError> {
+        let is_pagerduty = |a: &&Action| matches!(a.kind, ActionKind::PagerDuty(_));
+        let Some(action) =
+            job.on_success.as_ref().filter(is_pagerduty).or(job.on_failure.as_ref().filter(is_pagerduty))
+        else {
+            return Ok(());
+        };
+        let recent = crate::store::RunFilter { job: Some(job.name.clone()), limit: PREVIOUS_RUNS };
+        let runs = self.persist(|| self.store.runs(&recent)).await?;
+        if !pagerduty::previous_failed(&runs, &claimed.run.id) {
+            return Ok(());
+        }
+        let position = job.actions.len() as u32 + 1;
+        self.after_outcome(claimed, stops, action, position, true, context).await
+    }
+
+    /// Runs an action after the run's outcome (`on_failure`, `on_success`, a PagerDuty
+    /// resolve) and records it. Its failure is logged and recorded; the run's state stays.
+    async fn after_outcome(
+        &self,
+        claimed: &Claimed,
+        stops: &Stops,
+        action: &Action,
+        position: u32,
+        resolves: bool,
+        context: &Value,
+    ) -> Result<(), StoreError> {
+        let (cancel, requested) = (&stops.any, &stops.requested);
+        let started_at = Timestamp::now();
+        let step = Step { worker: self, cancel, requested, claimed, action, position, started_at, resolves };
+        let outcome = step.execute(context).await;
+        if !outcome.ok {
+            tracing::error!(job = %claimed.run.job, run_id = %claimed.run.id, action = %action.name, error = ?outcome.error, "outcome action failed");
+        }
+        let state = if outcome.ok { ActionState::Succeeded } else { ActionState::Failed };
+        let record = step.record(state, Some(&outcome), None);
+        self.persist(|| self.store.record_action(record.clone())).await
+    }
 }
+
+/// How many of a job's latest runs are read to find the one that finished before a success
+/// (cancelled and queued runs in between are skipped).
+const PREVIOUS_RUNS: u32 = 20;

@@ -1,4 +1,5 @@
 //! The `http` and `slack` actions: one request, signed if asked, retried on 429/5xx/network.
+//! [`post_json`] also carries the `teams` action's message.
 //!
 //! A URL that comes from a secret (a Slack webhook URL is the credential) is never written
 //! to a message, a log or the store: it is called "the secret URL" there.
@@ -11,7 +12,7 @@ use serde_json::{Value, json};
 /// How much of a response body is kept as the step's `body` output.
 const BODY_TAIL: usize = 4096;
 
-fn shown(url: &Text, rendered: &str) -> String {
+pub(super) fn shown(url: &Text, rendered: &str) -> String {
     match url {
         Text::Template(_) => rendered.to_string(),
         Text::Secret(_) => "the secret URL".to_string(),
@@ -139,14 +140,27 @@ pub async fn slack(client: &reqwest::Client, action: &SlackAction, context: &Val
         Ok(parts) => parts,
         Err(failed) => return *failed,
     };
-    let display = shown(&action.url, &url);
+    post_json(client, &action.url, &url, body, action.retry, "slack").await
+}
+
+/// POSTs a JSON message to a chat webhook (Slack, Teams), whose URL is usually the credential,
+/// retrying 429, 5xx and network errors.
+pub(super) async fn post_json(
+    client: &reqwest::Client,
+    url: &Text,
+    rendered: &str,
+    body: Vec<u8>,
+    retry: outbound::RetryPolicy,
+    kind: &'static str,
+) -> StepOutcome {
+    let display = shown(url, rendered);
     let build = || {
         client
-            .post(&url)
+            .post(rendered)
             .timeout(std::time::Duration::from_secs(30))
             .header("content-type", "application/json")
             .body(body.clone())
     };
-    let log = |problem: &str, wait: std::time::Duration| tracing::warn!(problem, ?wait, "slack action retrying");
-    outcome(outbound::send(&display, action.retry, build, log).await)
+    let log = |problem: &str, wait: std::time::Duration| tracing::warn!(problem, ?wait, "{kind} action retrying");
+    outcome(outbound::send(&display, retry, build, log).await)
 }

@@ -4,13 +4,17 @@
 pub mod auth;
 pub mod command;
 pub mod dbt_cloud;
+pub mod email;
 pub mod http;
+pub mod pagerduty;
 pub mod secrets;
 mod spec;
+pub mod teams;
 pub mod template;
 pub mod wait;
 
 pub use spec::{Action, ActionKind, CommandAction, DbtCloudAction, HttpAction, SlackAction, Text};
+pub use spec::{EmailAction, PagerDutyAction, TeamsAction};
 
 use serde_json::Value;
 

@@ -133,6 +133,53 @@ pub struct SlackAction {
     pub retry: RetryPolicy,
 }
 
+/// A checked `teams` action: a message to a Microsoft Teams channel through a Workflows webhook.
+#[derive(Debug, Clone)]
+pub struct TeamsAction {
+    pub url: Text,
+    /// A template for a plain message, sent as a one-block Adaptive Card.
+    pub text: Option<String>,
+    /// A template that renders an Adaptive Card (a JSON object).
+    pub card: Option<String>,
+    pub retry: RetryPolicy,
+}
+
+/// A checked `pagerduty` action (Events API v2). Where it stands decides what it sends: in
+/// `actions` and `on_failure` a trigger, in `on_success` a resolve; see `actions::pagerduty`.
+#[derive(Debug, Clone)]
+pub struct PagerDutyAction {
+    /// The events endpoint (default [`crate::actions::pagerduty::EVENTS_URL`]).
+    pub url: Text,
+    pub routing_key: SecretString,
+    pub summary: String,
+    /// `critical`, `error`, `warning` or `info`.
+    pub severity: String,
+    pub source: Option<String>,
+    pub component: Option<String>,
+    /// `(href, text)` templates.
+    pub links: Vec<(String, Option<String>)>,
+    pub retry: RetryPolicy,
+}
+
+/// A checked `email` action: one message through an SMTP relay.
+#[derive(Debug, Clone)]
+pub struct EmailAction {
+    pub host: String,
+    pub port: u16,
+    pub user: Option<String>,
+    pub password: Option<SecretString>,
+    /// Upgrade the connection with STARTTLS before anything else is said (port 465: TLS from the start).
+    pub starttls: bool,
+    /// Extra trusted roots (PEM) for a relay with a private certificate authority.
+    pub ca_cert: Option<Vec<u8>>,
+    pub from: lettre::message::Mailbox,
+    pub to: Vec<lettre::message::Mailbox>,
+    pub subject: String,
+    pub text: String,
+    pub timeout: Duration,
+    pub retry: RetryPolicy,
+}
+
 #[derive(Debug, Clone)]
 pub struct DbtCloudAction {
     pub base_url: String,
@@ -155,6 +202,9 @@ pub enum ActionKind {
     Http(HttpAction),
     Slack(SlackAction),
     DbtCloud(DbtCloudAction),
+    Teams(TeamsAction),
+    PagerDuty(PagerDutyAction),
+    Email(EmailAction),
 }
 
 #[derive(Debug, Clone)]
@@ -171,6 +221,9 @@ impl Action {
             ActionKind::Http(_) => "http",
             ActionKind::Slack(_) => "slack",
             ActionKind::DbtCloud(_) => "dbt_cloud",
+            ActionKind::Teams(_) => "teams",
+            ActionKind::PagerDuty(_) => "pagerduty",
+            ActionKind::Email(_) => "email",
         }
     }
 
@@ -189,6 +242,16 @@ impl Action {
                 d.account_id,
                 d.base_url,
                 if d.wait { " and wait for it" } else { "" }
+            ),
+            ActionKind::Teams(_) => "post to a Microsoft Teams Workflows webhook".into(),
+            ActionKind::PagerDuty(p) => {
+                format!("a PagerDuty incident ({}) for the job, resolved by its next success", p.severity)
+            }
+            ActionKind::Email(e) => format!(
+                "email {} through {}:{}",
+                e.to.iter().map(|m| m.email.to_string()).collect::<Vec<_>>().join(", "),
+                e.host,
+                e.port
             ),
         }
     }

@@ -47,6 +47,9 @@ pub fn sample_outputs(kind: &str) -> Value {
         "command" => json!({ "exit_code": 0, "output": "" }),
         "http" => json!({ "status": 200, "body": "", "json": sample_payload(), "state": "" }),
         "slack" => json!({ "status": 200, "body": "", "json": sample_payload() }),
+        "teams" => json!({ "status": 200, "body": "" }),
+        "pagerduty" => json!({ "status": 202, "dedup_key": "handoff/job", "event_action": "trigger" }),
+        "email" => json!({ "to": ["someone@example.com"] }),
         _ => json!({}),
     }
 }

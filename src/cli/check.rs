@@ -107,6 +107,9 @@ async fn try_action(client: &reqwest::Client, action: &Action) -> Option<Result<
         },
         ActionKind::Http(http) => answers(client, &http.url).await?,
         ActionKind::Slack(slack) => answers(client, &slack.url).await?,
+        ActionKind::Teams(teams) => answers(client, &teams.url).await?,
+        ActionKind::PagerDuty(pagerduty) => answers(client, &pagerduty.url).await?,
+        ActionKind::Email(email) => crate::actions::email::probe(email).await,
         ActionKind::DbtCloud(dbt) => {
             // Reading the account is what a token that may trigger its jobs can always do.
             let url = format!("{}/api/v2/accounts/{}/", dbt.base_url, dbt.account_id);

@@ -17,6 +17,8 @@ use std::sync::Arc;
 use std::time::Duration;
 use toml::Spanned;
 
+mod notify;
+
 /// A setting that is either plain (templated) text or a secret reference.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(untagged)]
@@ -40,7 +42,7 @@ pub(super) struct FileSign {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct FileAction {
-    /// `command`, `http`, `slack` or `dbt_cloud`.
+    /// `command`, `http`, `slack`, `dbt_cloud`, `teams`, `pagerduty` or `email`.
     kind: Spanned<String>,
     /// A name for the step (default: its kind, `_2`, `_3` when repeated); later steps see `steps.<name>`.
     name: Option<String>,
@@ -60,7 +62,7 @@ pub(super) struct FileAction {
     working_dir: Option<String>,
     /// command, http, dbt_cloud: how long the action may take.
     timeout: Option<Spanned<String>>,
-    /// http, slack: where to send; a template or a secret reference.
+    /// http, slack, teams, pagerduty: where to send; a template or a secret reference.
     url: Option<FileText>,
     /// http: the method (default POST).
     method: Option<String>,
@@ -74,9 +76,10 @@ pub(super) struct FileAction {
     auth: Option<super::http_settings::FileAuth>,
     /// http: keep the answer's body with the run (default true, false with `auth`).
     keep_body: Option<bool>,
-    /// http, slack, dbt_cloud: retries of 429, 5xx and network errors (default 3).
+    /// http, slack, dbt_cloud, teams, pagerduty, email: retries of 429, 5xx and network errors
+    /// (email: of temporary failures) (default 3).
     retries: Option<u32>,
-    /// slack: the message (template; Slack mrkdwn).
+    /// slack, teams, email: the message (template; Slack mrkdwn, Teams card markdown, plain text).
     text: Option<String>,
     /// slack: Block Kit blocks (a template that renders a JSON array).
     blocks: Option<String>,
@@ -102,6 +105,28 @@ pub(super) struct FileAction {
     schema_override: Option<String>,
     /// command: the command runs dbt; read its run_results.json afterwards (docs/dbt.md).
     dbt: Option<super::dbt::FileCommandDbt>,
+    /// teams: an Adaptive Card (a template that renders a JSON object).
+    card: Option<String>,
+    /// pagerduty: the integration's routing key (a secret reference).
+    routing_key: Option<SecretRef>,
+    /// pagerduty: the incident's summary (template).
+    summary: Option<String>,
+    /// pagerduty: critical, error (default), warning or info.
+    severity: Option<Spanned<String>>,
+    /// pagerduty: the affected system (template; default "handoff").
+    source: Option<String>,
+    /// pagerduty: the affected component (template).
+    component: Option<String>,
+    /// pagerduty: links shown on the incident, [{ href = "template", text = "template" }].
+    links: Option<Vec<notify::FileLink>>,
+    /// email: the relay, { host, port, user, password = REF, starttls = true, ca_cert }.
+    smtp: Option<notify::FileSmtp>,
+    /// email: the sender, "Name <address>" or "address".
+    from: Option<String>,
+    /// email: one recipient or a list.
+    to: Option<notify::FileRecipients>,
+    /// email: the subject (template).
+    subject: Option<String>,
 }
 
 pub const DEFAULT_HTTP_TIMEOUT: Duration = Duration::from_secs(30);
@@ -115,6 +140,9 @@ fn keys_of(kind: &str) -> Option<&'static [&'static str]> {
         "command" => &["program", "args", "env", "inherit_env", "working_dir", "timeout", "dbt"],
         "http" => &["url", "method", "headers", "body", "sign", "timeout", "retries", "auth", "wait", "keep_body"],
         "slack" => &["url", "text", "blocks", "retries"],
+        "teams" => &["url", "text", "card", "retries"],
+        "pagerduty" => &["routing_key", "summary", "severity", "source", "component", "links", "url", "retries"],
+        "email" => &["smtp", "from", "to", "subject", "text", "timeout", "retries"],
         "dbt_cloud" => &[
             "base_url",
             "account_id",
@@ -168,6 +196,17 @@ impl FileAction {
         mark(self.steps_override.is_some(), "steps_override");
         mark(self.schema_override.is_some(), "schema_override");
         mark(self.dbt.is_some(), "dbt");
+        mark(self.card.is_some(), "card");
+        mark(self.routing_key.is_some(), "routing_key");
+        mark(self.summary.is_some(), "summary");
+        mark(self.severity.is_some(), "severity");
+        mark(self.source.is_some(), "source");
+        mark(self.component.is_some(), "component");
+        mark(self.links.is_some(), "links");
+        mark(self.smtp.is_some(), "smtp");
+        mark(self.from.is_some(), "from");
+        mark(self.to.is_some(), "to");
+        mark(self.subject.is_some(), "subject");
         set
     }
 }
@@ -195,7 +234,7 @@ pub(super) fn build_actions(
             problems.add(
                 Some(fa.kind.span()),
                 format!("unknown action kind `{kind}`"),
-                Some("action kinds are command, http, slack and dbt_cloud".into()),
+                Some("action kinds are command, http, slack, dbt_cloud, teams, pagerduty and email".into()),
             );
             continue;
         };
@@ -424,6 +463,21 @@ pub(super) fn build_actions(
                     }
                 }
                 ActionKind::Slack(SlackAction { url, text: fa.text.clone(), blocks: fa.blocks.clone(), retry })
+            }
+            "teams" | "pagerduty" | "email" => {
+                let tools = notify::Tools {
+                    name: &name,
+                    context: &context,
+                    check: &check,
+                    secret: &secret,
+                    text: &text,
+                    missing: &missing,
+                    at: &at,
+                };
+                match notify::build(problems, base, fa, kind, retry, &tools) {
+                    Some(built) => built,
+                    None => continue,
+                }
             }
             _ => {
                 // dbt_cloud

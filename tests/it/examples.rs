@@ -2,7 +2,7 @@
 
 use std::process::Command;
 
-const VARIABLES: [(&str, &str); 11] = [
+const VARIABLES: [(&str, &str); 16] = [
     ("FIVETRAN_WEBHOOK_SECRET", "fivetran-secret-for-check"),
     ("DBT_CLOUD_URL", "https://ab123.us1.dbt.com"),
     ("DBT_CLOUD_API_TOKEN", "t"),
@@ -14,6 +14,11 @@ const VARIABLES: [(&str, &str); 11] = [
     ("HANDOFF_AIRFLOW_SECRET", "whsec_aGFuZG9mZi1haXJmbG93LXNlY3JldA=="),
     ("DASHBOARD_REFRESH_URL", "https://bi.example.com/api/refresh/sales"),
     ("DASHBOARD_API_TOKEN", "Bearer b"),
+    ("ELEMENTARY_PROD_WEBHOOK_URL", "https://elementary.example/webhooks/prod"),
+    ("ELEMENTARY_PROD_WEBHOOK_SECRET", "elementary-prod-secret-for-check"),
+    ("ELEMENTARY_STAGING_WEBHOOK_URL", "https://elementary.example/webhooks/staging"),
+    ("ELEMENTARY_STAGING_WEBHOOK_SECRET", "elementary-staging-secret-for-check"),
+    ("PAGERDUTY_ROUTING_KEY", "pagerduty-routing-key-for-check"),
 ];
 
 #[test]

@@ -26,6 +26,7 @@ mod lambda;
 mod lifecycle;
 mod logs;
 mod no_secrets;
+mod notifications;
 mod operate;
 mod pg;
 mod providers;
