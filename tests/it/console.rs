@@ -32,13 +32,13 @@ async fn console_app() -> TestApp {
 }
 
 /// A browser without a browser: keeps the session cookie, follows no redirect by itself.
-struct Visitor {
+pub(crate) struct Visitor {
     client: reqwest::Client,
     base: String,
     cookie: Option<String>,
 }
 
-struct Page {
+pub(crate) struct Page {
     status: u16,
     location: Option<String>,
     set_cookie: Option<String>,
@@ -46,7 +46,7 @@ struct Page {
 }
 
 impl Visitor {
-    fn new(app: &TestApp) -> Visitor {
+    pub(crate) fn new(app: &TestApp) -> Visitor {
         let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
         Visitor { client, base: format!("http://{}", app.addr), cookie: None }
     }
@@ -77,7 +77,7 @@ impl Visitor {
     }
 
     /// Logs in with `token`; keeps the cookie.
-    async fn login(&mut self, token: &str) -> Page {
+    pub(crate) async fn login(&mut self, token: &str) -> Page {
         let page = self.post("/ui/login", &[("token", token), ("next", "/ui/")]).await;
         if let Some(set) = &page.set_cookie {
             self.cookie = Some(set.split(';').next().unwrap().to_string());
@@ -93,7 +93,7 @@ impl Visitor {
     }
 
     /// `GET path` as a logged-in visitor: 200, and the page.
-    async fn page(&self, path: &str) -> String {
+    pub(crate) async fn page(&self, path: &str) -> String {
         let page = self.get(path).await;
         assert_eq!(page.status, 200, "GET {path}:\n{}", page.body);
         page.body

@@ -20,6 +20,11 @@ const RESULTS: &str = r#"{"metadata": {"dbt_version": "1.10.23"}, "results": [
 /// A job fed by the `loader` source whose command "runs dbt": it writes RESULTS to
 /// target/run_results.json and exits 0.
 async fn app(on_test_failure: &str) -> TestApp {
+    app_with(on_test_failure, "").await
+}
+
+/// [`app`] with `tail` added to the config.
+async fn app_with(on_test_failure: &str, tail: &str) -> TestApp {
     let dir = tempfile::tempdir().unwrap();
     write_secrets(dir.path());
     std::fs::write(dir.path().join("results.json"), RESULTS).unwrap();
@@ -50,8 +55,9 @@ dbt = {{ on_test_failure = "{on_test_failure}" }}
 kind = "command"
 program = "echo"
 args = ["{{{{ steps.dbt.dbt.summary }}}}"]
-"#
+{tail}"#
     );
+    std::fs::write(dir.path().join("ops_token"), crate::console::OPS_TOKEN).unwrap();
     TestApp::spawn_in(dir, &config, StoreOptions::default()).await
 }
 
@@ -92,6 +98,19 @@ async fn a_dbt_command_that_exits_0_with_a_failed_test_fails_the_run_and_keeps_e
 }
 
 #[tokio::test]
+async fn the_consoles_run_page_shows_the_dbt_selection_and_what_dbt_did() {
+    let tail = "[admin]\ntokens = [{ name = \"ops\", role = \"operate\", token = { file = \"ops_token\" } }]\n";
+    let app = app_with("fail", tail).await;
+    deliver_done(&app, "loader", "stripe_conn", "success").await;
+    let runs = wait_for_runs(&app, "the run", |r| r.first().is_some_and(|r| r.state == RunState::Failed)).await;
+    let mut visitor = crate::console::Visitor::new(&app);
+    visitor.login(crate::console::OPS_TOKEN).await;
+    let page = visitor.page(&format!("/ui/runs/{}", runs[0].id)).await;
+    assert!(page.contains("dbt selection: <code>source:stripe.charges+</code>"), "{page}");
+    assert!(page.contains("dbt: 1 model built, 1 test failed: not_null_orders_id"), "{page}");
+}
+
+#[tokio::test]
 async fn with_on_test_failure_warn_the_same_results_leave_the_run_succeeded() {
     let app = app("warn").await;
     deliver_done(&app, "loader", "stripe_conn", "success").await;
@@ -120,6 +139,23 @@ async fn check_warns_about_a_rule_that_matches_no_dbt_source_and_explain_says_wh
         ),
         "{out}"
     );
+
+    // A job that waits for a connector the project does not know is named too.
+    let text = std::fs::read_to_string(app.config_path())
+        .unwrap()
+        .replace(r#"after = ["loader"]"#, r#"after = ["loader:stripe_conn", "loader:zendesk_conn"]"#);
+    std::fs::write(app.config_path(), text).unwrap();
+    let check = std::process::Command::new(env!("CARGO_BIN_EXE_handoff"))
+        .args(["check", "--config"])
+        .arg(app.config_path())
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&check.stdout);
+    assert!(
+        out.contains(r#"job `transform`: `loader:zendesk_conn` maps to no dbt source; its runs are decided by when_unmapped = "skip""#),
+        "{out}"
+    );
+    assert!(!out.contains("`loader:stripe_conn` maps to no dbt source"), "{out}");
 
     let id = deliver_done(&app, "loader", "stripe_conn", "success").await;
     let explain = std::process::Command::new(env!("CARGO_BIN_EXE_handoff"))
