@@ -20,6 +20,7 @@
 //! - [`app`]: wires the above into a server
 //! - [`role`]: `serve --role all|receiver|worker`, which half of the server a process runs
 //! - [`reload`]: SIGHUP re-reads the config and swaps sources, secrets, jobs and certificates
+//! - [`swap`]: the handle a reloaded value sits behind, loaded by its readers at each use
 //! - [`cli`]: the subcommands of the `handoff` binary
 //! - [`telemetry`]: logs and Prometheus metrics
 //! - `lambda` (feature `lambda`): the receiving half as an AWS Lambda function
@@ -44,6 +45,7 @@ pub mod scheduler;
 pub mod signature;
 pub mod sources;
 pub mod store;
+pub mod swap;
 pub mod telemetry;
 pub mod views;
 pub mod worker;

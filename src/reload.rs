@@ -11,27 +11,10 @@ use crate::config::Config;
 use crate::http::{AppState, Current};
 use crate::role::ServeRole;
 use crate::scheduler::Job;
+use crate::swap::Swap;
 use axum::Router;
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex, RwLock};
-
-/// A value readers load at each use and a reload replaces. Loads are a read lock and an `Arc`
-/// clone: cheap next to a request, and a reader keeps the value it loaded for as long as it needs.
-pub struct Swap<T>(RwLock<Arc<T>>);
-
-impl<T> Swap<T> {
-    pub fn new(value: impl Into<Arc<T>>) -> Swap<T> {
-        Swap(RwLock::new(value.into()))
-    }
-
-    pub fn load(&self) -> Arc<T> {
-        self.0.read().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
-    }
-
-    pub fn store(&self, value: impl Into<Arc<T>>) {
-        *self.0.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = value.into();
-    }
-}
+use std::sync::{Arc, Mutex};
 
 /// What became of one reload.
 #[derive(Debug, PartialEq, Eq)]
@@ -57,7 +40,7 @@ pub struct Reloader {
 impl Reloader {
     pub(crate) fn new(state: AppState, role: ServeRole) -> Reloader {
         let config = state.config.clone();
-        let tls = config.tls.as_ref().and_then(|t| t.server.clone()).map(|server| Arc::new(Swap(RwLock::new(server))));
+        let tls = config.tls.as_ref().and_then(|t| t.server.clone()).map(|server| Arc::new(Swap::new(server)));
         Reloader {
             main: Arc::new(Swap::new(crate::http::router_for(state.clone(), role))),
             admin: Arc::new(Swap::new(crate::http::admin_router(state.clone()))),

@@ -25,9 +25,9 @@ pub use error::ApiError;
 pub use ops::Health;
 
 use crate::config::Config;
-use crate::reload::Swap;
 use crate::role::ServeRole;
 use crate::store::Store;
+use crate::swap::Swap;
 use crate::telemetry::Metrics;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;

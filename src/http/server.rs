@@ -11,7 +11,7 @@
 //! Here the idle clock runs until the next request's first byte, the head clock from then.
 
 use crate::config::Limits;
-use crate::reload::Swap;
+use crate::swap::Swap;
 use crate::telemetry::Metrics;
 use axum::Router;
 use axum::body::Body;

@@ -42,7 +42,7 @@ pub struct Scheduler {
     pub store: Store,
     /// The configured jobs, loaded at each tick: a reload changes them for the next decision,
     /// while a run already started keeps the job it was claimed with.
-    pub jobs: Arc<crate::reload::Swap<BTreeMap<String, Job>>>,
+    pub jobs: Arc<crate::swap::Swap<BTreeMap<String, Job>>>,
     pub wake: Arc<Notify>,
     pub workers: usize,
     pub shutdown_grace: Duration,
