@@ -119,20 +119,27 @@ async fn with_on_test_failure_warn_the_same_results_leave_the_run_succeeded() {
     assert_eq!(dbt.dbt.as_ref().unwrap()["failed"][0], "not_null_orders_id");
 }
 
-#[tokio::test]
-async fn check_warns_about_a_rule_that_matches_no_dbt_source_and_explain_says_what_an_event_selects() {
-    let app = app("fail").await;
-    let text = std::fs::read_to_string(app.config_path()).unwrap().replace(
-        r#"rules = [{ events = "loader", meta = "fivetran_connector" }]"#,
-        r#"rules = [{ events = "loader", meta = "fivetran_connector" }, { events = "loader", schema = "salesforce_*" }]"#,
-    );
-    std::fs::write(app.config_path(), text).unwrap();
+/// Replaces `from` with `to` in the app's config file and answers what `handoff check` prints.
+fn edit_and_check(app: &TestApp, from: &str, to: &str) -> String {
+    let text = std::fs::read_to_string(app.config_path()).unwrap();
+    assert!(text.contains(from), "the config has {from}");
+    std::fs::write(app.config_path(), text.replace(from, to)).unwrap();
     let check = std::process::Command::new(env!("CARGO_BIN_EXE_handoff"))
         .args(["check", "--config"])
         .arg(app.config_path())
         .output()
         .unwrap();
-    let out = String::from_utf8_lossy(&check.stdout);
+    String::from_utf8_lossy(&check.stdout).into_owned()
+}
+
+#[tokio::test]
+async fn check_warns_about_a_rule_that_matches_no_dbt_source_and_explain_says_what_an_event_selects() {
+    let app = app("fail").await;
+    let out = edit_and_check(
+        &app,
+        r#"rules = [{ events = "loader", meta = "fivetran_connector" }]"#,
+        r#"rules = [{ events = "loader", meta = "fivetran_connector" }, { events = "loader", schema = "salesforce_*" }]"#,
+    );
     assert!(
         out.contains(
             "warning: job `transform`: dbt rule 2 (events of loader: schema ~ salesforce_*) matches no source"
@@ -141,16 +148,7 @@ async fn check_warns_about_a_rule_that_matches_no_dbt_source_and_explain_says_wh
     );
 
     // A job that waits for a connector the project does not know is named too.
-    let text = std::fs::read_to_string(app.config_path())
-        .unwrap()
-        .replace(r#"after = ["loader"]"#, r#"after = ["loader:stripe_conn", "loader:zendesk_conn"]"#);
-    std::fs::write(app.config_path(), text).unwrap();
-    let check = std::process::Command::new(env!("CARGO_BIN_EXE_handoff"))
-        .args(["check", "--config"])
-        .arg(app.config_path())
-        .output()
-        .unwrap();
-    let out = String::from_utf8_lossy(&check.stdout);
+    let out = edit_and_check(&app, r#"after = ["loader"]"#, r#"after = ["loader:stripe_conn", "loader:zendesk_conn"]"#);
     assert!(
         out.contains(r#"job `transform`: `loader:zendesk_conn` maps to no dbt source; its runs are decided by when_unmapped = "skip""#),
         "{out}"
