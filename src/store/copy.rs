@@ -109,7 +109,8 @@ table!(EventRow, "events", order "received_at, id", {
     status: String, test: bool, repeat_of: Option<String>, secret: Option<String>, peer: Option<String>,
     occurred_at: i64, received_at: i64, body: Vec<u8>, headers: Option<String>,
 });
-table!(UnmatchedRow, "unmatched", order "seq", { seq: i64, event_id: String });
+// Only the id: SQLite keys the queue by it (ids are time-ordered); PostgreSQL numbers its rows itself.
+table!(UnmatchedRow, "unmatched", order "event_id", { event_id: String });
 table!(DecisionRow, "decisions", order "id", {
     id: i64, event_id: String, job: Option<String>, fed: bool, reason: String, decided_at: i64,
     replayed_by: Option<String>,
@@ -178,8 +179,7 @@ pub async fn copy(from: &StoreLocation, to: &StoreLocation, force: bool) -> Resu
     if let Db::Postgres(pool) = &target {
         // Ids were copied as they were: move each identity past them, or the server's next
         // insert would collide.
-        for (table, column) in [("decisions", "id"), ("run_actions", "id"), ("unmatched", "seq"), ("operations", "id")]
-        {
+        for (table, column) in [("decisions", "id"), ("run_actions", "id"), ("operations", "id")] {
             // Built from the constant names above only.
             sqlx::query(sqlx::AssertSqlSafe(format!(
                 "SELECT setval(pg_get_serial_sequence('{table}', '{column}'), \

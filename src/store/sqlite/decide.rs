@@ -32,7 +32,7 @@ impl SqliteDecide<'_> {
     fn unmatched_now(&mut self, limit: u32) -> Result<Vec<Unmatched>, StoreError> {
         let mut select = self.conn.prepare_cached(
             "SELECT e.id, e.source, e.subject_id, e.subject_name, e.status, e.test, e.repeat_of, e.received_at \
-             FROM unmatched u JOIN events e ON e.id = u.event_id ORDER BY u.seq LIMIT ?1",
+             FROM unmatched u JOIN events e ON e.id = u.event_id ORDER BY u.event_id LIMIT ?1",
         )?;
         let mut rows = select.query([i64::from(limit)])?;
         let mut out = Vec::new();
