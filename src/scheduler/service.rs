@@ -82,12 +82,16 @@ impl Scheduler {
         let mut last_tick: Option<std::time::Instant> = None;
         let mut pace = TICK_PACE;
         let run_ended = Arc::new(AtomicBool::new(false));
+        // Told when a run ends, also while the loop waits out the pace.
+        let run_done = Arc::new(Notify::new());
         while !stop.is_cancelled() {
-            // A run that ended lets its job's next run start: that tick is not paced.
+            // A run that ended lets its job's next run start: that tick is not paced, and a
+            // run that ends during the pace ends it.
             let run_ended_now = run_ended.swap(false, Ordering::AcqRel);
             if let Some(wait) = last_tick.filter(|_| !run_ended_now).and_then(|t| pace.checked_sub(t.elapsed())) {
                 tokio::select! {
                     _ = tokio::time::sleep(wait) => {}
+                    _ = run_done.notified() => { run_ended.store(false, Ordering::Release); }
                     _ = stop.cancelled() => break,
                 }
             }
@@ -123,7 +127,7 @@ impl Scheduler {
                             continue;
                         };
                         let (worker, jobs, wake) = (worker.clone(), jobs.clone(), self.wake.clone());
-                        let run_ended = run_ended.clone();
+                        let (run_ended, run_done) = (run_ended.clone(), run_done.clone());
                         let metrics = self.metrics.clone();
                         tracker.spawn(async move {
                             let name = claimed.run.job.clone();
@@ -136,6 +140,7 @@ impl Scheduler {
                             }
                             drop(slot);
                             run_ended.store(true, Ordering::Release);
+                            run_done.notify_one();
                             wake.notify_one();
                         });
                     }
