@@ -45,6 +45,32 @@ pub struct Worker {
     pub owner: Arc<str>,
     /// How long a claimed run stays ours without renewal; renewed every third of it.
     pub lease: Duration,
+    /// The tick to run in the transaction that ends a run, and what it did.
+    pub chain: Chain,
+}
+
+/// The tick a worker runs in the same transaction as a run's end ([`tick::finish`]): what
+/// is due next (often the job's next run, which waited for this one) is claimed for this
+/// worker without a second turn at the store. The scheduler gives each worker task its own.
+#[derive(Clone, Default)]
+pub struct Chain {
+    /// The tick to run; `None` from it (or no function): none, e.g. once shutdown began.
+    pub tick: Option<Arc<dyn Fn() -> Option<tick::Tick> + Send + Sync>>,
+    /// What the last chained tick did, with the jobs it decided with, for the scheduler.
+    pub report: Arc<std::sync::Mutex<Option<Chained>>>,
+}
+
+/// A chained tick's report and the jobs its claimed runs are to run with.
+pub struct Chained {
+    pub report: tick::TickReport,
+    pub jobs: Arc<std::collections::BTreeMap<String, Job>>,
+}
+
+impl Chain {
+    /// Takes what the last chained tick did.
+    pub fn take(&self) -> Option<Chained> {
+        self.report.lock().map(|mut slot| slot.take()).unwrap_or_default()
+    }
 }
 
 /// Why a running run's actions are told to stop.
@@ -399,11 +425,24 @@ impl Worker {
         outcome: Outcome,
         last: Option<ActionResult>,
     ) -> Result<Option<RunState>, StoreError> {
-        self.persist(|| {
-            let (outcome, last) = (outcome.clone(), last.clone());
-            tick::finish(&self.store, claimed.run.id.clone(), outcome, last, self.owner.clone(), None)
-        })
-        .await
+        // An interrupted run (shutdown, lost lease) hands nothing on.
+        let then = match (&outcome, &self.chain.tick) {
+            (Outcome::Interrupted, _) | (_, None) => None,
+            (_, Some(tick)) => tick(),
+        };
+        let (state, report) = self
+            .persist(|| {
+                let (outcome, last) = (outcome.clone(), last.clone());
+                let (run, owner) = (claimed.run.id.clone(), self.owner.clone());
+                tick::finish(&self.store, run, outcome, last, owner, None, then.clone())
+            })
+            .await?;
+        if let (Some(report), Some(tick)) = (report, then)
+            && let Ok(mut slot) = self.chain.report.lock()
+        {
+            *slot = Some(Chained { report, jobs: tick.jobs });
+        }
+        Ok(state)
     }
 
     /// Ends the run cancelled on `by`'s request, with the action it stopped, if any. Neither a

@@ -77,6 +77,7 @@ impl Scheduler {
             cancel: cancel_actions.clone(),
             owner: self.owner.clone(),
             lease: self.lease,
+            chain: worker::Chain::default(),
         };
         let mut failures = 0u32;
         let mut last_tick: Option<std::time::Instant> = None;
@@ -126,22 +127,35 @@ impl Scheduler {
                             tracing::error!(run_id = %claimed.run.id, "more runs claimed than free workers");
                             continue;
                         };
-                        let (worker, jobs, wake) = (worker.clone(), jobs.clone(), self.wake.clone());
+                        let (jobs, wake) = (jobs.clone(), self.wake.clone());
                         let (run_ended, run_done) = (run_ended.clone(), run_done.clone());
-                        let metrics = self.metrics.clone();
+                        let (metrics, owner) = (self.metrics.clone(), self.owner.clone());
+                        let worker = self.chained(&worker, &stop);
                         tracker.spawn(async move {
-                            let name = claimed.run.job.clone();
-                            match worker.execute(jobs.get(&name), claimed).await {
-                                Ok(Some(state)) => metrics.run_ended(&name, state.as_str()),
-                                Ok(None) => {}
-                                Err(err) => {
-                                    tracing::error!(error = %err, "recording a run failed at shutdown; it resumes after restart (with replicas, once its lease ends)")
+                            // The run, then whatever the transaction that ended it claimed next.
+                            let mut next = Some((claimed, jobs));
+                            while let Some((claimed, jobs)) = next.take() {
+                                let name = claimed.run.job.clone();
+                                match worker.execute(jobs.get(&name), claimed).await {
+                                    Ok(Some(state)) => metrics.run_ended(&name, state.as_str()),
+                                    Ok(None) => {}
+                                    Err(err) => {
+                                        tracing::error!(error = %err, "recording a run failed at shutdown; it resumes after restart (with replicas, once its lease ends)")
+                                    }
                                 }
+                                if let Some(worker::Chained { report, jobs }) = worker.chain.take() {
+                                    metrics.matched(report.matched);
+                                    for leftover in report.taken_over {
+                                        end_leftovers_of_this_host(leftover, &owner).await;
+                                    }
+                                    next = report.claimed.into_iter().next().map(|claimed| (claimed, jobs));
+                                }
+                                // Other jobs' runs may be due now: the loop ticks at once.
+                                run_ended.store(true, Ordering::Release);
+                                run_done.notify_one();
+                                wake.notify_one();
                             }
                             drop(slot);
-                            run_ended.store(true, Ordering::Release);
-                            run_done.notify_one();
-                            wake.notify_one();
                         });
                     }
                 }
@@ -171,6 +185,26 @@ impl Scheduler {
                 cancel_actions.cancel();
                 tracker.wait().await;
             }
+        }
+    }
+}
+
+impl Scheduler {
+    /// A worker whose run's end also claims one due run for it (`Chain`), until `stop`.
+    fn chained(&self, worker: &worker::Worker, stop: &CancellationToken) -> worker::Worker {
+        let (jobs, owner, lease, stop) = (self.jobs.clone(), self.owner.clone(), self.lease, stop.clone());
+        let tick = move || {
+            (!stop.is_cancelled()).then(|| Tick {
+                now: None,
+                jobs: jobs.load(),
+                claims: 1,
+                owner: owner.clone(),
+                lease,
+            })
+        };
+        worker::Worker {
+            chain: worker::Chain { tick: Some(Arc::new(tick)), report: Default::default() },
+            ..worker.clone()
         }
     }
 }

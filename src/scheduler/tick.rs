@@ -262,8 +262,12 @@ async fn interrupt(tx: &mut dyn DecideTx, run: &RunFacts, now: Timestamp) -> Res
 
 /// Records how an attempt of `run` ended (with its last action) and applies the run-state
 /// rules, at `now` (`None`: the clock once the transaction has begun, as for [`Tick::now`]).
-/// `None` when the run is no longer `owner`'s (its lease ended and another replica took it
-/// back): then nothing about the run changes.
+/// The state is `None` when the run is no longer `owner`'s (its lease ended and another
+/// replica took it back): then nothing about the run changes.
+///
+/// With `then`, a whole tick follows in the same transaction (its report comes back): the
+/// worker that ran the run claims what is due next (often its job's next run, waiting for this
+/// one to end) without a second turn at the store.
 pub async fn finish(
     store: &Store,
     run: RunId,
@@ -271,29 +275,46 @@ pub async fn finish(
     last_action: Option<ActionResult>,
     owner: Arc<str>,
     now: Option<Timestamp>,
-) -> Result<Option<RunState>, StoreError> {
+    then: Option<Tick>,
+) -> Result<(Option<RunState>, Option<TickReport>), StoreError> {
     store
         .transaction(Box::new(move |tx| {
             Box::pin(async move {
-                let now = now.unwrap_or_else(Timestamp::now);
-                if let Some(action) = &last_action {
-                    tx.record_action(action).await?;
-                }
-                let Some(facts) = tx.run_facts(&run).await? else { return Ok(None) };
-                if facts.state != RunState::Running || facts.owner.as_deref() != Some(&owner) {
-                    return Ok(None);
-                }
-                let outcome = outcome.unless_cancelled(facts.cancel_requested_by.as_deref());
-                if outcome == Outcome::Interrupted {
-                    return Ok(Some(interrupt(tx, &facts, now).await?.state()));
-                }
-                let queued = tx.queued_run(&facts.job).await?;
-                let transition = after_attempt(&outcome, facts.attempt, queued.as_ref(), now);
-                tx.apply(&run, &transition, now).await?;
-                Ok(Some(transition.state()))
+                let state = finish_in(tx, &run, outcome, last_action, &owner, now).await?;
+                let report = match &then {
+                    Some(tick) => Some(decide(tx, tick).await?),
+                    None => None,
+                };
+                Ok((state, report))
             })
         }))
         .await
+}
+
+async fn finish_in(
+    tx: &mut dyn DecideTx,
+    run: &RunId,
+    outcome: Outcome,
+    last_action: Option<ActionResult>,
+    owner: &str,
+    now: Option<Timestamp>,
+) -> Result<Option<RunState>, StoreError> {
+    let now = now.unwrap_or_else(Timestamp::now);
+    if let Some(action) = &last_action {
+        tx.record_action(action).await?;
+    }
+    let Some(facts) = tx.run_facts(run).await? else { return Ok(None) };
+    if facts.state != RunState::Running || facts.owner.as_deref() != Some(owner) {
+        return Ok(None);
+    }
+    let outcome = outcome.unless_cancelled(facts.cancel_requested_by.as_deref());
+    if outcome == Outcome::Interrupted {
+        return Ok(Some(interrupt(tx, &facts, now).await?.state()));
+    }
+    let queued = tx.queued_run(&facts.job).await?;
+    let transition = after_attempt(&outcome, facts.attempt, queued.as_ref(), now);
+    tx.apply(run, &transition, now).await?;
+    Ok(Some(transition.state()))
 }
 
 /// At the start of a server that holds its store alone (SQLite): every run left `running` was

@@ -73,6 +73,7 @@ conformance!(
     a_burst_within_the_debounce_gives_one_run_and_max_wait_caps_a_trickle,
     an_all_gate_queues_nothing_until_every_upstream_delivered,
     a_job_never_has_two_runs_running_and_events_during_a_run_give_one_follow_up,
+    the_transaction_that_ends_a_run_claims_the_follow_up_that_waited_for_it,
     a_failed_attempt_with_retries_left_is_queued_again_and_counted,
     a_run_whose_lease_ended_is_taken_over_and_its_first_owner_can_no_longer_finish_it,
     a_live_replicas_own_run_is_never_taken_over,
@@ -145,7 +146,7 @@ async fn tick_at(store: &Store, jobs: &Arc<BTreeMap<String, Job>>, now: Timestam
 }
 
 async fn finish(store: &Store, run: &RunId, outcome: Outcome, owner: &str, now: Timestamp) -> Option<RunState> {
-    tick::finish(store, run.clone(), outcome, None, owner.into(), Some(now)).await.unwrap()
+    tick::finish(store, run.clone(), outcome, None, owner.into(), Some(now), None).await.unwrap().0
 }
 
 /// Who the conformance tests say asked for a verb.
@@ -336,6 +337,42 @@ async fn a_job_never_has_two_runs_running_and_events_during_a_run_give_one_follo
     assert_eq!(next.len(), 1);
     assert_eq!(next[0].events.len(), 3);
     assert!(tick_at(store, &jobs, at(9), 4).await.claimed.is_empty());
+}
+
+async fn the_transaction_that_ends_a_run_claims_the_follow_up_that_waited_for_it(store: &Store) {
+    let jobs = jobs("[jobs.t]\nafter = [\"a\"]\n");
+    record(store, "a", "e1", at(0)).await;
+    let first = tick_at(store, &jobs, at(1), 1).await.claimed.remove(0);
+    // Events arrive while it runs; no tick has matched them yet.
+    record(store, "a", "during0", at(2)).await;
+    record(store, "a", "during1", at(3)).await;
+    let then = Tick {
+        now: Some(at(4)),
+        jobs: jobs.clone(),
+        claims: 1,
+        owner: "host/one".into(),
+        lease: Duration::from_secs(30),
+    };
+    let (state, report) =
+        tick::finish(store, first.run.id.clone(), Outcome::Succeeded, None, "host/one".into(), Some(at(4)), Some(then))
+            .await
+            .unwrap();
+    assert_eq!(state, Some(RunState::Succeeded));
+    let report = report.expect("the chained tick's report");
+    assert_eq!(report.matched, 2, "the events that came during the run are matched in the same transaction");
+    assert_eq!(report.claimed.len(), 1, "and their run is claimed for the worker at once");
+    let next = &report.claimed[0];
+    assert_ne!(next.run.id, first.run.id);
+    assert_eq!(next.events.len(), 2);
+    let shown = store.run(&next.run.id).await.unwrap().unwrap();
+    assert_eq!(shown.state, RunState::Running, "claimed by this replica, in the store");
+    assert!(tick_at(store, &jobs, at(5), 4).await.claimed.is_empty(), "never a second run of the job at once");
+    // A run that is not ours any more (or a tick told nothing) hands nothing on.
+    let (state, report) =
+        tick::finish(store, first.run.id.clone(), Outcome::Succeeded, None, "host/one".into(), Some(at(6)), None)
+            .await
+            .unwrap();
+    assert_eq!((state, report.is_none()), (None, true));
 }
 
 async fn a_failed_attempt_with_retries_left_is_queued_again_and_counted(store: &Store) {

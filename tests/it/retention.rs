@@ -121,7 +121,7 @@ async fn finish(store: &Store, run: &RunId, at: Timestamp, output: &str) {
         process_group: None,
         dbt: None,
     };
-    tick::finish(store, run.clone(), Outcome::Succeeded, Some(action), OWNER.into(), Some(at)).await.unwrap();
+    tick::finish(store, run.clone(), Outcome::Succeeded, Some(action), OWNER.into(), Some(at), None).await.unwrap();
 }
 
 /// The history both tests prune, by day (now is day 200; defaults: events 90d → day 110,

@@ -84,6 +84,7 @@ pub async fn an_hourly_tick_fires_once_and_a_long_downtime_once(store: &Store, j
         None,
         "test".into(),
         Some(at("2026-11-24T11:00:03Z")),
+        None,
     )
     .await
     .unwrap();

@@ -65,7 +65,7 @@ pub async fn history(store: &Store, prefix: &str) -> Vec<String> {
             process_group: None,
             dbt: None,
         };
-        tick::finish(store, run.id.clone(), Outcome::Succeeded, Some(action), "h/1".into(), None).await.unwrap();
+        tick::finish(store, run.id.clone(), Outcome::Succeeded, Some(action), "h/1".into(), None, None).await.unwrap();
     }
     ids
 }
