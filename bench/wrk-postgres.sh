@@ -7,7 +7,8 @@
 #
 # Knobs: HANDOFF_BIN (default target/release/handoff), PG (default
 # postgres://postgres@127.0.0.1:5432), CONNS (per replica, default 32), DUR (default 15s),
-# REPLICAS (default "1 2"), JOB (1: a job with debounce 5s / max_wait 1m listens, the default).
+# REPLICAS (default "1 2"), JOB (1: a job with debounce 5s / max_wait 1m listens, the default),
+# PG_PARAMS (appended to the database URL, e.g. "?sslmode=disable"; default none: TLS if offered).
 # Needs wrk and psql; uses the wrk script of ../shared/bench (run its run.sh once to make it).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -17,6 +18,7 @@ CONNS=${CONNS:-32}
 DUR=${DUR:-15s}
 REPLICAS=${REPLICAS:-"1 2"}
 JOB=${JOB:-1}
+PG_PARAMS=${PG_PARAMS:-}
 LUA=${LUA:-/tmp/bench/post.lua}
 SECRET=${WEBHOOK_SECRET:-bench-secret-do-not-use-in-prod-7f3a9c}
 T=$(mktemp -d /tmp/handoff-wrk-pg.XXXXXX)
@@ -31,7 +33,7 @@ for n in $REPLICAS; do
   pids=()
   for i in $(seq 1 "$n"); do
     port=$((8100 + i))
-    { printf '[server]\nlisten = "127.0.0.1:%s"\n\n[store]\nurl = "%s/%s"\n\n' "$port" "$PG" "$db"
+    { printf '[server]\nlisten = "127.0.0.1:%s"\n\n[store]\nurl = "%s/%s%s"\n\n' "$port" "$PG" "$db" "$PG_PARAMS"
       printf '[sources.prod]\nkind = "hmac"\nsecret = { env = "BENCH_SECRET" }\n'
       [ "$JOB" = 1 ] && printf '\n[jobs.transform]\nafter = ["prod"]\ndebounce = "5s"\nmax_wait = "1m"\n[[jobs.transform.actions]]\nkind = "command"\nprogram = "true"\n'
     } > "$T/r$i.toml"
