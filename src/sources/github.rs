@@ -30,7 +30,7 @@ pub(super) fn normalise(delivery: &Delivery<'_>) -> Result<Normalised, String> {
     let delivery_id = delivery.header("x-github-delivery");
     let body = if generic::is_blank(delivery.body) { Map::new() } else { object(delivery.body, "GitHub")? };
     if !is_githubs(&body) {
-        let mut event = generic::read(&body, delivery_id)?;
+        let mut event = generic::read(|key| body.get(key), delivery_id)?;
         // As for GitHub's own deliveries, the header names the event; the body's `type` is
         // kept when there is none.
         event.event_type = event_type.or(event.event_type);
