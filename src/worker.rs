@@ -430,11 +430,14 @@ impl Worker {
             (Outcome::Interrupted, _) | (_, None) => None,
             (_, Some(tick)) => tick(),
         };
+        // Only the first try carries the tick: should it fail for a reason of its own, the
+        // run's end is still recorded on the next try, and the scheduler's loop decides.
+        let mut first_try = then.clone();
         let (state, report) = self
             .persist(|| {
                 let (outcome, last) = (outcome.clone(), last.clone());
                 let (run, owner) = (claimed.run.id.clone(), self.owner.clone());
-                tick::finish(&self.store, run, outcome, last, owner, None, then.clone())
+                tick::finish(&self.store, run, outcome, last, owner, None, first_try.take())
             })
             .await?;
         if let (Some(report), Some(tick)) = (report, then)
