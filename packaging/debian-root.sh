@@ -2,7 +2,9 @@
 # debootstrap, kept as a tarball in the cache directory so that only the first run downloads
 # (about 4 minutes; later runs unpack it in seconds).
 cache_dir=${HANDOFF_CI_CACHE:-/var/cache/handoff-ci}
-root_tarball=$cache_dir/bookworm-minbase.tar
+# v2: the root directory itself is 0755 (mktemp makes it 0700, and tar keeps that for ".",
+# which left / untraversable for the unprivileged users the tests run as).
+root_tarball=$cache_dir/bookworm-minbase.v2.tar
 
 ensure_root_tarball() {
   [ -s "$root_tarball" ] && return
@@ -13,8 +15,9 @@ ensure_root_tarball() {
   mkdir -p "$cache_dir"
   local tmp
   tmp=$(mktemp -d "$cache_dir/root.XXXXXX")
+  chmod 755 "$tmp"
   debootstrap --variant=minbase --include=ca-certificates bookworm "$tmp" http://deb.debian.org/debian >&2
   tar -C "$tmp" -cf "$root_tarball.part" .
   mv "$root_tarball.part" "$root_tarball"
-  rm -rf "$tmp"
+  rm -rf "$tmp" "$cache_dir/bookworm-minbase.tar"
 }

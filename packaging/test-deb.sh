@@ -59,6 +59,7 @@ ensure_root_tarball
 root="$out/root"
 mkdir "$root"
 tar -C "$root" -xf "$root_tarball"
+chmod 755 "$root"   # the service's user must be able to reach /usr/bin
 mount -t proc proc "$root/proc"
 cp "$deb" "$root/tmp/handoff.deb"
 chroot "$root" dpkg -i /tmp/handoff.deb > "$out/dpkg.log" 2>&1 || { cat "$out/dpkg.log" >&2; fail "dpkg -i failed"; }
